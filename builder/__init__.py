@@ -1,0 +1,1 @@
+"""Build, verify, smoke-test and publish gosu-based container base images."""

@@ -1,0 +1,112 @@
+"""The one table of architectures: dpkg name -> OCI platform, Alpine name, ELF identity.
+
+gosu names its release files by dpkg architecture, registries speak OCI
+platforms, Alpine has its own names and the kernel only trusts the ELF
+header. Everything that converts between them reads this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ELF e_ident[EI_CLASS] / e_ident[EI_DATA] values.
+ELFCLASS32, ELFCLASS64 = 1, 2
+ELFDATA2LSB, ELFDATA2MSB = 1, 2
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        parts = [self.os, self.architecture] + ([self.variant] if self.variant else [])
+        return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Arch:
+    dpkg: str
+    # The first platform is the canonical one; armhf also serves arm/v7,
+    # because upstream builds it for ARMv6, which v7 cores run.
+    platforms: tuple[Platform, ...]
+    alpine: str | None
+    elf_machine: int
+    elf_class: int
+    elf_data: int
+
+    @property
+    def platform(self) -> Platform:
+        return self.platforms[0]
+
+    @property
+    def release_file(self) -> str:
+        return f"gosu-{self.dpkg}"
+
+
+def _p(spec: str) -> Platform:
+    return Platform(*spec.split("/"))
+
+
+ARCHES: tuple[Arch, ...] = (
+    Arch("amd64", (_p("linux/amd64"),), "x86_64", 62, ELFCLASS64, ELFDATA2LSB),
+    Arch("arm64", (_p("linux/arm64/v8"),), "aarch64", 183, ELFCLASS64, ELFDATA2LSB),
+    Arch("armel", (_p("linux/arm/v5"),), None, 40, ELFCLASS32, ELFDATA2LSB),
+    Arch("armhf", (_p("linux/arm/v6"), _p("linux/arm/v7")), "armhf", 40, ELFCLASS32, ELFDATA2LSB),
+    Arch("i386", (_p("linux/386"),), "x86", 3, ELFCLASS32, ELFDATA2LSB),
+    Arch("mips64el", (_p("linux/mips64le"),), None, 8, ELFCLASS64, ELFDATA2LSB),
+    Arch("ppc64el", (_p("linux/ppc64le"),), "ppc64le", 21, ELFCLASS64, ELFDATA2LSB),
+    Arch("riscv64", (_p("linux/riscv64"),), "riscv64", 243, ELFCLASS64, ELFDATA2LSB),
+    Arch("s390x", (_p("linux/s390x"),), "s390x", 22, ELFCLASS64, ELFDATA2MSB),
+)
+
+BY_DPKG = {a.dpkg: a for a in ARCHES}
+NAMES = tuple(BY_DPKG)
+
+# `uname -m` inside a container of that arch (what smoke tests compare).
+UNAME = {
+    "amd64": "x86_64", "arm64": "aarch64", "armel": "armv5tel", "armhf": "armv7l",
+    "i386": "i686", "mips64el": "mips64", "ppc64el": "ppc64le", "riscv64": "riscv64",
+    "s390x": "s390x",
+}
+
+
+class UnknownArch(ValueError):
+    pass
+
+
+def get(name: str) -> Arch:
+    """Look up by dpkg name, accepting OCI and Alpine spellings too."""
+    key = name.strip().lower()
+    if key in BY_DPKG:
+        return BY_DPKG[key]
+    for arch in ARCHES:
+        if key == arch.alpine or any(key in (str(p), p.architecture) for p in arch.platforms):
+            return arch
+    raise UnknownArch(
+        f"unknown architecture {name!r}: use one of {', '.join(NAMES)}"
+    )
+
+
+def parse_list(spec: str | None, default: tuple[str, ...] = NAMES) -> list[Arch]:
+    """Parse 'amd64,arm64' (or None for the default) into Arch entries, deduplicated."""
+    names = [s for s in (spec.split(",") if spec else default) if s.strip()]
+    if not names:
+        raise UnknownArch(f"empty architecture list {spec!r}: use one of {', '.join(NAMES)}")
+    out: list[Arch] = []
+    for n in names:
+        a = get(n)
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def from_platform(spec: str) -> Arch:
+    """'linux/arm/v7' -> armhf; the variant matters only where the table lists one."""
+    parts = spec.split("/")
+    for arch in ARCHES:
+        for p in arch.platforms:
+            if str(p) == spec or (len(parts) == 2 and (p.os, p.architecture) == tuple(parts)):
+                return arch
+    raise UnknownArch(f"no gosu architecture for platform {spec!r}")

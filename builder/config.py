@@ -1,0 +1,57 @@
+"""Turn the Invoke configuration (invoke.yaml + environment + flags) into plain options.
+
+tasks.py passes the raw config section and the flags; nothing else in the
+package reads configuration, so every stage is a function of its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import arches, lock as lockfile
+from .fetch import FetchOptions
+from .verify import normalize_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_path(value: str | Path) -> Path:
+    """Config paths are relative to the project; absolute ones stay as given."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else ROOT / p
+
+
+def cli_path(value: str | None) -> Path | None:
+    """Paths typed on the command line are relative to where the user stands."""
+    return Path(value).expanduser().resolve() if value else None
+
+
+def source_of(gosu: Mapping, mirror: str | None) -> str:
+    base = mirror or gosu.get("mirror") or gosu["release_url"]
+    if "://" not in base:
+        path = cli_path(base) if mirror else project_path(base)
+        if not path.is_dir():
+            raise ValueError(f"mirror directory {base!r} does not exist; pass an HTTP base URL or a directory "
+                             "laid out as <dir>/<version>/gosu-<arch>")
+        return str(path)
+    return base
+
+
+def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None = None,
+                  mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
+                  cache_dir: str | None = None, enforce_lock: bool = True) -> FetchOptions:
+    lock = lockfile.load(project_path(gosu["lock_file"]))
+    return FetchOptions(
+        version=version or gosu.get("version") or lock.version,
+        arches=tuple(arches.parse_list(arch)),
+        source=source_of(gosu, mirror),
+        key_file=cli_path(key) or project_path(gosu["key_file"]),
+        fingerprint=normalize_fingerprint(fingerprint or gosu["fingerprint"]),
+        cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
+        lock=lock if enforce_lock else None,
+        timeout=float(gosu["timeout"]),
+        retries=int(gosu["retries"]),
+        backoff=float(gosu["backoff"]),
+        parallel=int(gosu["parallel"]),
+    )

@@ -1,0 +1,59 @@
+"""Invoke entry point: parse arguments, call `builder`. No logic lives here."""
+
+import shlex
+import sys
+
+from invoke import Exit, task
+
+from builder import config, fetch as fetch_stage, lock as lockfile
+
+FETCH_HELP = {
+    "version": "gosu release to fetch (default: the version pinned in gosu.lock.json)",
+    "arch": "comma-separated dpkg architectures (default: all nine)",
+    "mirror": "HTTP base URL or local directory laid out as <mirror>/<version>/<file> (default: GitHub releases)",
+    "key": "OpenPGP public key file to trust instead of keys/ (the fingerprint check still applies)",
+    "fingerprint": "full fingerprint the signing key must have (default: the pinned one)",
+    "cache_dir": "where verified binaries are cached (default: .cache/gosu)",
+}
+
+
+def _fetch(c, enforce_lock=True, **kw) -> fetch_stage.FetchReport:
+    try:
+        opts = config.fetch_options(c.config.gosu, enforce_lock=enforce_lock, **kw)
+    except ValueError as e:  # bad flags or config: arches, mirror, fingerprint, lock file
+        raise Exit(f"error: {e}", code=2)
+    report = fetch_stage.fetch(opts)
+    fetch_stage.print_report(report)
+    if not report.ok:
+        raise Exit(code=1)
+    return report
+
+
+@task(help=FETCH_HELP)
+def fetch(c, version=None, arch=None, mirror=None, key=None, fingerprint=None, cache_dir=None):
+    """Download gosu for each arch and verify signature, SHA256SUMS, ELF header and lock."""
+    _fetch(c, version=version, arch=arch, mirror=mirror, key=key, fingerprint=fingerprint, cache_dir=cache_dir)
+
+
+@task(help={**{k: v for k, v in FETCH_HELP.items() if k != "arch"}, "version": "gosu release to pin (required)"})
+def lock(c, version, mirror=None, key=None, fingerprint=None, cache_dir=None):
+    """Fetch and verify every arch of a release, then rewrite gosu.lock.json with the results."""
+    report = _fetch(c, enforce_lock=False, version=version, mirror=mirror, key=key,
+                    fingerprint=fingerprint, cache_dir=cache_dir)
+    path = config.project_path(c.config.gosu.lock_file)
+    lockfile.save(path, lockfile.from_fetched(version, report.fetched, config.normalize_fingerprint(
+        fingerprint or c.config.gosu.fingerprint)))
+    print(f"wrote {path}: gosu {version}, {len(report.fetched)} arches")
+
+
+@task(help={"k": "only run tests matching this pytest -k expression", "x": "stop at the first failure"})
+def test(c, k=None, x=False):
+    """Run the whole test suite (pytest)."""
+    args = (["-k", k] if k else []) + (["-x"] if x else [])
+    c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
+
+
+@task(help={"mirror": FETCH_HELP["mirror"], "version": FETCH_HELP["version"]})
+def release(c, mirror=None, version=None):
+    """The main job: fetch and verify gosu for every architecture."""
+    _fetch(c, version=version, mirror=mirror)

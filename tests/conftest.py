@@ -1,0 +1,85 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder import arches, lock as lockfile
+from builder.fetch import FetchOptions
+
+from .fakerelease import make_release
+from .gpgkit import GpgTestKey
+from .httpmirror import Mirror
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("BASE_GOSU_SHARED", ROOT.parent / "shared"))
+# CI sets this so that a missing engine or missing shared/ fails instead of skipping.
+STRICT = os.environ.get("BASE_GOSU_REQUIRE_ENGINE") == "1"
+
+
+def skip_or_fail(reason: str):
+    if STRICT:
+        pytest.fail(f"{reason} (BASE_GOSU_REQUIRE_ENGINE=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def release_key():
+    key = GpgTestKey.generate("Release Test <release@test.invalid>")
+    yield key
+    key.close()
+
+
+@pytest.fixture(scope="session")
+def attacker_key():
+    key = GpgTestKey.generate("Attacker <attacker@test.invalid>")
+    yield key
+    key.close()
+
+
+@pytest.fixture
+def release(tmp_path, release_key):
+    """A nine-arch release 'v9.9' signed by release_key, plus its public key file."""
+    root = tmp_path / "mirror"
+    digests = make_release(root, "9.9", release_key)
+    key_file = release_key.export(tmp_path / "release-key.asc")
+    return root, digests, key_file
+
+
+@pytest.fixture
+def mirror(release):
+    with Mirror(release[0]) as m:
+        yield m
+
+
+@pytest.fixture
+def options(tmp_path, release, release_key):
+    """FetchOptions factory pointed at the test release and key."""
+    root, digests, key_file = release
+
+    def make(source: str | None = None, arch_names=None, lock=None, **kw) -> FetchOptions:
+        args = dict(
+            version="9.9",
+            arches=tuple(arches.parse_list(arch_names)),
+            source=source or str(root),
+            key_file=key_file,
+            fingerprint=release_key.fingerprint,
+            cache_dir=tmp_path / "cache",
+            lock=lock,
+            retries=2,
+            backoff=0.01,
+            timeout=5,
+        )
+        args.update(kw)
+        return FetchOptions(**args)
+    return make
+
+
+def lock_for(digests: dict[str, str], version: str = "9.9") -> lockfile.Lock:
+    return lockfile.Lock(version, {a: lockfile.LockEntry(h, None, "test", "test") for a, h in digests.items()})
+
+
+def cache_files(cache: Path) -> list[Path]:
+    """Everything in the cache a later step could pick up (staging excluded, but must be empty)."""
+    return sorted(p for p in cache.rglob("*") if p.is_file()) if cache.exists() else []

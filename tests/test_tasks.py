@@ -1,0 +1,97 @@
+"""The Invoke interface as users script against it: output lines, exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT, lock_for
+
+INVOKE = [sys.executable, "-m", "invoke"]
+
+
+def invoke(*args, env=None):
+    return subprocess.run(INVOKE + list(args), cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_list_shows_every_task_with_help():
+    out = invoke("--list").stdout
+    for name in ("fetch", "lock"):
+        line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
+        assert len(line.split(None, 1)[1]) > 10
+
+
+def test_every_option_has_help():
+    for name in ("fetch", "lock"):
+        out = invoke("--help", name).stdout
+        opts = [l for l in out.splitlines() if l.strip().startswith("-")]
+        assert opts and all(len(l.split("  ")[-1].strip()) > 5 and l.strip().count(" ") > 2 for l in opts), out
+
+
+def test_fetch_prints_sha_and_path_per_arch(tmp_path, release, release_key):
+    root, digests, key_file = release
+    r = invoke("fetch", "--version", "9.9", "--arch", "amd64,s390x", "--mirror", str(root), "--key", str(key_file),
+               "--fingerprint", release_key.fingerprint, "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split()[:2] for l in lines] == [["amd64", digests["amd64"]], ["s390x", digests["s390x"]]]
+    assert all(Path(l.split()[2]).is_file() for l in lines)
+
+
+def test_fetch_failure_exits_nonzero_with_one_line_per_failing_arch(tmp_path, release, release_key, attacker_key):
+    root, _, key_file = release
+    attacker_key.sign(root / "9.9" / "gosu-arm64")
+    (root / "9.9" / "gosu-i386.asc").unlink()
+    r = invoke("fetch", "--version", "9.9", "--mirror", str(root), "--key", str(key_file),
+               "--fingerprint", release_key.fingerprint, "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 1
+    failed = [l for l in r.stderr.splitlines() if l.startswith("FAILED")]
+    assert len(failed) == 2
+    assert failed[0].startswith("FAILED arm64: gosu-arm64: wrong key:")
+    assert failed[1].startswith("FAILED i386: gosu-i386.asc: missing signature:")
+    assert len(r.stdout.splitlines()) == 7
+
+
+def test_key_never_relaxes_the_pinned_fingerprint(tmp_path, release):
+    root, _, key_file = release
+    r = invoke("fetch", "--version", "9.9", "--arch", "amd64", "--mirror", str(root), "--key", str(key_file),
+               "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 1
+    assert "must hold exactly the pinned key B42F6819007F00F88E364FD4036A9C25BF357DD4" in r.stderr
+
+
+def test_bad_arguments_get_clear_errors(tmp_path):
+    r = invoke("fetch", "--arch", "sparc")
+    assert r.returncode == 2 and "unknown architecture 'sparc'" in r.stderr
+    r = invoke("fetch", "--mirror", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "mirror directory" in r.stderr
+    r = invoke("fetch", "--fingerprint", "036A9C25BF357DD4")
+    assert r.returncode == 2 and "full 40" in r.stderr
+
+
+def test_locked_version_is_enforced_and_lock_rewrites_it(tmp_path, release, release_key):
+    root, digests, key_file = release
+    lock = tmp_path / "gosu.lock.json"
+    lock.write_text(json.dumps({"version": "9.9", "arches": {a: {"sha256": "0" * 64, "size": None, "source": "t",
+                                                                  "confidence": "t"} for a in digests}}))
+    env = {"INVOKE_GOSU_LOCK_FILE": str(lock), "INVOKE_GOSU_MIRROR": str(root), "INVOKE_GOSU_KEY_FILE": str(key_file),
+           "INVOKE_GOSU_FINGERPRINT": release_key.fingerprint, "INVOKE_GOSU_CACHE_DIR": str(tmp_path / "c")}
+    r = invoke("fetch", "--arch", "amd64", env=env)  # default version: the lock's
+    assert r.returncode == 1 and "lock mismatch" in r.stderr
+    r = invoke("lock", "--version", "9.9", env=env)
+    assert r.returncode == 0, r.stderr
+    new = json.loads(lock.read_text())
+    assert {a: e["sha256"] for a, e in new["arches"].items()} == digests
+    assert all(e["confidence"].startswith("verified: signature by " + release_key.fingerprint + " and signed SHA256SUMS")
+               for e in new["arches"].values())
+    r = invoke("fetch", env=env)
+    assert r.returncode == 0 and "lock" in r.stdout.splitlines()[0]
+
+
+def test_repo_lock_pins_gosu_1_19_for_all_nine_arches():
+    lock = json.loads((ROOT / "gosu.lock.json").read_text())
+    assert lock["version"] == "1.19" and len(lock["arches"]) == 9
+    assert lock["arches"]["amd64"]["sha256"] == "52c8749d0142edd234e9d6bd5237dff2d81e71f43537e2f4f66f75dd4b243dd0"
+    assert all(e["confidence"] and e["source"] for e in lock["arches"].values())
