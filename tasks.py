@@ -5,7 +5,8 @@ import sys
 
 from invoke import Exit, task
 
-from builder import config, fetch as fetch_stage, lock as lockfile
+from builder import config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline, testmirror
+from builder.engine import Engine, EngineError
 
 FETCH_HELP = {
     "version": "gosu release to fetch (default: the version pinned in gosu.lock.json)",
@@ -15,6 +16,23 @@ FETCH_HELP = {
     "fingerprint": "full fingerprint the signing key must have (default: the pinned one)",
     "cache_dir": "where verified binaries are cached (default: .cache/gosu)",
 }
+
+
+IMAGE_HELP = {
+    "flavor": "comma-separated flavors: minideb, ubuntu, alpine (default: all)",
+    "arch": "comma-separated dpkg architectures (default: this machine's)",
+    "gosu_version": FETCH_HELP["version"],
+    "mirror": FETCH_HELP["mirror"],
+    "key": FETCH_HELP["key"],
+    "fingerprint": FETCH_HELP["fingerprint"],
+}
+
+
+def _request(c, **kw):
+    try:
+        return config.build_request(c.config, **kw)
+    except ValueError as e:
+        raise Exit(f"error: {e}", code=2)
 
 
 def _fetch(c, enforce_lock=True, **kw) -> fetch_stage.FetchReport:
@@ -57,3 +75,41 @@ def test(c, k=None, x=False):
 def release(c, mirror=None, version=None):
     """The main job: fetch and verify gosu for every architecture."""
     _fetch(c, version=version, mirror=mirror)
+
+
+@task
+def up(c):
+    """Make this machine ready: Docker engine, qemu emulation, a registry on 127.0.0.1, seeded bases."""
+    try:
+        local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
+    except (local_stage.SetupError, EngineError, ValueError) as e:
+        raise Exit(f"up: error: {e}", code=1)
+
+
+@task
+def down(c):
+    """Stop the engine and registry that `invoke up` started (packages and seeded data stay)."""
+    local_stage.down(config.local_settings(c.config.local), sys.stdout)
+
+
+@task(help={"arch": "comma-separated dpkg architectures Debian packages gosu for (default: amd64,arm64)",
+            "dest": "directory to write the mirror to (default: .cache/test-mirror)"})
+def test_mirror(c, arch="amd64,arm64", dest=None):
+    """Make a gosu mirror from Debian's packages, signed by a throwaway key (offline use only)."""
+    names = tuple(a.dpkg for a in config.arches.parse_list(arch))
+    root = config.cli_path(dest) or config.project_path(".cache/test-mirror")
+    try:
+        testmirror.make(root, names, sys.stdout)
+    except local_stage.SetupError as e:
+        raise Exit(f"test-mirror: error: {e}", code=1)
+
+
+@task(help=IMAGE_HELP)
+def build(c, flavor=None, arch=None, gosu_version=None, mirror=None, key=None, fingerprint=None):
+    """Build org/base-gosu:<flavor>-<arch> images in the local engine from verified gosu."""
+    req = _request(c, flavor=flavor, arch=arch, gosu_version=gosu_version, mirror=mirror, key=key,
+                   fingerprint=fingerprint)
+    try:
+        pipeline.build(req, Engine())
+    except (pipeline.PipelineError, EngineError, ValueError) as e:
+        raise Exit(f"build: error: {e}", code=1)

@@ -55,3 +55,47 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
         backoff=float(gosu["backoff"]),
         parallel=int(gosu["parallel"]),
     )
+
+
+def local_settings(local: Mapping) -> "LocalSettings":
+    from .local import LocalSettings
+    return LocalSettings(
+        state_dir=project_path(local["state_dir"]),
+        registry_port=int(local["registry_port"]),
+        arches=tuple(a.dpkg for a in arches.parse_list(local["arches"])),
+        debian_mirror=local["debian_mirror"],
+        debian_suite=local["debian_suite"],
+        alpine_dir=project_path(local["alpine_dir"]),
+        alpine_version=str(local["alpine_version"]),
+        minideb_seed=local["minideb_seed"],
+        ubuntu_seed=local["ubuntu_seed"],
+        alpine_seed=local["alpine_seed"],
+    )
+
+
+def image_settings(images: Mapping) -> "ImageSettings":
+    from .images import Flavor, ImageSettings
+    flavors = {
+        name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
+                     tuple(a.dpkg for a in arches.parse_list(f["arches"])))
+        for name, f in images["flavors"].items()
+    }
+    return ImageSettings(
+        repository=images["repository"], flavors=flavors, base_mirror=images["base_mirror"],
+        use_standins=bool(images["use_standins"]), ops_user=images["ops_user"],
+        ops_uid=int(images["ops_uid"]), ops_gid=int(images["ops_gid"]), source_url=images["source_url"],
+    )
+
+
+def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
+                  mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
+                  default_arch: str | None = None) -> "Request":
+    from .images import plan
+    from .local import native_arch
+    from .pipeline import Request
+    settings = image_settings(c_config.images)
+    targets = plan(settings, flavor, arch, default_arch or native_arch())
+    needed = ",".join(dict.fromkeys(t.arch.dpkg for t in targets))
+    opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
+                         fingerprint=fingerprint)
+    return Request(settings, tuple(targets), opts, ROOT)

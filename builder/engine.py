@@ -1,0 +1,90 @@
+"""The one place that runs the container engine's CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EngineError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Engine:
+    binary: str = "docker"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = True, timeout: float | None = 600, input: str | None = None,
+            capture: bool = True) -> subprocess.CompletedProcess:
+        import os
+        try:
+            proc = subprocess.run([self.binary, *args], capture_output=capture, text=True, timeout=timeout,
+                                  input=input, env={**os.environ, **self.env} if self.env else None)
+        except FileNotFoundError:
+            raise EngineError(f"`{self.binary}` is not installed; run `invoke up` to set up the local engine") from None
+        except subprocess.TimeoutExpired:
+            raise EngineError(f"`{self.binary} {' '.join(args[:3])} ...` did not finish in {timeout} s") from None
+        if check and proc.returncode != 0:
+            tail = (proc.stderr or "").strip().splitlines()[-8:]
+            raise EngineError(f"`{self.binary} {' '.join(args)}` failed ({proc.returncode}): " + " | ".join(tail))
+        return proc
+
+    def available(self) -> bool:
+        try:
+            return self.run("info", "--format", "{{.ServerVersion}}", check=False, timeout=20).returncode == 0
+        except EngineError:
+            return False
+
+    def info(self) -> dict:
+        return json.loads(self.run("info", "--format", "{{json .}}").stdout)
+
+    def has_buildx(self) -> bool:
+        return self.run("buildx", "version", check=False).returncode == 0
+
+    def build(self, context: Path, tag: str, platform: str, dockerfile: Path | None = None,
+              build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+              network: str = "none", no_cache: bool = False) -> None:
+        args = ["build", "--network", network, "--platform", platform, "--tag", tag]
+        if dockerfile:
+            args += ["--file", str(dockerfile)]
+        for k, v in (build_args or {}).items():
+            args += ["--build-arg", f"{k}={v}"]
+        for k, v in (labels or {}).items():
+            args += ["--label", f"{k}={v}"]
+        if no_cache:
+            args.append("--no-cache")
+        self.run(*args, str(context), timeout=1800)
+
+    def inspect(self, ref: str) -> dict | None:
+        proc = self.run("image", "inspect", ref, check=False)
+        return json.loads(proc.stdout)[0] if proc.returncode == 0 else None
+
+    def tag(self, src: str, dest: str) -> None:
+        self.run("tag", src, dest)
+
+    def push(self, ref: str) -> str:
+        """Push and return the manifest digest the registry stored."""
+        out = self.run("push", ref, timeout=1800).stdout
+        for line in out.splitlines():
+            if "digest: sha256:" in line:
+                return line.split("digest: ")[1].split()[0]
+        raise EngineError(f"`docker push {ref}` printed no digest")
+
+    def pull(self, ref: str, platform: str | None = None) -> None:
+        self.run("pull", "--quiet", *(["--platform", platform] if platform else []), ref, timeout=900)
+
+    def remove_image(self, ref: str) -> None:
+        self.run("image", "rm", "--force", ref, check=False)
+
+    def container(self, image: str, *cmd: str, options: list[str] | None = None, timeout: float = 120,
+                  check: bool = False) -> subprocess.CompletedProcess:
+        """`docker run --rm --network none` with the given options."""
+        return self.run("run", "--rm", "--network", "none", *(options or []), image, *cmd,
+                        check=check, timeout=timeout)
+
+    def save(self, ref: str, dest: Path) -> Path:
+        self.run("save", "--output", str(dest), ref, timeout=900)
+        return dest

@@ -1,0 +1,44 @@
+"""Stages chained the one way data flows: fetch -> verify -> build -> smoke -> publish."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import fetch as fetch_stage, images
+from .engine import Engine
+from .fetch import FetchOptions
+
+
+class PipelineError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Request:
+    settings: images.ImageSettings
+    targets: tuple[images.Target, ...]
+    fetch: FetchOptions
+    root: Path
+
+
+def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
+    report = fetch_stage.fetch(req.fetch, log=log)
+    fetch_stage.print_report(report, out=log, err=log)
+    if not report.ok:
+        raise PipelineError("gosu could not be fetched and verified; nothing was built")
+    return {f.arch: f for f in report.fetched}
+
+
+def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
+    gosu = fetch_for(req, log)
+    built = []
+    for t in req.targets:
+        start = time.monotonic()
+        b = images.build(engine, req.settings, t, gosu[t.arch.dpkg], req.root)
+        log.write(f"built {b.tag} ({b.image_id[:19]}, base {b.base.ref}@{b.base.digest[:19]}, "
+                  f"gosu {b.gosu.version}) in {time.monotonic() - start:.1f} s\n")
+        built.append(b)
+    return built

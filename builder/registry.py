@@ -1,0 +1,201 @@
+"""A small OCI distribution-spec client: blobs, manifests, indexes, with auth and retries.
+
+The project assembles and pushes image indexes itself, so multi-arch tags work
+where buildx is absent. Anonymous, basic and bearer-token registries are
+supported; credentials are never logged or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
+
+
+class RegistryError(Exception):
+    pass
+
+
+class AuthError(RegistryError):
+    pass
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def credentials_for(host: str, environ=os.environ) -> tuple[str, str] | None:
+    """REGISTRY_USERNAME/REGISTRY_PASSWORD, else the engine's config.json `auths` entry."""
+    if environ.get("REGISTRY_USERNAME"):
+        return environ["REGISTRY_USERNAME"], environ.get("REGISTRY_PASSWORD", "")
+    cfg = Path(environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        auths = json.loads(cfg.read_text()).get("auths", {})
+    except (OSError, ValueError):
+        return None
+    for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"):
+        entry = auths.get(key)
+        if entry and entry.get("auth"):
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            return user, password
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    return name in ("localhost", "[::1]") or name.startswith("127.")
+
+
+@dataclass
+class Registry:
+    host: str
+    credentials: tuple[str, str] | None = None
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 120
+    bytes_uploaded: int = 0
+    _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    _session: requests.Session | None = field(default=None, repr=False)
+
+    @property
+    def base(self) -> str:
+        # Plain HTTP only for loopback: the local registry binds 127.0.0.1.
+        return f"{'http' if is_loopback(self.host) else 'https'}://{self.host}/v2"
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            retry = Retry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries,
+                          backoff_factor=self.backoff, status_forcelist=(500, 502, 503, 504),
+                          allowed_methods=None, raise_on_status=False)
+            s = requests.Session()
+            s.mount("http://", HTTPAdapter(max_retries=retry))
+            s.mount("https://", HTTPAdapter(max_retries=retry))
+            self._session = s
+        return self._session
+
+    def _request(self, method: str, url: str, repo: str | None, scope_action: str = "pull", **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        scope = f"repository:{repo}:{scope_action}" if repo else ""
+        for attempt in range(2):
+            auth = self._auth_header(scope)
+            try:
+                resp = self.session.request(method, url, headers={**headers, **auth}, timeout=self.timeout, **kw)
+            except requests.RequestException as e:
+                raise RegistryError(f"registry {self.host}: {method} failed: {_reason(e)}") from None
+            if resp.status_code != 401:
+                return resp
+            if attempt == 0 and self._answer_challenge(resp.headers.get("WWW-Authenticate", ""), scope):
+                continue
+            raise AuthError(
+                f"registry {self.host} refused {'the credentials' if self.credentials else 'anonymous access'} "
+                f"(HTTP 401 on {method} {url.split('/v2', 1)[-1]}); set REGISTRY_USERNAME/REGISTRY_PASSWORD "
+                "or `docker login` to that registry")
+        raise AssertionError("unreachable")
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        if scope in self._tokens:
+            return {"Authorization": f"Bearer {self._tokens[scope]}"}
+        if self._tokens.get("*basic*") and self.credentials:
+            raw = base64.b64encode(":".join(self.credentials).encode()).decode()
+            return {"Authorization": f"Basic {raw}"}
+        return {}
+
+    def _answer_challenge(self, challenge: str, scope: str) -> bool:
+        kind, _, params = challenge.partition(" ")
+        if kind.lower() == "basic":
+            if not self.credentials:
+                return False
+            self._tokens["*basic*"] = "1"
+            return True
+        if kind.lower() != "bearer":
+            return False
+        p = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        query = {"service": p.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        try:
+            resp = self.session.get(p["realm"], params=query, timeout=self.timeout,
+                                    auth=self.credentials if self.credentials else None)
+        except (KeyError, requests.RequestException) as e:
+            raise RegistryError(f"registry {self.host}: token request failed: {_reason(e)}") from None
+        if resp.status_code in (401, 403):
+            return False
+        body = resp.json()
+        self._tokens[scope] = body.get("token") or body.get("access_token", "")
+        return True
+
+    def ping(self) -> None:
+        resp = self._request("GET", f"{self.base}/", None)
+        if resp.status_code != 200:
+            raise RegistryError(f"registry {self.host}: GET /v2/ answered {resp.status_code}")
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        resp = self._request("HEAD", f"{self.base}/{repo}/blobs/{digest}", repo)
+        return resp.status_code == 200
+
+    def upload_blob(self, repo: str, data: bytes, digest: str | None = None) -> str:
+        """Monolithic upload (POST then PUT); skipped when the registry already has it."""
+        digest = digest or sha256_digest(data)
+        if self.blob_exists(repo, digest):
+            return digest
+        resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push")
+        _expect(resp, 202, self.host, f"start upload to {repo}")
+        location = resp.headers["Location"]
+        if location.startswith("/"):
+            location = self.base[: -len("/v2")] + location
+        sep = "&" if "?" in location else "?"
+        resp = self._request("PUT", f"{location}{sep}digest={digest}", repo, "pull,push", data=data,
+                             headers={"Content-Type": "application/octet-stream"})
+        _expect(resp, 201, self.host, f"upload blob {digest[:19]} to {repo}")
+        self.bytes_uploaded += len(data)
+        return digest
+
+    def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
+        resp = self._request("PUT", f"{self.base}/{repo}/manifests/{ref}", repo, "pull,push", data=body,
+                             headers={"Content-Type": media_type})
+        _expect(resp, 201, self.host, f"put manifest {repo}:{ref}")
+        self.bytes_uploaded += len(body)
+        return resp.headers.get("Docker-Content-Digest") or sha256_digest(body)
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, str] | None:
+        resp = self._request("GET", f"{self.base}/{repo}/manifests/{ref}", repo, headers={"Accept": ACCEPT})
+        if resp.status_code == 404:
+            return None
+        _expect(resp, 200, self.host, f"get manifest {repo}:{ref}")
+        return resp.content, resp.headers.get("Content-Type", ""), sha256_digest(resp.content)
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        resp = self._request("GET", f"{self.base}/{repo}/blobs/{digest}", repo)
+        _expect(resp, 200, self.host, f"get blob {digest[:19]} from {repo}")
+        return resp.content
+
+
+def _expect(resp: requests.Response, status: int, host: str, what: str) -> None:
+    if resp.status_code != status:
+        raise RegistryError(f"registry {host}: {what} answered HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+def _reason(e: Exception) -> str:
+    text = str(e)
+    for marker in ("Connection refused", "Connection reset", "timed out", "Name or service not known",
+                   "Max retries exceeded"):
+        if marker in text:
+            return marker
+    return text[:160]
