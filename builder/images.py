@@ -150,7 +150,8 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, root: Path) -> Built:
+def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, root: Path,
+          no_cache: bool = False) -> Built:
     base = resolve_base(settings, target.flavor, target.arch)
     revision, created = git_revision(root)
     inputs = inputs_digest(settings, target, base, gosu)
@@ -175,7 +176,7 @@ def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched
                      build_args={"BASE_IMAGE": f"{base.repo_ref}@{base.digest}", "GOSU_SHA256": gosu.sha256,
                                  "OPS_USER": settings.ops_user, "OPS_UID": str(settings.ops_uid),
                                  "OPS_GID": str(settings.ops_gid)},
-                     labels=labels)
+                     labels=labels, no_cache=no_cache)
     info = engine.inspect(tag)
     return Built(target, tag, info["Id"], gosu, base, inputs, labels)
 

@@ -42,3 +42,24 @@ def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
                   f"gosu {b.gosu.version}) in {time.monotonic() - start:.1f} s\n")
         built.append(b)
     return built
+
+
+def subject_of(b: images.Built, settings: images.ImageSettings) -> "smoke.Subject":
+    from .smoke import Subject
+    return Subject(b.tag, b.target.arch.dpkg, str(b.target.arch.platform), b.gosu.version, b.gosu.sha256,
+                   settings.ops_user, settings.ops_uid, settings.ops_gid)
+
+
+def smoke(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
+    """Build (cached layers make this cheap), then run every check on every image."""
+    from . import smoke as smoke_stage
+    built = build(req, engine, log)
+    failures = []
+    for b in built:
+        failures += smoke_stage.run_all(engine, subject_of(b, req.settings), log)
+    if failures:
+        for f in failures:
+            log.write(f"SMOKE FAILED {f}\n")
+        raise PipelineError(f"{len(failures)} smoke check(s) failed; see the lines above")
+    log.write(f"smoke: all {len(smoke_stage.CHECKS)} checks passed on {', '.join(b.tag for b in built)}\n")
+    return built

@@ -1,0 +1,65 @@
+"""Shared setup for tests that need the engine: local registry, test mirror, built images."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+from invoke import Config
+
+from builder import config, local, pipeline, testmirror
+from builder.engine import Engine
+
+from .conftest import ROOT, skip_or_fail
+
+ARCHES = ("amd64", "arm64")
+
+
+def project_config(**overrides) -> Config:
+    """The project's invoke.yaml, as `invoke` in the project directory would load it."""
+    cfg = Config(project_location=str(ROOT))
+    cfg.load_project()
+    cfg.load_shell_env()
+    cfg.update(overrides)
+    return cfg
+
+
+def require_engine() -> Engine:
+    engine = Engine()
+    if not engine.available():
+        skip_or_fail("no Docker engine answers `docker info`; run `invoke up` (tests marked engine need one)")
+    return engine
+
+
+class Rig:
+    """Engine + seeded registry + test-signed gosu mirror, made once per session."""
+
+    def __init__(self, tmp: Path):
+        self.engine = require_engine()
+        self.cfg = project_config()
+        log = io.StringIO()
+        try:
+            local.up(config.local_settings(self.cfg.local), self.engine, log)
+            self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", ARCHES, log)
+        except Exception as e:  # noqa: BLE001 - report setup output with the failure
+            sys.stderr.write(log.getvalue())
+            raise RuntimeError(f"engine test setup failed: {e}") from e
+        self.gosu_overrides = dict(gosu_version=self.mirror.version, mirror=str(self.mirror.root),
+                                   key=str(self.mirror.key_file), fingerprint=self.mirror.fingerprint)
+        self._built: dict[tuple[str, str], object] = {}
+
+    def request(self, flavor: str, arch: str):
+        return config.build_request(self.cfg, flavor=flavor, arch=arch, **self.gosu_overrides)
+
+    def built(self, flavor: str, arch: str):
+        key = (flavor, arch)
+        if key not in self._built:
+            [self._built[key]] = pipeline.build(self.request(flavor, arch), self.engine, log=io.StringIO())
+        return self._built[key]
+
+
+@pytest.fixture(scope="session")
+def rig(tmp_path_factory):
+    return Rig(tmp_path_factory.mktemp("rig"))

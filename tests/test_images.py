@@ -1,0 +1,53 @@
+"""Build planning and base references: validated before anything is built."""
+
+import pytest
+
+from builder import images
+
+from .engine import project_config
+from builder import config
+
+
+def settings():
+    return config.image_settings(project_config().images)
+
+
+def test_repository_default_and_tags():
+    s = settings()
+    assert s.repository == "org/base-gosu"
+    assert s.tag("alpine", "arm64") == "org/base-gosu:alpine-arm64"
+
+
+def test_unknown_flavor_or_arch_or_unsupported_pair_fails_before_building():
+    s = settings()
+    with pytest.raises(ValueError, match="unknown flavor centos: use one of minideb, ubuntu, alpine"):
+        images.plan(s, "alpine,centos", "amd64", "amd64")
+    with pytest.raises(ValueError, match="unknown architecture 'sparc'"):
+        images.plan(s, "alpine", "sparc", "amd64")
+    with pytest.raises(ValueError, match="flavor minideb has no s390x image: its base bitnami/minideb:bookworm "
+                                         "exists only for amd64, arm64"):
+        images.plan(s, "minideb", "s390x", "amd64")
+
+
+def test_plan_defaults_to_all_flavors_on_the_host_arch():
+    assert [t.name for t in images.plan(settings(), None, None, "arm64")] == \
+        ["minideb-arm64", "ubuntu-arm64", "alpine-arm64"]
+
+
+def test_real_defaults_and_local_standins():
+    s = settings()
+    assert [s.flavors[f].base for f in ("minideb", "ubuntu", "alpine")] == \
+        ["bitnami/minideb:bookworm", "ubuntu:24.04", "alpine:3.20"]
+    assert s.base_ref(s.flavors["ubuntu"]) == "127.0.0.1:5000/standin/ubuntu-from-debian:24.04"
+    prod = images.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": False})
+    assert prod.base_ref(prod.flavors["ubuntu"]) == "ubuntu:24.04"
+
+
+@pytest.mark.parametrize("ref,want", [
+    ("alpine:3.20", ("registry-1.docker.io", "library/alpine", "3.20")),
+    ("bitnami/minideb:bookworm", ("registry-1.docker.io", "bitnami/minideb", "bookworm")),
+    ("127.0.0.1:5000/standin/ubuntu-from-debian:24.04", ("127.0.0.1:5000", "standin/ubuntu-from-debian", "24.04")),
+    ("ghcr.io/org/x", ("ghcr.io", "org/x", "latest")),
+])
+def test_split_ref(ref, want):
+    assert images.split_ref(ref) == want
