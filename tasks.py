@@ -44,6 +44,10 @@ def _stage(c, name, run, **kw):
         raise Exit(f"{name}: error: {e}", code=1)
 
 
+def _up(c) -> None:
+    local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
+
+
 def _fetch(c, enforce_lock=True, **kw) -> fetch_stage.FetchReport:
     try:
         opts = config.fetch_options(c.config.gosu, enforce_lock=enforce_lock, **kw)
@@ -79,8 +83,8 @@ def test(c, k=None, x=False, no_up=False):
     """Run the whole test suite (pytest), after `invoke up` so the engine tests have an engine."""
     if not no_up:
         try:
-            local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
-        except (local_stage.SetupError, EngineError, OSError) as e:
+            _up(c)
+        except (local_stage.SetupError, EngineError, OSError, ValueError) as e:
             print(f"test: warning: `invoke up` failed ({e}); tests that need the engine will skip", file=sys.stderr)
     args = (["-k", k] if k else []) + (["-x"] if x else [])
     c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
@@ -97,7 +101,7 @@ def release(c, flavor=None, arch=None, gosu_version=None, mirror=None, key=None,
 def up(c):
     """Make this machine ready: Docker engine, qemu emulation, a registry on 127.0.0.1, seeded bases."""
     try:
-        local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
+        _up(c)
     except (local_stage.SetupError, EngineError, ValueError) as e:
         raise Exit(f"up: error: {e}", code=1)
 

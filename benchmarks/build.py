@@ -32,14 +32,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--arch", default="amd64,arm64")
     a = ap.parse_args()
-    mirror = ROOT / ".cache" / "test-mirror"
-    cfg = project_config()
-    cfg.update({"gosu": {**cfg.gosu, "mirror": str(mirror), "key_file": str(mirror / "key.asc"),
-                         "fingerprint": (mirror / "invoke.yaml").read_text().split("fingerprint: '")[1][:40],
-                         "version": "1.14-debian"}})
+    cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
     req = config.build_request(cfg, arch=a.arch)
     gosu = pipeline.fetch_for(req, io.StringIO())
     engine = Engine()
+    revision = images.git_revision(ROOT)
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(a.rounds):
         for t in req.targets:
@@ -51,7 +48,7 @@ def main() -> None:
                 times.setdefault((t.name, "baseline"), []).append(time.perf_counter() - start)
             for label, no_cache in (("cold", True), ("warm", False)):
                 start = time.perf_counter()
-                images.build(engine, req.settings, t, gosu[t.arch.dpkg], ROOT, no_cache=no_cache)
+                images.build(engine, req.settings, t, gosu[t.arch.dpkg], revision, no_cache=no_cache)
                 times.setdefault((t.name, label), []).append(time.perf_counter() - start)
     print(f"{'image (median of %d interleaved rounds)' % a.rounds:40} {'baseline s':>10} {'cold s':>8} "
           f"{'cold/base':>9} {'warm s':>8} {'warm/base':>9}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,6 @@ class Engine:
 
     def run(self, *args: str, check: bool = True, timeout: float | None = 600, input: str | None = None,
             capture: bool = True) -> subprocess.CompletedProcess:
-        import os
         try:
             proc = subprocess.run([self.binary, *args], capture_output=capture, text=True, timeout=timeout,
                                   input=input, env={**os.environ, **self.env} if self.env else None)

@@ -150,10 +150,11 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, root: Path,
+def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, git_rev: tuple[str, str],
           no_cache: bool = False) -> Built:
+    """`git_rev` is git_revision() of the checkout: (commit, commit time)."""
     base = resolve_base(settings, target.flavor, target.arch)
-    revision, created = git_revision(root)
+    revision, created = git_rev
     inputs = inputs_digest(settings, target, base, gosu)
     labels = {
         "org.opencontainers.image.source": settings.source_url,

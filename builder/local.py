@@ -239,7 +239,11 @@ def _build_seed(engine: Engine, dockerfile: str, context_files: dict[str, Path],
     from .arches import get
     with tempfile.TemporaryDirectory(prefix="seed-") as ctx:
         for name, src in context_files.items():
-            os.link(src, Path(ctx) / name) if _same_fs(src, ctx) else shutil.copyfile(src, Path(ctx) / name)
+            # A rootfs tarball is tens of MB: link it when the filesystem allows.
+            if _same_fs(src, ctx):
+                os.link(src, Path(ctx) / name)
+            else:
+                shutil.copyfile(src, Path(ctx) / name)
         engine.build(Path(ctx), tag, str(get(arch).platform), dockerfile=IMAGES / "seed" / dockerfile,
                      build_args=build_args)
 

@@ -34,10 +34,11 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
 
 def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
     gosu = fetch_for(req, log)
+    revision = images.git_revision(req.root)
     built = []
     for t in req.targets:
         start = time.monotonic()
-        b = images.build(engine, req.settings, t, gosu[t.arch.dpkg], req.root)
+        b = images.build(engine, req.settings, t, gosu[t.arch.dpkg], revision)
         log.write(f"built {b.tag} ({b.image_id[:19]}, base {b.base.ref}@{b.base.digest[:19]}, "
                   f"gosu {b.gosu.version}) in {time.monotonic() - start:.1f} s\n")
         built.append(b)

@@ -17,12 +17,13 @@ from .conftest import ROOT, skip_or_fail
 ARCHES = ("amd64", "arm64")
 
 
-def project_config(**overrides) -> Config:
-    """The project's invoke.yaml, as `invoke` in the project directory would load it."""
-    cfg = Config(project_location=str(ROOT))
+def project_config(runtime: Path | None = None) -> Config:
+    """The project's invoke.yaml (plus `invoke -f RUNTIME`), as `invoke` in the project would load it."""
+    cfg = Config(project_location=str(ROOT), runtime_path=str(runtime) if runtime else None)
     cfg.load_project()
+    if runtime:
+        cfg.load_runtime()
     cfg.load_shell_env()
-    cfg.update(overrides)
     return cfg
 
 
@@ -36,7 +37,7 @@ def require_engine() -> Engine:
 class Rig:
     """Engine + seeded registry + test-signed gosu mirror, made once per session."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self):
         self.engine = require_engine()
         self.cfg = project_config()
         log = io.StringIO()
@@ -61,5 +62,5 @@ class Rig:
 
 
 @pytest.fixture(scope="session")
-def rig(tmp_path_factory):
-    return Rig(tmp_path_factory.mktemp("rig"))
+def rig():
+    return Rig()
