@@ -5,8 +5,10 @@ import sys
 
 from invoke import Exit, task
 
-from builder import config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline, testmirror
+from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
+                     publish as publish_stage, testmirror)
 from builder.engine import Engine, EngineError
+from builder.registry import RegistryError
 
 FETCH_HELP = {
     "version": "gosu release to fetch (default: the version pinned in gosu.lock.json)",
@@ -26,6 +28,18 @@ IMAGE_HELP = {
     "key": FETCH_HELP["key"],
     "fingerprint": FETCH_HELP["fingerprint"],
 }
+
+
+PUBLISH_HELP = {
+    **IMAGE_HELP,
+    "arch": "comma-separated dpkg architectures every flavor is published for (default: publish.arches, "
+            "else local.arches: amd64,arm64)",
+    "registry": "HOST[:PORT] to publish to (default: the local registry, 127.0.0.1:5000)",
+    "repository": "repository in that registry (default: images.repository, org/base-gosu)",
+    "dry_run": "print what would be built, pushed, skipped and tagged; change nothing",
+    "allow_shrink": "let a tag lose platforms it serves now (refused by default)",
+}
+PUBLISH_ERRORS = (pipeline.PipelineError, publish_stage.PublishError, RegistryError, EngineError, ValueError)
 
 
 def _request(c, **kw):
@@ -90,11 +104,75 @@ def test(c, k=None, x=False, no_up=False):
     c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
 
 
-@task(help={**IMAGE_HELP, "arch": "comma-separated dpkg architectures (default: local.arches, amd64,arm64)"})
+def _destination(c, registry, repository):
+    try:
+        return config.destination(c.config, registry, repository)
+    except ValueError as e:
+        raise Exit(f"error: {e}", code=2)
+
+
+def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink, **fetch_kw):
+    req = _request(c, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch_kw)
+    dest, client = _destination(c, registry, repository)
+    try:
+        if dry_run:
+            pipeline.dry_run(req, client, dest, sys.stdout, allow_shrink)
+        else:
+            pipeline.publish(req, Engine(), client, dest, sys.stdout, allow_shrink)
+    except PUBLISH_ERRORS as e:
+        raise Exit(f"{name}: error: {e}", code=1)
+
+
+@task(help=PUBLISH_HELP)
+def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
+            gosu_version=None, mirror=None, key=None, fingerprint=None):
+    """Build and smoke-test every flavor/arch, push each by digest, then move each flavor's three tags."""
+    _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, gosu_version=gosu_version,
+             mirror=mirror, key=key, fingerprint=fingerprint)
+
+
+@task(help={k: v for k, v in PUBLISH_HELP.items() if k not in ("registry", "repository", "dry_run", "allow_shrink")})
 def release(c, flavor=None, arch=None, gosu_version=None, mirror=None, key=None, fingerprint=None):
-    """The main job: fetch + verify gosu, build and smoke-test every flavor for every local arch."""
-    _stage(c, "release", pipeline.smoke, flavor=flavor, arch=arch or c.config.local.arches,
-           gosu_version=gosu_version, mirror=mirror, key=key, fingerprint=fingerprint)
+    """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
+    _publish(c, "release", flavor, arch, None, None, False, False, gosu_version=gosu_version, mirror=mirror,
+             key=key, fingerprint=fingerprint)
+
+
+@task(help={**{k: v for k, v in PUBLISH_HELP.items() if k not in ("dry_run",)},
+            "arch": "comma-separated dpkg architectures (default: this machine's)",
+            "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
+def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
+         gosu_version=None, mirror=None, key=None, fingerprint=None):
+    """Split publish, part 1 (one machine per arch): build, smoke-test, push by digest; moves no tag."""
+    req = _request(c, flavor=flavor, arch=arch, gosu_version=gosu_version, mirror=mirror, key=key,
+                   fingerprint=fingerprint)
+    dest, client = _destination(c, registry, repository)
+    try:
+        children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink)
+        for path in publish_stage.write_records(config.cli_path(digests_dir), children):
+            print(f"push: wrote {path}")
+    except (*PUBLISH_ERRORS, OSError) as e:
+        raise Exit(f"push: error: {e}", code=1)
+
+
+@task(help={"digests_dir": "directory holding the push records (*.json) of every push job (required)",
+            "flavor": "comma-separated flavors whose records must all be there (default: all configured)",
+            "arch": PUBLISH_HELP["arch"], "registry": PUBLISH_HELP["registry"],
+            "repository": PUBLISH_HELP["repository"], "dry_run": PUBLISH_HELP["dry_run"],
+            "allow_shrink": PUBLISH_HELP["allow_shrink"]})
+def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, dry_run=False,
+             allow_shrink=False):
+    """Split publish, part 2: check every expected arch was pushed, write each flavor's index, move its tags."""
+    try:
+        expected = config.expected_targets(c.config, flavor, config.publish_arches(c.config, arch))
+        children = publish_stage.read_records(config.cli_path(digests_dir))
+    except (ValueError, publish_stage.PublishError) as e:
+        raise Exit(f"assemble: error: {e}", code=2)
+    dest, client = _destination(c, registry, repository)
+    try:
+        pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run)
+    except PUBLISH_ERRORS as e:
+        raise Exit(f"assemble: error: {e}", code=1)
 
 
 @task

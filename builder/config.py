@@ -6,6 +6,7 @@ package reads configuration, so every stage is a function of its arguments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -99,3 +100,32 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
                          fingerprint=fingerprint)
     return Request(settings, tuple(targets), opts, ROOT)
+
+
+REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+
+
+def destination(c_config, registry: str | None = None, repository: str | None = None):
+    """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
+    from .publish import Destination
+    from .registry import Registry, credentials_for
+    pub = c_config.publish
+    host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
+    if not host or "://" in host or "/" in host or " " in host:
+        raise ValueError(f"registry {host!r}: give HOST[:PORT] without scheme or path, e.g. ghcr.io or 127.0.0.1:5000")
+    repo = (repository or pub.get("repository") or c_config.images["repository"]).strip()
+    if not REPO_RE.match(repo):
+        raise ValueError(f"repository {repo!r} is not a valid name: lowercase path components such as "
+                         "org/base-gosu")
+    client = Registry(host, credentials_for(host), retries=int(pub["retries"]), backoff=float(pub["backoff"]))
+    return Destination(host, repo), client
+
+
+def publish_arches(c_config, arch: str | None) -> str:
+    return arch or c_config.publish.get("arches") or c_config.local["arches"]
+
+
+def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str, str]]:
+    """(flavor, arch) pairs an assemble must find a push record for."""
+    from .images import plan
+    return [(t.flavor.name, t.arch.dpkg) for t in plan(image_settings(c_config.images), flavor, arch, arch)]

@@ -22,7 +22,7 @@ import requests
 
 from . import oci
 from .engine import Engine
-from .registry import Registry, RegistryError
+from .registry import Registry, RegistryError, is_loopback
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 
@@ -124,11 +124,38 @@ def ensure_emulation(s: LocalSettings, log) -> None:
     _say(log, f"up: emulation: enabled qemu binfmt handlers for {', '.join(foreign)}")
 
 
-def registry_up(s: LocalSettings) -> bool:
+def registry_answers(addr: str) -> bool:
     try:
-        return requests.get(f"http://{s.registry}/v2/", timeout=2).status_code in (200, 401)
+        return requests.get(f"http://{addr}/v2/", timeout=2).status_code in (200, 401)
     except requests.RequestException:
         return False
+
+
+def registry_up(s: LocalSettings) -> bool:
+    return registry_answers(s.registry)
+
+
+def start_registry(state: Path, addr: str, htpasswd: Path | None = None) -> int:
+    """Run Debian's docker-registry on a loopback address with its data under `state`; returns the pid.
+
+    `htpasswd` (bcrypt entries, `htpasswd -B`) turns on basic auth, as a
+    private registry would have it.
+    """
+    if not is_loopback(addr):
+        raise SetupError(f"refusing to serve a registry on {addr}: the local registry binds loopback only")
+    (state / "data").mkdir(parents=True, exist_ok=True)
+    auth = f"auth: {{htpasswd: {{realm: base-gosu, path: '{htpasswd}'}}}}\n" if htpasswd else ""
+    config = state / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: '{state / 'data'}'}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{addr}'}}\n" + auth
+    )
+    logfile = state / "registry.log"
+    pid = _start(["docker-registry", "serve", str(config)], state / "registry.pid", logfile)
+    _wait(lambda: registry_answers(addr), "docker-registry", 30, logfile)
+    return pid
 
 
 def ensure_registry(s: LocalSettings, log) -> None:
@@ -137,17 +164,7 @@ def ensure_registry(s: LocalSettings, log) -> None:
         return
     apt_install(["docker-registry"], log)
     d = s.state_dir / "registry"
-    (d / "data").mkdir(parents=True, exist_ok=True)
-    config = d / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {d / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '{s.registry}'}}\n"
-    )
-    logfile = d / "registry.log"
-    pid = _start(["docker-registry", "serve", str(config)], d / "registry.pid", logfile)
-    _wait(lambda: registry_up(s), "docker-registry", 30, logfile)
+    pid = start_registry(d, s.registry)
     _say(log, f"up: registry: started docker-registry on {s.registry} (pid {pid}, data {d / 'data'}); "
               "undo: invoke down")
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fetch as fetch_stage, images
+from . import fetch as fetch_stage, images, publish as pub
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -64,3 +65,115 @@ def smoke(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
         raise PipelineError(f"{len(failures)} smoke check(s) failed; see the lines above")
     log.write(f"smoke: all {len(smoke_stage.CHECKS)} checks passed on {', '.join(b.tag for b in built)}\n")
     return built
+
+
+def _pushed_targets(req: Request) -> list[tuple[str, str]]:
+    return [(t.flavor.name, t.arch.dpkg) for t in req.targets]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A target with what decides its content, known before anything is built."""
+    target: images.Target
+    gosu: fetch_stage.Fetched
+    base: images.Base
+    inputs: str
+
+
+def prepare(req: Request, log=sys.stderr) -> list[Planned]:
+    """fetch + verify gosu, resolve each base to its digest, compute each image's inputs digest."""
+    gosu = fetch_for(req, log)
+    out = []
+    for t in req.targets:
+        base = images.resolve_base(req.settings, t.flavor, t.arch)
+        out.append(Planned(t, gosu[t.arch.dpkg], base, images.inputs_digest(req.settings, t, base, gosu[t.arch.dpkg])))
+    return out
+
+
+def _states(registry, dest, planned: list[Planned]) -> dict[str, dict]:
+    """Each flavor's current tags, read once before anything is pushed."""
+    out = {}
+    for p in planned:
+        f = p.target.flavor
+        if f.name not in out:
+            out[f.name] = pub.read_tags(registry, dest.repository, pub.tags_for(f.name, f.release, p.gosu.version))
+    return out
+
+
+def _check_shrink(req: Request, states: dict[str, dict], allow_shrink: bool) -> None:
+    for name, tag_states in states.items():
+        platforms = {str(t.arch.platform) for t in req.targets if t.flavor.name == name}
+        floating = dict(list(tag_states.items())[:2])
+        pub.check_shrink(floating, platforms, allow_shrink)
+
+
+def _triage(req: Request, registry, dest, allow_shrink: bool, log):
+    """(planned, tag states, registry children keyed by target name for inputs already published)."""
+    planned = prepare(req, log)
+    states = _states(registry, dest, planned)
+    _check_shrink(req, states, allow_shrink)
+    revision = images.git_revision(req.root)
+    have = {}
+    for p in planned:
+        existing = pub.reusable(states[p.target.flavor.name], pub.platform_key(pub.platform_dict(p.target.arch)),
+                                p.inputs)
+        if existing:
+            have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision)
+    return planned, states, have
+
+
+def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False) -> list:
+    """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
+
+    An image whose inputs digest the registry already serves is neither built
+    nor pushed: a nightly run with nothing new costs a few registry reads.
+    """
+    planned, states, have = _triage(req, registry, dest, allow_shrink, log)
+    for child in have.values():
+        log.write(f"push: {child.flavor}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
+                  f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
+    todo = tuple(p.target for p in planned if p.target.name not in have)
+    children = dict(have)
+    if todo:
+        for b in smoke(dataclasses.replace(req, targets=todo), engine, log):
+            children[b.target.name] = pub.push_child(engine, registry, dest, b, states[b.target.flavor.name], log)
+    return [children[t.name] for t in req.targets]
+
+
+def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False):
+    """build -> smoke -> push every arch by digest -> one index per flavor -> move tags, in that order."""
+    start = time.monotonic()
+    children = push(req, engine, registry, dest, log, allow_shrink)
+    report = assemble(children, registry, dest, _pushed_targets(req), log, allow_shrink)
+    summary = "nothing changed, zero bytes pushed" if report.noop else \
+        f"{len(report.moved)} tag(s) moved, {report.bytes_uploaded} bytes uploaded"
+    log.write(f"publish: {dest.registry}/{dest.repository}: {summary} ({time.monotonic() - start:.1f} s)\n")
+    return report
+
+
+def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | None, log=sys.stderr,
+             allow_shrink: bool = False, dry_run: bool = False):
+    """Indexes and tags from push records (made here, or on other machines in a split publish)."""
+    plans = pub.plan(registry, dest, children, expected, allow_shrink)
+    report = pub.Report(plans, children)
+    if dry_run:
+        log.write(f"assemble plan for {dest.registry}/{dest.repository} (dry run: nothing is written):\n")
+        log.write("\n".join(pub.describe(plans, dest)) + "\n")
+        return report
+    report.moved = pub.apply(registry, dest, plans, log)
+    report.bytes_uploaded = registry.bytes_uploaded
+    return report
+
+
+def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False):
+    """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
+    planned, states, have = _triage(req, registry, dest, allow_shrink, log)
+    revision = images.git_revision(req.root)
+    children = [have.get(p.target.name) or pub.Child(
+        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.arch),
+        "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1) for p in planned]
+    plans = [pub.plan_flavor(registry, dest, group, allow_shrink, states[name])
+             for name, group in pub.check_children(children, _pushed_targets(req)).items()]
+    log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
+    log.write("\n".join(pub.describe(plans, dest)) + "\n")
+    return pub.Report(plans, children)
