@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arches import UNAME
-from .engine import Engine
+from .engine import Engine, EngineError
 
 BAD_VALUES = ("abc", "-1", "1e3", "1000;id", "", "4294967296", "010")
 
@@ -261,6 +261,11 @@ def run_all(engine: Engine, subject: Subject, log=None) -> list[SmokeFailure]:
         except SmokeFailure as f:
             failures.append(f)
             status = f"FAILED: {f.saw}"
+        except EngineError as e:
+            # An image that cannot even start (wrong arch, broken emulation) fails
+            # the check like any other, so every failure is reported together.
+            failures.append(SmokeFailure(subject.image, name, str(e)))
+            status = f"FAILED: {e}"
         if log:
             log.write(f"smoke {subject.image} {name}: {status} ({time.monotonic() - start:.1f} s)\n")
             log.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -51,13 +52,17 @@ class Rig:
                                    key=str(self.mirror.key_file), fingerprint=self.mirror.fingerprint)
         self._built: dict[tuple[str, str], object] = {}
 
-    def request(self, flavor: str, arch: str):
-        return config.build_request(self.cfg, flavor=flavor, arch=arch, **self.gosu_overrides)
+    def request(self, flavor: str, arch: str, **settings):
+        """A build request for the test mirror's gosu; `settings` override ImageSettings fields."""
+        req = config.build_request(self.cfg, flavor=flavor, arch=arch, **self.gosu_overrides)
+        return dataclasses.replace(req, settings=dataclasses.replace(req.settings, **settings)) if settings else req
 
-    def built(self, flavor: str, arch: str):
-        key = (flavor, arch)
+    def built(self, flavor: str, arch: str, **settings):
+        """Built once per session; a settings variant needs its own `repository` so tags do not collide."""
+        key = (flavor, arch, tuple(sorted(settings.items())))
         if key not in self._built:
-            [self._built[key]] = pipeline.build(self.request(flavor, arch), self.engine, log=io.StringIO())
+            [self._built[key]] = pipeline.build(self.request(flavor, arch, **settings), self.engine,
+                                               log=io.StringIO())
         return self._built[key]
 
 

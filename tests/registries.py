@@ -1,0 +1,150 @@
+"""Real registries for publish tests: Debian's docker-registry with htpasswd, and a fault proxy.
+
+The proxy sits on loopback between the client and a real registry, forwards
+every request, records it, and can answer a chosen request with a 5xx or a
+TCP reset: the transient failures a remote registry has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import bcrypt
+import requests
+
+from builder import local
+from builder.engine import Engine
+from builder.registry import Registry
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AuthRegistry:
+    """docker-registry on 127.0.0.1:<free port> with basic auth; stop() and start() keep its data."""
+
+    def __init__(self, root: Path, user: str = "publisher", password: str = "correct-horse-9"):
+        self.root, self.user, self.password = root, user, password
+        self.host = f"127.0.0.1:{free_port()}"
+        root.mkdir(parents=True, exist_ok=True)
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+        (root / "htpasswd").write_text(f"{user}:{hashed}\n")
+        self.pid = 0
+        self.start()
+
+    def start(self) -> None:
+        self.pid = local.start_registry(self.root, self.host, self.root / "htpasswd")
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)
+        for _ in range(100):
+            if not local.registry_answers(self.host):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"registry {self.host} did not stop")
+
+    def client(self, password: str | None = None, host: str | None = None, **kw) -> Registry:
+        kw = {"retries": 2, "backoff": 0.05, **kw}
+        return Registry(host or self.host, (self.user, self.password if password is None else password), **kw)
+
+    def logged_in_engine(self, config_dir: Path) -> Engine:
+        """An engine client whose config.json holds this registry's login (as `docker login` leaves it)."""
+        engine = Engine(env={"DOCKER_CONFIG": str(config_dir)})
+        engine.run("login", self.host, "--username", self.user, "--password-stdin", input=self.password)
+        return engine
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str            # regex on the request path
+    answer: int | str    # HTTP status, or "reset"
+    times: int = 1
+
+
+@dataclass
+class Proxy:
+    upstream: str
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[tuple[str, str, int | str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fault_for(self, method: str, path: str) -> int | str | None:
+        with self._lock:
+            for f in self.faults:
+                if f.times and f.method == method and re.search(f.path, path):
+                    f.times -= 1
+                    return f.answer
+        return None
+
+    def writes(self) -> list[tuple[str, str, int | str]]:
+        return [r for r in self.requests if r[0] not in ("GET", "HEAD")]
+
+
+def _handler(proxy: Proxy):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _forward(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            fault = proxy.fault_for(self.command, self.path)
+            proxy.requests.append((self.command, self.path, fault or "forwarded"))
+            if fault == "reset":
+                # SO_LINGER 0: close() sends a RST, as a dropped connection does.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                return
+            if isinstance(fault, int):
+                self.send_response(fault)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+            try:
+                resp = requests.request(self.command, f"http://{proxy.upstream}{self.path}", data=body,
+                                        headers=headers, allow_redirects=False, timeout=60)
+            except requests.RequestException:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                return
+            self.send_response(resp.status_code)
+            for k, v in resp.headers.items():
+                if k.lower() not in ("connection", "content-length", "transfer-encoding", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(resp.content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(resp.content)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+    return Handler

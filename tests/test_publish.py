@@ -1,0 +1,260 @@
+"""Publish against a real docker-registry with htpasswd auth on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from builder import pipeline, publish as pub
+from builder.local import native_arch
+from builder.publish import Destination, PublishError
+from builder.registry import AuthError, Registry, RegistryError, credentials_for
+
+from .conftest import ROOT, skip_or_fail
+from .engine import ARCHES, rig  # noqa: F401 - fixture
+from .registries import AuthRegistry, Fault, Proxy
+
+pytestmark = pytest.mark.engine
+
+REPO = "org/base-gosu"
+# A second build of alpine that differs only in its inputs (the ops uid): the "already published" state.
+OLD = dict(repository="base-gosu-test/uid10002", ops_uid=10002, ops_gid=10002)
+PLATFORMS = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
+UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+@pytest.fixture
+def reg(rig, tmp_path):
+    r = AuthRegistry(tmp_path / "registry")
+    yield r
+    with contextlib.suppress(Exception):
+        r.stop()
+
+
+def tags(rig) -> tuple[str, str, str]:
+    return pub.tags_for("alpine", "3.20", rig.mirror.version)
+
+
+def tag_digests(client: Registry, rig) -> dict[str, str | None]:
+    return {t: (got[2] if (got := client.get_manifest(REPO, t)) else None) for t in tags(rig)}
+
+
+def publish_built(built: list, client: Registry, engine, log=None):
+    """publish after build and smoke, for images test_smoke already checked: push by digest, then assemble."""
+    log = log or io.StringIO()
+    dest = Destination(client.host, REPO)
+    first = built[0]
+    states = pub.read_tags(client, REPO, pub.tags_for("alpine", "3.20", first.gosu.version))
+    children = [pub.push_child(engine, client, dest, b, states, log) for b in built]
+    return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log)
+
+
+def old_state(rig, reg) -> dict[str, str | None]:
+    """Publish the uid-10002 alpine build; return the tags as they then are."""
+    client = reg.client()
+    publish_built([rig.built("alpine", a, **OLD) for a in ARCHES], client, rig.engine)
+    before = tag_digests(client, rig)
+    assert all(before.values())
+    return before
+
+
+@contextlib.contextmanager
+def emulation_disabled(arch: str):
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{UNAME[arch]}"
+    if native_arch() == arch or not entry.exists() or not os.access(entry, os.W_OK):
+        skip_or_fail(f"needs a writable binfmt entry {entry} to break {arch} emulation")
+    entry.write_text("0")
+    try:
+        yield
+    finally:
+        entry.write_text("1")
+
+
+def run_invoke(*args: str, env: dict) -> subprocess.CompletedProcess:
+    mirror_config = ROOT / ".cache" / "test-mirror" / "invoke.yaml"
+    return subprocess.run([sys.executable, "-m", "invoke", "-f", str(mirror_config), *args], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=1200)
+
+
+def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_path):
+    engine = reg.logged_in_engine(tmp_path / "docker-config")
+    creds = credentials_for(reg.host, {"DOCKER_CONFIG": str(tmp_path / "docker-config")})
+    assert creds == (reg.user, reg.password), "config.json written by `docker login` is where creds come from"
+    dest = Destination(reg.host, REPO)
+    req = rig.request("alpine", "amd64,arm64")
+
+    proxy = Proxy(reg.host)
+    try:
+        plan_log = io.StringIO()
+        pipeline.dry_run(req, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO), plan_log)
+        assert proxy.writes() == [], "a dry run must not write to the registry"
+        assert plan_log.getvalue().count("would build, smoke-test and push") == 2
+        assert plan_log.getvalue().count(": create") == 3
+    finally:
+        proxy.close()
+
+    client = Registry(reg.host, creds, retries=2, backoff=0.05)
+    log = io.StringIO()
+    report = pipeline.publish(req, rig.engine, client, dest, log)
+    assert not report.noop and client.bytes_uploaded > 0
+    digests = tag_digests(client, rig)
+    assert len(set(digests.values())) == 1 and None not in digests.values(), digests
+    index = json.loads(client.get_manifest(REPO, "alpine")[0])
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert {pub.platform_key(m["platform"]) for m in index["manifests"]} == set(PLATFORMS.values())
+    assert reg.password not in log.getvalue()
+
+    ref = dest.ref("alpine")
+    try:
+        for arch, platform in PLATFORMS.items():
+            engine.pull(ref, platform)
+            out = engine.run("run", "--rm", "--network", "none", "--platform", platform, ref,
+                             "sh", "-c", "uname -m; id -un; gosu --version").stdout.split()
+            assert out[:2] == [UNAME[arch], "ops"], out
+            assert rig.mirror.version.split("-")[0] in out[2], out
+    finally:
+        engine.remove_image(ref)
+
+    again, log2 = Registry(reg.host, creds, retries=2, backoff=0.05), io.StringIO()
+    report2 = pipeline.publish(req, rig.engine, again, dest, log2)
+    assert report2.noop and again.bytes_uploaded == 0, log2.getvalue()
+    assert "zero bytes pushed" in log2.getvalue()
+    assert "smoke:" not in log2.getvalue(), "unchanged inputs are neither rebuilt nor smoke-tested"
+    assert log2.getvalue().count("up to date, nothing to do") == 3
+    assert tag_digests(again, rig) == digests
+
+
+def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
+    before = old_state(rig, reg)
+    for a in ARCHES:  # cached layers: the arm64 build then needs no emulation, its smoke run does
+        rig.built("alpine", a)
+    client, log = reg.client(), io.StringIO()
+    with emulation_disabled("arm64"):
+        with pytest.raises(pipeline.PipelineError, match="smoke check"):
+            pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, Destination(reg.host, REPO),
+                             log)
+    assert "SMOKE FAILED org/base-gosu:alpine-arm64" in log.getvalue()
+    assert "SMOKE FAILED org/base-gosu:alpine-amd64" not in log.getvalue()
+    assert client.bytes_uploaded == 0, "nothing is pushed unless every arch passed"
+    assert tag_digests(client, rig) == before
+
+
+@dataclass
+class StopsAfterFirstManifest(Registry):
+    """A client that stops the registry right after its first manifest lands: a mid-publish outage."""
+    on_manifest: Callable[[], None] | None = None
+
+    def put_manifest(self, repo, ref, body, media_type):
+        digest = super().put_manifest(repo, ref, body, media_type)
+        if self.on_manifest:
+            hook, self.on_manifest = self.on_manifest, None
+            hook()
+        return digest
+
+
+def test_registry_stopped_mid_publish_leaves_tags_then_rerun_completes(rig, reg):
+    before = old_state(rig, reg)
+    creds = (reg.user, reg.password)
+    client = StopsAfterFirstManifest(reg.host, creds, retries=1, backoff=0.05, on_manifest=reg.stop)
+    req = rig.request("alpine", "amd64,arm64")
+    with pytest.raises(RegistryError, match=f"registry {reg.host}.*Connection refused"):
+        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO())
+    reg.start()
+    assert tag_digests(reg.client(), rig) == before
+
+    log = io.StringIO()
+    report = pipeline.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log)
+    after = tag_digests(reg.client(), rig)
+    floating, release, immutable = tags(rig)
+    assert report.moved == [floating, release]
+    assert after[floating] == after[release] != before[floating]
+    assert after[immutable] == before[immutable], "the gosu-versioned tag never moves once published"
+    assert "kept (immutable)" in log.getvalue()
+
+
+def test_failed_tag_move_puts_back_the_tags_already_moved(rig, reg):
+    before = old_state(rig, reg)
+    floating, release, _ = tags(rig)
+    proxy = Proxy(reg.host, [Fault("PUT", f"/manifests/{release}$", 500, times=10)])
+    try:
+        with pytest.raises(PublishError, match=f"restored {floating}"):
+            publish_built([rig.built("alpine", a) for a in ARCHES], reg.client(host=proxy.host), rig.engine)
+        assert ("PUT", f"/v2/{REPO}/manifests/{floating}", "forwarded") in proxy.requests, "floating moved first"
+    finally:
+        proxy.close()
+    assert tag_digests(reg.client(), rig) == before
+
+
+def test_transient_5xx_and_resets_are_retried(rig, reg):
+    proxy = Proxy(reg.host, [
+        Fault("POST", r"/blobs/uploads/$", 503, times=2),
+        Fault("PUT", r"/blobs/uploads/", "reset"),
+        Fault("PUT", r"/manifests/sha256:", 502),
+        Fault("PUT", r"/manifests/alpine$", "reset"),
+    ])
+    try:
+        publish_built([rig.built("alpine", a) for a in ARCHES], reg.client(host=proxy.host, retries=3), rig.engine)
+        assert all(f.times == 0 for f in proxy.faults), [f for f in proxy.faults if f.times]
+    finally:
+        proxy.close()
+    digests = tag_digests(reg.client(), rig)
+    assert len(set(digests.values())) == 1 and None not in digests.values()
+
+
+def test_refused_credentials_are_one_clear_error_without_the_secret(rig, reg):
+    with pytest.raises(AuthError) as e:
+        reg.client(password="wrong-pass-123").get_manifest(REPO, "alpine")
+    assert f"registry {reg.host} refused the credentials" in str(e.value)
+    with pytest.raises(AuthError, match="refused anonymous access"):
+        Registry(reg.host, None, retries=0).get_manifest(REPO, "alpine")
+
+    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run",
+                   env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": "wrong-pass-123"})
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"publish: error: registry {reg.host} refused the credentials" in p.stderr
+    assert "REGISTRY_USERNAME" in p.stderr, "the error says what to do"
+    assert "wrong-pass-123" not in p.stdout + p.stderr
+
+
+def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
+    digests_dir = tmp_path / "digests"
+    env = {"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password}
+    common = ("--flavor", "alpine", "--registry", reg.host)
+
+    amd = run_invoke("push", *common, "--arch", "amd64", "--digests-dir", str(digests_dir), env=env)
+    assert amd.returncode == 0, amd.stdout + amd.stderr
+    assert [p.name for p in digests_dir.iterdir()] == ["alpine-amd64.json"]
+
+    early = run_invoke("assemble", *common, "--digests-dir", str(digests_dir), env=env)
+    assert early.returncode == 1
+    assert "no push record for alpine arm64" in early.stderr and "No tag was moved" in early.stderr
+    assert set(tag_digests(reg.client(), rig).values()) == {None}
+
+    arm = run_invoke("push", *common, "--arch", "arm64", "--digests-dir", str(digests_dir), env=env)
+    assert arm.returncode == 0, arm.stdout + arm.stderr
+    record = json.loads((digests_dir / "alpine-arm64.json").read_text())
+    assert record["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert reg.client().get_manifest(REPO, record["digest"]) is not None, "pushed by digest"
+    assert set(tag_digests(reg.client(), rig).values()) == {None}, "push moves no tag"
+
+    dry = run_invoke("assemble", *common, "--digests-dir", str(digests_dir), "--dry-run", env=env)
+    assert dry.returncode == 0 and dry.stdout.count(": create") == 3, dry.stdout + dry.stderr
+    assert set(tag_digests(reg.client(), rig).values()) == {None}
+
+    done = run_invoke("assemble", *common, "--digests-dir", str(digests_dir), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    digests = tag_digests(reg.client(), rig)
+    assert len(set(digests.values())) == 1 and None not in digests.values()
+    index = json.loads(reg.client().get_manifest(REPO, "alpine")[0])
+    assert {m["digest"] for m in index["manifests"]} == {
+        json.loads((digests_dir / f"alpine-{a}.json").read_text())["digest"] for a in ARCHES}
+    assert reg.password not in "".join(p.stdout + p.stderr for p in (amd, early, arm, dry, done))
