@@ -74,6 +74,18 @@ def local_settings(local: Mapping) -> "LocalSettings":
     )
 
 
+def flag(value, key: str) -> bool:
+    """A yes/no setting, strictly: a typo must not silently pick a side."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{key} is {value!r}: use true or false")
+
+
 def image_settings(images: Mapping) -> "ImageSettings":
     from .images import Flavor, ImageSettings
     flavors = {
@@ -83,7 +95,7 @@ def image_settings(images: Mapping) -> "ImageSettings":
     }
     return ImageSettings(
         repository=images["repository"], flavors=flavors, base_mirror=images["base_mirror"],
-        use_standins=bool(images["use_standins"]), ops_user=images["ops_user"],
+        use_standins=flag(images["use_standins"], "images.use_standins"), ops_user=images["ops_user"],
         ops_uid=int(images["ops_uid"]), ops_gid=int(images["ops_gid"]), source_url=images["source_url"],
     )
 

@@ -65,7 +65,7 @@ def is_loopback(host: str) -> bool:
 @dataclass
 class Registry:
     host: str
-    credentials: tuple[str, str] | None = None
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
     retries: int = 4
     backoff: float = 0.5
     timeout: float = 120

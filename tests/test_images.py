@@ -51,3 +51,20 @@ def test_real_defaults_and_local_standins():
 ])
 def test_split_ref(ref, want):
     assert images.split_ref(ref) == want
+
+
+@pytest.mark.parametrize("value,want", [("false", False), ("0", False), ("no", False), ("true", True), ("1", True)])
+def test_production_bases_by_environment(monkeypatch, value, want):
+    """The nightly workflow switches to the real bases with INVOKE_IMAGES_* variables."""
+    monkeypatch.setenv("INVOKE_IMAGES_BASE_MIRROR", "")
+    monkeypatch.setenv("INVOKE_IMAGES_USE_STANDINS", value)
+    s = settings()
+    assert s.use_standins is want
+    assert s.base_ref(s.flavors["minideb"]) == ("standin/minideb-from-debootstrap:bookworm" if want
+                                                else "bitnami/minideb:bookworm")
+
+
+def test_a_misspelt_switch_is_an_error(monkeypatch):
+    monkeypatch.setenv("INVOKE_IMAGES_USE_STANDINS", "flase")
+    with pytest.raises(ValueError, match="images.use_standins is 'flase': use true or false"):
+        settings()
