@@ -51,8 +51,12 @@ def platform_of(config: dict) -> dict:
     return p
 
 
-def push_image(engine: Engine, image: str, registry: Registry, repo: str) -> Pushed:
-    """Upload an engine image's layers, config and manifest; no tag is created or moved."""
+def push_image(engine: Engine, image: str, registry: Registry, repo: str, mount_from: tuple[str, ...] = ()) -> Pushed:
+    """Upload an engine image's layers, config and manifest; no tag is created or moved.
+
+    `mount_from`: repositories in the same registry that may already hold
+    some layers (the base image's), linked instead of uploaded.
+    """
     with tempfile.TemporaryDirectory(prefix="oci-") as tmp:
         with tarfile.open(engine.save(image, Path(tmp) / "image.tar")) as tar:
             [entry] = json.load(tar.extractfile("manifest.json"))
@@ -60,7 +64,7 @@ def push_image(engine: Engine, image: str, registry: Registry, repo: str) -> Pus
             layers = []
             for name in entry["Layers"]:
                 blob = _gzip(tar.extractfile(name).read())
-                layers.append({"mediaType": OCI_LAYER_GZIP, "digest": registry.upload_blob(repo, blob),
+                layers.append({"mediaType": OCI_LAYER_GZIP, "digest": registry.upload_blob(repo, blob, mount_from=mount_from),
                                "size": len(blob)})
     config = json.loads(config_bytes)
     manifest = canonical({

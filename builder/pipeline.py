@@ -135,8 +135,9 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     todo = tuple(p.target for p in planned if p.target.name not in have)
     children = dict(have)
     if todo:
-        for b in smoke(dataclasses.replace(req, targets=todo), engine, log):
-            children[b.target.name] = pub.push_child(engine, registry, dest, b, states[b.target.flavor.name], log)
+        built = smoke(dataclasses.replace(req, targets=todo), engine, log)
+        for b, child in zip(built, pub.push_all(engine, registry, dest, built, log, states)):
+            children[b.target.name] = child
     return [children[t.name] for t in req.targets]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import oci
 from .engine import Engine
-from .images import LABEL, Built
+from .images import LABEL, Built, split_ref
 from .registry import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_digest
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -235,12 +235,27 @@ def push_child(engine: Engine, registry: Registry, dest: Destination, built: Bui
     record = dict(flavor=target.flavor.name, release=target.flavor.release, arch=target.arch.dpkg,
                   inputs=built.inputs, gosu_version=built.gosu.version, revision=revision[0], created=revision[1])
     before = registry.bytes_uploaded
-    pushed = oci.push_image(engine, built.tag, registry, dest.repository)
+    base_host, base_repo, _ = split_ref(built.base.ref)
+    mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
+    pushed = oci.push_image(engine, built.tag, registry, dest.repository, mount)
     if pushed.labels.get(f"{LABEL}.inputs") != built.inputs:
         raise PublishError(f"{built.tag} changed in the engine while it was being pushed; re-run publish")
     sent = registry.bytes_uploaded - before
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded)\n")
     return Child(platform=pushed.platform, digest=pushed.digest, size=pushed.size, uploaded=sent, **record)
+
+
+def push_all(engine: Engine, registry: Registry, dest: Destination, built: list[Built], log,
+             states: dict[str, dict[str, TagState]] | None = None) -> list[Child]:
+    """push_child for each smoke-tested image; `states` maps flavor -> its tags (read here if absent)."""
+    states = dict(states or {})
+    children = []
+    for b in built:
+        f = b.target.flavor
+        if f.name not in states:
+            states[f.name] = read_tags(registry, dest.repository, tags_for(f.name, f.release, b.gosu.version))
+        children.append(push_child(engine, registry, dest, b, states[f.name], log))
+    return children
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:

@@ -70,6 +70,7 @@ class Registry:
     backoff: float = 0.5
     timeout: float = 120
     bytes_uploaded: int = 0
+    blobs_mounted: int = 0
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
     _session: requests.Session | None = field(default=None, repr=False)
 
@@ -150,12 +151,27 @@ class Registry:
         resp = self._request("HEAD", f"{self.base}/{repo}/blobs/{digest}", repo)
         return resp.status_code == 200
 
-    def upload_blob(self, repo: str, data: bytes, digest: str | None = None) -> str:
-        """Monolithic upload (POST then PUT); skipped when the registry already has it."""
+    def upload_blob(self, repo: str, data: bytes, digest: str | None = None, mount_from: tuple[str, ...] = ()) -> str:
+        """Monolithic upload (POST then PUT), skipped when the registry already has the blob.
+
+        `mount_from` names repositories of the same registry that may hold it
+        (a base image's): a cross-repository mount links it without sending it.
+        """
         digest = digest or sha256_digest(data)
         if self.blob_exists(repo, digest):
             return digest
+        for source in mount_from:
+            resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push",
+                                 params={"mount": digest, "from": source})
+            if resp.status_code == 201:
+                self.blobs_mounted += 1
+                return digest
+            if resp.status_code == 202:  # not mountable here: the registry opened a normal upload instead
+                return self._finish_upload(resp, repo, data, digest)
         resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push")
+        return self._finish_upload(resp, repo, data, digest)
+
+    def _finish_upload(self, resp: requests.Response, repo: str, data: bytes, digest: str) -> str:
         _expect(resp, 202, self.host, f"start upload to {repo}")
         location = resp.headers["Location"]
         if location.startswith("/"):

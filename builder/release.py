@@ -125,7 +125,9 @@ def download(session: requests.Session, source: Source, version: str, name: str,
                     if progress:
                         progress.advance(len(chunk))
     except requests.RequestException as e:
-        hint = "; no network? pass --mirror URL_OR_DIR (an HTTP mirror or a local directory)"
+        hint = ("; no network? pass --mirror URL_OR_DIR (an HTTP mirror or a local directory), or for a "
+                "trial only `invoke test-mirror` and `invoke -f .cache/test-mirror/invoke.yaml ...` "
+                "(Debian's gosu signed by a throwaway key)")
         raise DownloadError(name, "connection failed", f"GET {where}: {_short(e)}{hint}") from None
     return dest
 

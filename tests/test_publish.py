@@ -52,9 +52,7 @@ def publish_built(built: list, client: Registry, engine, log=None):
     """publish after build and smoke, for images test_smoke already checked: push by digest, then assemble."""
     log = log or io.StringIO()
     dest = Destination(client.host, REPO)
-    first = built[0]
-    states = pub.read_tags(client, REPO, pub.tags_for("alpine", "3.20", first.gosu.version))
-    children = [pub.push_child(engine, client, dest, b, states, log) for b in built]
+    children = pub.push_all(engine, client, dest, built, log)
     return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log)
 
 

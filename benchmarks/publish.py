@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Benchmark publishing 3 flavors x 2 arches to a loopback registry, cold and no-op; prints a table.
+
+Each round starts fresh docker-registry instances on 127.0.0.1 (bases live in
+the `invoke up` registry, so nothing can be mounted: every layer is sent).
+
+* cold, end to end: `publish` into an empty registry (build from cache, smoke, push, tags)
+* cold, push + tags: the same images, already smoke-tested, into another empty registry
+* baseline: `docker push` of the same six images into a third empty registry
+  (the engine's own push: single-arch tags, no index)
+* no-op: `publish` again into the first registry: the nightly run with nothing new
+
+    .venv/bin/python benchmarks/publish.py [--rounds 3] [--flavor minideb,ubuntu,alpine]
+
+Needs `invoke up` and `invoke test-mirror`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from builder import config, local, pipeline, publish as pub  # noqa: E402
+from builder.engine import Engine  # noqa: E402
+from builder.publish import Destination  # noqa: E402
+from builder.registry import Registry  # noqa: E402
+from tests.engine import project_config  # noqa: E402
+from tests.registries import free_port  # noqa: E402
+
+REPO = "org/base-gosu"
+BASELINE = "baseline: docker push of the same images"
+
+
+class Scratch:
+    """An empty registry for one measurement; its stored blob bytes are what was sent."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.host = f"127.0.0.1:{free_port()}"
+        self.pid = local.start_registry(root, self.host)
+
+    def stored_bytes(self) -> int:
+        blobs = self.root / "data" / "docker" / "registry" / "v2" / "blobs"
+        return sum(p.stat().st_size for p in blobs.rglob("data"))
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def docker_push(engine: Engine, built, host: str) -> None:
+    for b in built:
+        ref = f"{host}/{REPO}:{b.target.name}"
+        engine.tag(b.tag, ref)
+        engine.run("push", "--quiet", ref, timeout=900)
+        engine.remove_image(ref)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--flavor", default=None)
+    a = ap.parse_args()
+    cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
+    req = config.build_request(cfg, flavor=a.flavor, arch="amd64,arm64")
+    engine = Engine()
+    built = pipeline.smoke(req, engine, io.StringIO())  # warm the build cache; each image checked once
+    rows: dict[str, list[tuple[float, int]]] = {}
+
+    def record(name, seconds, sent):
+        rows.setdefault(name, []).append((seconds, sent))
+
+    for _ in range(a.rounds):
+        with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
+            regs = [Scratch(Path(tmp) / n) for n in ("e2e", "push", "docker")]
+            try:
+                e2e, push_only, baseline = regs
+                client = Registry(e2e.host)
+                dest = Destination(e2e.host, REPO)
+                s, _ = timed(lambda: pipeline.publish(req, engine, client, dest, io.StringIO()))
+                record("cold, end to end (build cached, smoke, push, tag)", s, client.bytes_uploaded)
+
+                c2 = Registry(push_only.host)
+                d2 = Destination(push_only.host, REPO)
+                s, _ = timed(lambda: pipeline.assemble(pub.push_all(engine, c2, d2, built, io.StringIO()), c2, d2,
+                                                       None, io.StringIO()))
+                record("cold, push + tags only", s, c2.bytes_uploaded)
+
+                s, _ = timed(lambda: docker_push(engine, built, baseline.host))
+                record(BASELINE, s, baseline.stored_bytes())
+
+                again = Registry(e2e.host)
+                s, report = timed(lambda: pipeline.publish(req, engine, again, dest, io.StringIO()))
+                assert report.noop, "a republish of unchanged inputs must be a no-op"
+                record("no-op republish, end to end", s, again.bytes_uploaded)
+            finally:
+                for r in regs:
+                    r.stop()
+
+    n = len(req.targets)
+    base = statistics.median(x[0] for x in rows[BASELINE])
+    print(f"publish of {n} images ({', '.join(t.name for t in req.targets)}), median of {a.rounds} rounds")
+    print(f"{'scenario':52} {'seconds':>8} {'vs docker push':>15} {'bytes uploaded':>15}")
+    for name, vals in rows.items():
+        s = statistics.median(v[0] for v in vals)
+        sent = statistics.median(v[1] for v in vals)
+        print(f"{name:52} {s:8.2f} {s / base:14.2f}x {int(sent):15,d}")
+
+
+if __name__ == "__main__":
+    main()
