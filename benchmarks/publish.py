@@ -4,9 +4,11 @@
 Each round starts fresh docker-registry instances on 127.0.0.1 (bases live in
 the `invoke up` registry, so nothing can be mounted: every layer is sent).
 
-* cold, end to end: `publish` into an empty registry (build from cache, smoke, push, tags)
-* cold, push + tags: the same images, already smoke-tested, into another empty registry
-* baseline: `docker push` of the same six images into a third empty registry
+* cold, end to end: `publish` into an empty registry with an empty layer cache
+  (build from the engine's cache, smoke, compress, push, tags)
+* push + tags: the same images, already smoke-tested, into another empty
+  registry, first with an empty layer cache, then with the cache that left
+* baseline: `docker push` of the same images into an empty registry
   (the engine's own push: single-arch tags, no index)
 * no-op: `publish` again into the first registry: the nightly run with nothing new
 
@@ -18,6 +20,7 @@ Needs `invoke up` and `invoke test-mirror`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import signal
@@ -30,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, local, pipeline, publish as pub  # noqa: E402
+from builder import config, local, oci, pipeline, publish as pub  # noqa: E402
 from builder.engine import Engine  # noqa: E402
 from builder.publish import Destination  # noqa: E402
 from builder.registry import Registry  # noqa: E402
@@ -87,19 +90,21 @@ def main() -> None:
 
     for _ in range(a.rounds):
         with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
-            regs = [Scratch(Path(tmp) / n) for n in ("e2e", "push", "docker")]
+            regs = [Scratch(Path(tmp) / n) for n in ("e2e", "push-cold", "push-warm", "docker")]
             try:
-                e2e, push_only, baseline = regs
+                e2e, push_cold, push_warm, baseline = regs
                 client = Registry(e2e.host)
                 dest = Destination(e2e.host, REPO)
-                s, _ = timed(lambda: pipeline.publish(req, engine, client, dest, io.StringIO()))
-                record("cold, end to end (build cached, smoke, push, tag)", s, client.bytes_uploaded)
+                cold_req = dataclasses.replace(req, layer_cache=Path(tmp) / "layers-e2e")
+                s, _ = timed(lambda: pipeline.publish(cold_req, engine, client, dest, io.StringIO()))
+                record("cold, end to end (smoke, compress, push, tag)", s, client.bytes_uploaded)
 
-                c2 = Registry(push_only.host)
-                d2 = Destination(push_only.host, REPO)
-                s, _ = timed(lambda: pipeline.assemble(pub.push_all(engine, c2, d2, built, io.StringIO()), c2, d2,
-                                                       None, io.StringIO()))
-                record("cold, push + tags only", s, c2.bytes_uploaded)
+                cache = oci.LayerCache(Path(tmp) / "layers-push")
+                for label, reg in (("empty", push_cold), ("warm", push_warm)):
+                    c2, d2 = Registry(reg.host), Destination(reg.host, REPO)
+                    s, _ = timed(lambda: pipeline.assemble(
+                        pub.push_all(engine, c2, d2, built, io.StringIO(), cache=cache), c2, d2, None, io.StringIO()))
+                    record(f"push + tags only, {label} layer cache", s, c2.bytes_uploaded)
 
                 s, _ = timed(lambda: docker_push(engine, built, baseline.host))
                 record(BASELINE, s, baseline.stored_bytes())
@@ -116,6 +121,7 @@ def main() -> None:
     base = statistics.median(x[0] for x in rows[BASELINE])
     print(f"publish of {n} images ({', '.join(t.name for t in req.targets)}), median of {a.rounds} rounds")
     print(f"{'scenario':52} {'seconds':>8} {'vs docker push':>15} {'bytes uploaded':>15}")
+    print("-" * 93)
     for name, vals in rows.items():
         s = statistics.median(v[0] for v in vals)
         sent = statistics.median(v[1] for v in vals)

@@ -111,7 +111,8 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     needed = ",".join(dict.fromkeys(t.arch.dpkg for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
                          fingerprint=fingerprint)
-    return Request(settings, tuple(targets), opts, ROOT)
+    cache = c_config.publish.get("layer_cache")
+    return Request(settings, tuple(targets), opts, ROOT, project_path(cache) if cache else None)
 
 
 REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")

@@ -8,7 +8,9 @@ index that moves a tag is written only once every child is in place.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import os
 import json
 import tarfile
 import tempfile
@@ -51,21 +53,69 @@ def platform_of(config: dict) -> dict:
     return p
 
 
-def push_image(engine: Engine, image: str, registry: Registry, repo: str, mount_from: tuple[str, ...] = ()) -> Pushed:
+class LayerCache:
+    """Compressed layers keyed by their uncompressed digest (diff_id): each layer is gzipped once per machine.
+
+    Compression is most of a push's cost (a Debian base layer takes seconds),
+    and the same base layer recurs across flavors, rebuilds and registries.
+    Files are named by their own digest and checked on every read, so a
+    damaged entry is recompressed, never uploaded. Safe to delete at any time.
+    """
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def _paths(self, diff_id: str) -> tuple[Path, Path]:
+        return self.root / "by-diff-id" / diff_id.split(":", 1)[1], self.root / "blobs"
+
+    def get(self, diff_id: str) -> bytes | None:
+        if not self.root:
+            return None
+        ref, blobs = self._paths(diff_id)
+        try:
+            digest = ref.read_text().strip()
+            data = (blobs / digest).read_bytes()
+        except OSError:
+            return None
+        return data if hashlib.sha256(data).hexdigest() == digest else None
+
+    def put(self, diff_id: str, data: bytes) -> None:
+        if not self.root:
+            return
+        ref, blobs = self._paths(diff_id)
+        digest = hashlib.sha256(data).hexdigest()
+        for path, content in ((blobs / digest, data), (ref, digest.encode())):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
+
+    def compressed(self, diff_id: str, read) -> bytes:
+        data = self.get(diff_id)
+        if data is None:
+            data = _gzip(read())
+            self.put(diff_id, data)
+        return data
+
+
+def push_image(engine: Engine, image: str, registry: Registry, repo: str, mount_from: tuple[str, ...] = (),
+               cache: LayerCache | None = None) -> Pushed:
     """Upload an engine image's layers, config and manifest; no tag is created or moved.
 
     `mount_from`: repositories in the same registry that may already hold
     some layers (the base image's), linked instead of uploaded.
     """
+    cache = cache or LayerCache(None)
     with tempfile.TemporaryDirectory(prefix="oci-") as tmp:
         with tarfile.open(engine.save(image, Path(tmp) / "image.tar")) as tar:
             [entry] = json.load(tar.extractfile("manifest.json"))
             config_bytes = tar.extractfile(entry["Config"]).read()
+            diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"]
             layers = []
-            for name in entry["Layers"]:
-                blob = _gzip(tar.extractfile(name).read())
-                layers.append({"mediaType": OCI_LAYER_GZIP, "digest": registry.upload_blob(repo, blob, mount_from=mount_from),
-                               "size": len(blob)})
+            for name, diff_id in zip(entry["Layers"], diff_ids, strict=True):
+                blob = cache.compressed(diff_id, lambda n=name: tar.extractfile(n).read())
+                layers.append({"mediaType": OCI_LAYER_GZIP, "size": len(blob),
+                               "digest": registry.upload_blob(repo, blob, mount_from=mount_from)})
     config = json.loads(config_bytes)
     manifest = canonical({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,

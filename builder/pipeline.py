@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fetch as fetch_stage, images, publish as pub
+from . import fetch as fetch_stage, images, oci, publish as pub
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -23,6 +23,7 @@ class Request:
     targets: tuple[images.Target, ...]
     fetch: FetchOptions
     root: Path
+    layer_cache: Path | None = None
 
 
 def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
@@ -136,7 +137,8 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     children = dict(have)
     if todo:
         built = smoke(dataclasses.replace(req, targets=todo), engine, log)
-        for b, child in zip(built, pub.push_all(engine, registry, dest, built, log, states)):
+        for b, child in zip(built, pub.push_all(engine, registry, dest, built, log, states,
+                                                           oci.LayerCache(req.layer_cache))):
             children[b.target.name] = child
     return [children[t.name] for t in req.targets]
 

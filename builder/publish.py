@@ -51,13 +51,14 @@ class Child:
     revision: str
     created: str
     uploaded: int = 0  # bytes this push sent (0: the registry had it; -1: a dry run's "would push")
+    media_type: str = OCI_MANIFEST
 
     @property
     def platform_key(self) -> str:
         return platform_key(self.platform)
 
     def descriptor(self) -> dict:
-        return {"mediaType": OCI_MANIFEST, "digest": self.digest, "size": self.size, "platform": self.platform}
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, "platform": self.platform}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -180,7 +181,8 @@ def read_tag(registry: Registry, repo: str, tag: str, cache: dict | None = None)
     body, media_type, digest = got
     doc = json.loads(body)
     if media_type in INDEX_TYPES or "manifests" in doc:
-        descs = [m for m in doc.get("manifests", []) if m.get("platform")]
+        # Attestation manifests (buildx) carry platform unknown/unknown: not an image to run.
+        descs = [m for m in doc.get("manifests", []) if m.get("platform", {}).get("os", "unknown") != "unknown"]
     else:  # a single-arch manifest under the tag (pushed by something else)
         config = json.loads(registry.get_blob(repo, doc["config"]["digest"]))
         descs = [{"mediaType": media_type, "digest": digest, "size": len(body), "platform": oci.platform_of(config)}]
@@ -218,11 +220,12 @@ def reusable(states: dict[str, TagState], platform: str, inputs: str) -> dict | 
 def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str]) -> Child:
     """The record for an image the registry already serves with these inputs (nothing to upload)."""
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
-                 descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision)
+                 descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
+                 media_type=descriptor.get("mediaType", OCI_MANIFEST))
 
 
 def push_child(engine: Engine, registry: Registry, dest: Destination, built: Built,
-               states: dict[str, TagState], log) -> Child:
+               states: dict[str, TagState], log, cache: oci.LayerCache | None = None) -> Child:
     """Upload one smoke-tested image by digest (no tag), unless the registry has its inputs already."""
     target = built.target
     key = platform_key(platform_dict(target.arch))
@@ -237,7 +240,7 @@ def push_child(engine: Engine, registry: Registry, dest: Destination, built: Bui
     before = registry.bytes_uploaded
     base_host, base_repo, _ = split_ref(built.base.ref)
     mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
-    pushed = oci.push_image(engine, built.tag, registry, dest.repository, mount)
+    pushed = oci.push_image(engine, built.tag, registry, dest.repository, mount, cache)
     if pushed.labels.get(f"{LABEL}.inputs") != built.inputs:
         raise PublishError(f"{built.tag} changed in the engine while it was being pushed; re-run publish")
     sent = registry.bytes_uploaded - before
@@ -246,7 +249,8 @@ def push_child(engine: Engine, registry: Registry, dest: Destination, built: Bui
 
 
 def push_all(engine: Engine, registry: Registry, dest: Destination, built: list[Built], log,
-             states: dict[str, dict[str, TagState]] | None = None) -> list[Child]:
+             states: dict[str, dict[str, TagState]] | None = None,
+             cache: oci.LayerCache | None = None) -> list[Child]:
     """push_child for each smoke-tested image; `states` maps flavor -> its tags (read here if absent)."""
     states = dict(states or {})
     children = []
@@ -254,7 +258,7 @@ def push_all(engine: Engine, registry: Registry, dest: Destination, built: list[
         f = b.target.flavor
         if f.name not in states:
             states[f.name] = read_tags(registry, dest.repository, tags_for(f.name, f.release, b.gosu.version))
-        children.append(push_child(engine, registry, dest, b, states[f.name], log))
+        children.append(push_child(engine, registry, dest, b, states[f.name], log, cache))
     return children
 
 

@@ -7,6 +7,8 @@ TCP reset: the transient failures a remote registry has.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import signal
@@ -17,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
 import requests
@@ -76,9 +79,14 @@ class Fault:
 
 @dataclass
 class Proxy:
+    """`bearer=(user, password)` makes it a token-auth registry front, as Docker Hub and GHCR are:
+    /v2 answers 401 with a Bearer challenge, and /token trades basic credentials for a
+    token scoped to one repository and its actions."""
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, int | str]] = field(default_factory=list)
+    bearer: tuple[str, str] | None = None
+    tokens_issued: int = 0
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -113,7 +121,44 @@ def _handler(proxy: Proxy):
         def log_message(self, *args):
             pass
 
+        def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _token(self):
+            want = "Basic " + base64.b64encode(":".join(proxy.bearer).encode()).decode()
+            if self.headers.get("Authorization") != want:
+                return self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
+            scope = parse_qs(urlsplit(self.path).query).get("scope", [""])[0]
+            proxy.tokens_issued += 1
+            token = base64.urlsafe_b64encode(scope.encode()).decode()
+            return self._reply(200, json.dumps({"token": token}).encode(), {"Content-Type": "application/json"})
+
+        def _allowed(self) -> bool:
+            """The bearer token's scope must name this repository, with push for writes."""
+            auth = self.headers.get("Authorization", "")
+            if not auth.startswith("Bearer "):
+                return False
+            scope = base64.urlsafe_b64decode(auth[7:].encode()).decode()
+            _, repo, actions = scope.split(":") if scope.count(":") == 2 else ("", "", "")
+            path = urlsplit(self.path).path
+            need = "pull" if self.command in ("GET", "HEAD") else "push"
+            return path.startswith(f"/v2/{repo}/") and need in actions.split(",")
+
         def _forward(self):
+            if proxy.bearer and self.path.startswith("/token"):
+                return self._token()
+            if proxy.bearer and not self._allowed():
+                m = re.match(r"/v2/(.+?)/(?:blobs|manifests)/", self.path)
+                scope = f',scope="repository:{m.group(1)}:pull,push"' if m else ""
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                return self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {
+                    "WWW-Authenticate": f'Bearer realm="http://{proxy.host}/token",service="test-registry"{scope}'})
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             fault = proxy.fault_for(self.command, self.path)
@@ -128,7 +173,8 @@ def _handler(proxy: Proxy):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+            drop = ("connection", "content-length", "authorization") if proxy.bearer else ("connection", "content-length")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
             try:
                 resp = requests.request(self.command, f"http://{proxy.upstream}{self.path}", data=body,
                                         headers=headers, allow_redirects=False, timeout=60)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,14 +15,14 @@ from typing import Callable
 
 import pytest
 
-from builder import pipeline, publish as pub
+from builder import local, pipeline, publish as pub
 from builder.local import native_arch
 from builder.publish import Destination, PublishError
 from builder.registry import AuthError, Registry, RegistryError, credentials_for
 
 from .conftest import ROOT, skip_or_fail
 from .engine import ARCHES, rig  # noqa: F401 - fixture
-from .registries import AuthRegistry, Fault, Proxy
+from .registries import AuthRegistry, Fault, Proxy, free_port
 
 pytestmark = pytest.mark.engine
 
@@ -256,3 +257,23 @@ def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
     assert {m["digest"] for m in index["manifests"]} == {
         json.loads((digests_dir / f"alpine-{a}.json").read_text())["digest"] for a in ARCHES}
     assert reg.password not in "".join(p.stdout + p.stderr for p in (amd, early, arm, dry, done))
+
+
+def test_bearer_token_registry(rig, tmp_path):
+    """Docker Hub and GHCR hand out scoped tokens; the client must fetch and use them."""
+    upstream = tmp_path / "anonymous"
+    host = f"127.0.0.1:{free_port()}"
+    pid = local.start_registry(upstream, host)
+    proxy = Proxy(host, bearer=("ci-bot", "token-pass-7"))
+    try:
+        client = Registry(proxy.host, ("ci-bot", "token-pass-7"), retries=1, backoff=0.05)
+        publish_built([rig.built("alpine", a) for a in ARCHES], client, rig.engine)
+        assert proxy.tokens_issued >= 2, "one pull token and one pull,push token at least"
+        got = client.get_manifest(REPO, "alpine")
+        assert got and {pub.platform_key(m["platform"]) for m in json.loads(got[0])["manifests"]} == \
+            set(PLATFORMS.values())
+        with pytest.raises(AuthError, match=f"registry {proxy.host} refused the credentials"):
+            Registry(proxy.host, ("ci-bot", "nope"), retries=0).get_manifest(REPO, "alpine")
+    finally:
+        proxy.close()
+        os.kill(pid, signal.SIGTERM)
