@@ -137,9 +137,8 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     children = dict(have)
     if todo:
         built = smoke(dataclasses.replace(req, targets=todo), engine, log)
-        for b, child in zip(built, pub.push_all(engine, registry, dest, built, log, states,
-                                                           oci.LayerCache(req.layer_cache))):
-            children[b.target.name] = child
+        pushed = pub.push_all(engine, registry, dest, built, log, states, oci.LayerCache(req.layer_cache))
+        children.update((b.target.name, child) for b, child in zip(built, pushed))
     return [children[t.name] for t in req.targets]
 
 

@@ -18,13 +18,14 @@ def invoke(*args, env=None):
 
 def test_list_shows_every_task_with_help():
     out = invoke("--list").stdout
-    for name in ("fetch", "lock", "up", "down", "build", "smoke", "release", "test", "test-mirror"):
+    for name in ("fetch", "lock", "up", "down", "build", "smoke", "release", "publish", "push", "assemble", "test",
+                 "test-mirror"):
         line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
         assert len(line.split(None, 1)[1]) > 10
 
 
 def test_every_option_has_help():
-    for name in ("fetch", "lock", "build", "smoke", "release", "test", "test-mirror"):
+    for name in ("fetch", "lock", "build", "smoke", "release", "publish", "push", "assemble", "test", "test-mirror"):
         out = invoke("--help", name).stdout
         opts = [l for l in out.splitlines() if l.strip().startswith("-")]
         assert opts and all(len(l.split("  ")[-1].strip()) > 5 and l.strip().count(" ") > 2 for l in opts), out
@@ -95,3 +96,17 @@ def test_repo_lock_pins_gosu_1_19_for_all_nine_arches():
     assert lock["version"] == "1.19" and len(lock["arches"]) == 9
     assert lock["arches"]["amd64"]["sha256"] == "52c8749d0142edd234e9d6bd5237dff2d81e71f43537e2f4f66f75dd4b243dd0"
     assert all(e["confidence"] and e["source"] for e in lock["arches"].values())
+
+
+def test_publish_arguments_are_checked_before_anything_runs(tmp_path):
+    """Bad destinations and missing push records: exit 2, naming the input, with no engine or registry needed."""
+    r = invoke("publish", "--registry", "https://ghcr.io", "--dry-run")
+    assert r.returncode == 2 and "registry 'https://ghcr.io': give HOST[:PORT] without scheme" in r.stderr, r.stderr
+    r = invoke("publish", "--repository", "Org/Base", "--dry-run")
+    assert r.returncode == 2 and "repository 'Org/Base' is not a valid name" in r.stderr, r.stderr
+    r = invoke("publish", "--flavor", "centos", "--dry-run")
+    assert r.returncode == 2 and "unknown flavor centos" in r.stderr, r.stderr
+    r = invoke("assemble", "--digests-dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and f"no push records (*.json) in {tmp_path / 'none'}" in r.stderr, r.stderr
+    r = invoke("assemble", "--digests-dir", str(tmp_path), "--arch", "sparc")
+    assert r.returncode == 2 and "unknown architecture 'sparc'" in r.stderr, r.stderr
