@@ -100,6 +100,12 @@ class Registry:
                 resp = self.session.request(method, url, headers={**headers, **auth}, timeout=self.timeout, **kw)
             except requests.RequestException as e:
                 raise RegistryError(f"registry {self.host}: {method} failed: {_reason(e)}") from None
+            if resp.status_code == 403:
+                # Authenticated but not allowed: a token or account without write access to this repository.
+                raise AuthError(
+                    f"registry {self.host} denied {method} {url.split('/v2', 1)[-1].split('?')[0]} (HTTP 403): "
+                    f"the credentials in use have no {'push' if 'push' in scope_action else 'pull'} permission on "
+                    f"{repo or 'it'}; grant it or use other credentials")
             if resp.status_code != 401:
                 return resp
             if attempt == 0 and self._answer_challenge(resp.headers.get("WWW-Authenticate", ""), scope):

@@ -209,6 +209,17 @@ def test_transient_5xx_and_resets_are_retried(rig, reg):
     assert len(set(digests.values())) == 1 and None not in digests.values()
 
 
+def test_write_access_denied_is_one_clear_error(rig, reg):
+    proxy = Proxy(reg.host, [Fault("POST", r"/blobs/uploads/", 403, times=99)])
+    try:
+        with pytest.raises(AuthError, match=f"registry {proxy.host} denied POST /{REPO}/blobs/uploads/ \\(HTTP 403\\): "
+                                            f"the credentials in use have no push permission on {REPO}"):
+            publish_built([rig.built("alpine", a) for a in ARCHES], reg.client(host=proxy.host), rig.engine)
+    finally:
+        proxy.close()
+    assert set(tag_digests(reg.client(), rig).values()) == {None}
+
+
 def test_refused_credentials_are_one_clear_error_without_the_secret(rig, reg):
     with pytest.raises(AuthError) as e:
         reg.client(password="wrong-pass-123").get_manifest(REPO, "alpine")
