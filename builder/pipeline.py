@@ -109,7 +109,7 @@ def _check_shrink(req: Request, states: dict[str, dict], allow_shrink: bool) -> 
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log):
-    """(planned, tag states, registry children keyed by target name for inputs already published)."""
+    """(planned, tag states, registry children keyed by target name for inputs already published, revision)."""
     planned = prepare(req, log)
     states = _states(registry, dest, planned)
     _check_shrink(req, states, allow_shrink)
@@ -120,7 +120,7 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log):
                                 p.inputs)
         if existing:
             have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision)
-    return planned, states, have
+    return planned, states, have, revision
 
 
 def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False) -> list:
@@ -129,7 +129,7 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     An image whose inputs digest the registry already serves is neither built
     nor pushed: a nightly run with nothing new costs a few registry reads.
     """
-    planned, states, have = _triage(req, registry, dest, allow_shrink, log)
+    planned, _, have, _ = _triage(req, registry, dest, allow_shrink, log)
     for child in have.values():
         log.write(f"push: {child.flavor}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
                   f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
@@ -137,7 +137,7 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     children = dict(have)
     if todo:
         built = smoke(dataclasses.replace(req, targets=todo), engine, log)
-        pushed = pub.push_all(engine, registry, dest, built, log, states, oci.LayerCache(req.layer_cache))
+        pushed = pub.push_all(engine, registry, dest, built, log, oci.LayerCache(req.layer_cache))
         children.update((b.target.name, child) for b, child in zip(built, pushed))
     return [children[t.name] for t in req.targets]
 
@@ -169,8 +169,7 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | N
 
 def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False):
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
-    planned, states, have = _triage(req, registry, dest, allow_shrink, log)
-    revision = images.git_revision(req.root)
+    planned, states, have, revision = _triage(req, registry, dest, allow_shrink, log)
     children = [have.get(p.target.name) or pub.Child(
         p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.arch),
         "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1) for p in planned]

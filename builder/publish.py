@@ -224,19 +224,15 @@ def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, rev
                  media_type=descriptor.get("mediaType", OCI_MANIFEST))
 
 
-def push_child(engine: Engine, registry: Registry, dest: Destination, built: Built,
-               states: dict[str, TagState], log, cache: oci.LayerCache | None = None) -> Child:
-    """Upload one smoke-tested image by digest (no tag), unless the registry has its inputs already."""
+def push_child(engine: Engine, registry: Registry, dest: Destination, built: Built, log,
+               cache: oci.LayerCache | None = None) -> Child:
+    """Upload one smoke-tested image by digest; no tag is created or moved.
+
+    Whether the registry already serves an image's inputs is decided before
+    building (pipeline._triage), so every image that reaches here is pushed;
+    blobs the registry has are still skipped by upload_blob.
+    """
     target = built.target
-    key = platform_key(platform_dict(target.arch))
-    existing = reusable(states, key, built.inputs)
-    revision = (built.labels["org.opencontainers.image.revision"], built.labels["org.opencontainers.image.created"])
-    if existing:
-        log.write(f"push: {target.name}: registry already has inputs {built.inputs[:19]} "
-                  f"({existing['digest'][:19]}); nothing uploaded\n")
-        return existing_child(target, built.gosu.version, built.inputs, existing, revision)
-    record = dict(flavor=target.flavor.name, release=target.flavor.release, arch=target.arch.dpkg,
-                  inputs=built.inputs, gosu_version=built.gosu.version, revision=revision[0], created=revision[1])
     before = registry.bytes_uploaded
     base_host, base_repo, _ = split_ref(built.base.ref)
     mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
@@ -245,21 +241,14 @@ def push_child(engine: Engine, registry: Registry, dest: Destination, built: Bui
         raise PublishError(f"{built.tag} changed in the engine while it was being pushed; re-run publish")
     sent = registry.bytes_uploaded - before
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded)\n")
-    return Child(platform=pushed.platform, digest=pushed.digest, size=pushed.size, uploaded=sent, **record)
+    return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
+                 pushed.size, built.inputs, built.gosu.version, built.labels["org.opencontainers.image.revision"],
+                 built.labels["org.opencontainers.image.created"], uploaded=sent)
 
 
 def push_all(engine: Engine, registry: Registry, dest: Destination, built: list[Built], log,
-             states: dict[str, dict[str, TagState]] | None = None,
              cache: oci.LayerCache | None = None) -> list[Child]:
-    """push_child for each smoke-tested image; `states` maps flavor -> its tags (read here if absent)."""
-    states = dict(states or {})
-    children = []
-    for b in built:
-        f = b.target.flavor
-        if f.name not in states:
-            states[f.name] = read_tags(registry, dest.repository, tags_for(f.name, f.release, b.gosu.version))
-        children.append(push_child(engine, registry, dest, b, states[f.name], log, cache))
-    return children
+    return [push_child(engine, registry, dest, b, log, cache) for b in built]
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:
