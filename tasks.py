@@ -11,22 +11,25 @@ from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
 
 FETCH_HELP = {
-    "version": "gosu release to fetch (default: the version pinned in gosu.lock.json)",
+    "source": "where gosu comes from: github (tianon's signed release), debian (Debian's archive) or auto "
+              "(github when it answers, else debian) (default: gosu.source, github)",
+    "version": "gosu release to fetch (default: the version pinned in gosu.lock.json for that source)",
     "arch": "comma-separated dpkg architectures (default: all nine)",
-    "mirror": "HTTP base URL or local directory laid out as <mirror>/<version>/<file> (default: GitHub releases)",
+    "mirror": "github: HTTP base URL or directory laid out as <mirror>/<version>/<file> (default: GitHub releases); "
+              "debian: a Debian mirror's base URL or a directory with dists/ and pool/ (default: deb.debian.org)",
     "key": "OpenPGP public key file to trust instead of keys/ (the fingerprint check still applies)",
     "fingerprint": "full fingerprint the signing key must have (default: the pinned one)",
+    "suite": "debian source: the suite to take gosu from (default: gosu.debian.suite, trixie)",
     "cache_dir": "where verified binaries are cached (default: .cache/gosu)",
 }
+FETCH_FLAGS = ("source", "suite", "mirror", "key", "fingerprint")
 
 
 IMAGE_HELP = {
     "flavor": "comma-separated flavors: minideb, ubuntu, alpine (default: all)",
     "arch": "comma-separated dpkg architectures (default: this machine's)",
     "gosu_version": FETCH_HELP["version"],
-    "mirror": FETCH_HELP["mirror"],
-    "key": FETCH_HELP["key"],
-    "fingerprint": FETCH_HELP["fingerprint"],
+    **{k: FETCH_HELP[k] for k in FETCH_FLAGS},
 }
 
 
@@ -38,6 +41,8 @@ PUBLISH_HELP = {
     "repository": "repository in that registry (default: images.repository, org/base-gosu)",
     "dry_run": "print what would be built, pushed, skipped and tagged; change nothing",
     "allow_shrink": "let a tag lose platforms it serves now (refused by default)",
+    "allow_trial": "let trial images (stand-in bases, gosu trusted through a test key) go to a registry other "
+                   "than the local one (refused by default)",
 }
 PUBLISH_ERRORS = (pipeline.PipelineError, publish_stage.PublishError, RegistryError, EngineError, ValueError)
 
@@ -62,33 +67,44 @@ def _up(c) -> None:
     local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
 
 
-def _fetch(c, enforce_lock=True, **kw) -> fetch_stage.FetchReport:
+def _fetch(c, enforce_lock=True, for_lock=False, **kw):
     try:
-        opts = config.fetch_options(c.config.gosu, enforce_lock=enforce_lock, **kw)
+        opts = (config.lock_options if for_lock else config.fetch_options)(c.config.gosu, enforce_lock=enforce_lock,
+                                                                           **kw)
     except ValueError as e:  # bad flags or config: arches, mirror, fingerprint, lock file
         raise Exit(f"error: {e}", code=2)
+    if opts.chosen_because:
+        print(f"fetch: source {opts.kind}: {opts.chosen_because}", file=sys.stderr)
     report = fetch_stage.fetch(opts)
     fetch_stage.print_report(report)
     if not report.ok:
         raise Exit(code=1)
-    return report
+    return opts, report
 
 
 @task(help=FETCH_HELP)
-def fetch(c, version=None, arch=None, mirror=None, key=None, fingerprint=None, cache_dir=None):
-    """Download gosu for each arch and verify signature, SHA256SUMS, ELF header and lock."""
-    _fetch(c, version=version, arch=arch, mirror=mirror, key=key, fingerprint=fingerprint, cache_dir=cache_dir)
+def fetch(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None,
+          cache_dir=None):
+    """Download gosu for each arch and verify it (signature or archive chain, ELF header, lock)."""
+    _fetch(c, source=source, version=version, arch=arch, mirror=mirror, key=key, fingerprint=fingerprint,
+           suite=suite, cache_dir=cache_dir)
 
 
-@task(help={**{k: v for k, v in FETCH_HELP.items() if k != "arch"}, "version": "gosu release to pin (required)"})
-def lock(c, version, mirror=None, key=None, fingerprint=None, cache_dir=None):
-    """Fetch and verify every arch of a release, then rewrite gosu.lock.json with the results."""
-    report = _fetch(c, enforce_lock=False, version=version, mirror=mirror, key=key,
-                    fingerprint=fingerprint, cache_dir=cache_dir)
+@task(help={**FETCH_HELP, "version": "gosu release to pin (required for github; debian: default the suite's)",
+            "arch": "comma-separated dpkg architectures (default: all nine for github; every arch the suite "
+                    "builds gosu for, for debian)"})
+def lock(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None,
+         cache_dir=None):
+    """Fetch and verify every arch of a release, then rewrite that source's part of gosu.lock.json."""
+    opts, report = _fetch(c, enforce_lock=False, for_lock=True, source=source, version=version, arch=arch,
+                          mirror=mirror, key=key, fingerprint=fingerprint, suite=suite, cache_dir=cache_dir)
     path = config.project_path(c.config.gosu.lock_file)
-    lockfile.save(path, lockfile.from_fetched(version, report.fetched, config.normalize_fingerprint(
-        fingerprint or c.config.gosu.fingerprint)))
-    print(f"wrote {path}: gosu {version}, {len(report.fetched)} arches")
+    try:
+        new = lockfile.updated(lockfile.load(path), opts, report.fetched)
+    except lockfile.LockFileError as e:
+        raise Exit(f"lock: error: {e}", code=1)
+    lockfile.save(path, new)
+    print(f"wrote {path}: {opts.kind} gosu {report.fetched[0].version}, {len(report.fetched)} arches")
 
 
 @task(help={"k": "only run tests matching this pytest -k expression", "x": "stop at the first failure",
@@ -111,44 +127,49 @@ def _destination(c, registry, repository):
         raise Exit(f"error: {e}", code=2)
 
 
-def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink, **fetch_kw):
+def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, **fetch_kw):
     req = _request(c, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch_kw)
     dest, client = _destination(c, registry, repository)
     try:
         if dry_run:
-            pipeline.dry_run(req, client, dest, sys.stdout, allow_shrink)
+            pipeline.dry_run(req, client, dest, sys.stdout, allow_shrink, allow_trial)
         else:
-            pipeline.publish(req, Engine(), client, dest, sys.stdout, allow_shrink)
+            pipeline.publish(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial)
     except PUBLISH_ERRORS as e:
         raise Exit(f"{name}: error: {e}", code=1)
 
 
 @task(help=PUBLISH_HELP)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
-            gosu_version=None, mirror=None, key=None, fingerprint=None):
+            allow_trial=False, source=None, gosu_version=None, suite=None, mirror=None, key=None, fingerprint=None):
     """Build and smoke-test every flavor/arch, push each by digest, then move each flavor's three tags."""
-    _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, gosu_version=gosu_version,
-             mirror=mirror, key=key, fingerprint=fingerprint)
+    _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, source=source,
+             gosu_version=gosu_version, suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
-@task(help={k: v for k, v in PUBLISH_HELP.items() if k not in ("registry", "repository", "dry_run", "allow_shrink")})
-def release(c, flavor=None, arch=None, gosu_version=None, mirror=None, key=None, fingerprint=None):
+@task(help={**{k: v for k, v in PUBLISH_HELP.items()
+               if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial")},
+            "source": FETCH_HELP["source"].replace("(default: gosu.source, github)", "(default: auto)")})
+def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=None, mirror=None, key=None,
+            fingerprint=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
-    _publish(c, "release", flavor, arch, None, None, False, False, gosu_version=gosu_version, mirror=mirror,
-             key=key, fingerprint=fingerprint)
+    if source == "auto" and (mirror or key or fingerprint):
+        source = None  # naming a mirror or key names the configured source, as for every other task
+    _publish(c, "release", flavor, arch, None, None, False, False, False, source=source, gosu_version=gosu_version,
+             suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items() if k not in ("dry_run",)},
             "arch": "comma-separated dpkg architectures (default: this machine's)",
             "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
-         gosu_version=None, mirror=None, key=None, fingerprint=None):
+         allow_trial=False, source=None, gosu_version=None, suite=None, mirror=None, key=None, fingerprint=None):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push by digest; moves no tag."""
-    req = _request(c, flavor=flavor, arch=arch, gosu_version=gosu_version, mirror=mirror, key=key,
-                   fingerprint=fingerprint)
+    req = _request(c, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version, suite=suite,
+                   mirror=mirror, key=key, fingerprint=fingerprint)
     dest, client = _destination(c, registry, repository)
     try:
-        children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink)
+        children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial)
         for path in publish_stage.write_records(config.cli_path(digests_dir), children):
             print(f"push: wrote {path}")
     except (*PUBLISH_ERRORS, OSError) as e:
@@ -159,9 +180,9 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
             "flavor": "comma-separated flavors whose records must all be there (default: all configured)",
             "arch": PUBLISH_HELP["arch"], "registry": PUBLISH_HELP["registry"],
             "repository": PUBLISH_HELP["repository"], "dry_run": PUBLISH_HELP["dry_run"],
-            "allow_shrink": PUBLISH_HELP["allow_shrink"]})
+            "allow_shrink": PUBLISH_HELP["allow_shrink"], "allow_trial": PUBLISH_HELP["allow_trial"]})
 def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, dry_run=False,
-             allow_shrink=False):
+             allow_shrink=False, allow_trial=False):
     """Split publish, part 2: check every expected arch was pushed, write each flavor's index, move its tags."""
     try:
         expected = config.expected_targets(c.config, flavor, config.publish_arches(c.config, arch))
@@ -170,7 +191,7 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
         raise Exit(f"assemble: error: {e}", code=2)
     dest, client = _destination(c, registry, repository)
     try:
-        pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run)
+        pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial)
     except PUBLISH_ERRORS as e:
         raise Exit(f"assemble: error: {e}", code=1)
 
@@ -203,14 +224,16 @@ def test_mirror(c, arch="amd64,arm64", dest=None):
 
 
 @task(help=IMAGE_HELP)
-def build(c, flavor=None, arch=None, gosu_version=None, mirror=None, key=None, fingerprint=None):
+def build(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, mirror=None, key=None,
+          fingerprint=None):
     """Build org/base-gosu:<flavor>-<arch> images in the local engine from verified gosu."""
-    _stage(c, "build", pipeline.build, flavor=flavor, arch=arch, gosu_version=gosu_version, mirror=mirror, key=key,
-           fingerprint=fingerprint)
+    _stage(c, "build", pipeline.build, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version,
+           suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
 @task(help=IMAGE_HELP)
-def smoke(c, flavor=None, arch=None, gosu_version=None, mirror=None, key=None, fingerprint=None):
+def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, mirror=None, key=None,
+          fingerprint=None):
     """Build, then run every smoke check on each image in the local engine (--network none)."""
-    _stage(c, "smoke", pipeline.smoke, flavor=flavor, arch=arch, gosu_version=gosu_version, mirror=mirror, key=key,
-           fingerprint=fingerprint)
+    _stage(c, "smoke", pipeline.smoke, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version,
+           suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)

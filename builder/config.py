@@ -6,6 +6,7 @@ package reads configuration, so every stage is a function of its arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,34 +29,83 @@ def cli_path(value: str | None) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
-def source_of(gosu: Mapping, mirror: str | None) -> str:
-    base = mirror or gosu.get("mirror") or gosu["release_url"]
+def source_of(configured: str, mirror: str | None, layout: str = "<dir>/<version>/gosu-<arch>") -> str:
+    """An HTTP base URL as given, or a mirror directory that must exist."""
+    base = mirror or configured
     if "://" not in base:
         path = cli_path(base) if mirror else project_path(base)
         if not path.is_dir():
             raise ValueError(f"mirror directory {base!r} does not exist; pass an HTTP base URL or a directory "
-                             "laid out as <dir>/<version>/gosu-<arch>")
+                             f"laid out as {layout}")
         return str(path)
     return base
 
 
+SOURCES = ("github", "debian", "auto")
+
+
 def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
-                  cache_dir: str | None = None, enforce_lock: bool = True) -> FetchOptions:
+                  cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
+                  suite: str | None = None) -> FetchOptions:
+    from .fetch import choose_source
     lock = lockfile.load(project_path(gosu["lock_file"]))
+    kind = (source or gosu.get("source") or "github").strip().lower()
+    if kind not in SOURCES:
+        raise ValueError(f"gosu source {kind!r} is unknown: use one of {', '.join(SOURCES)}")
+    if suite and kind == "github":
+        raise ValueError("--suite applies to the debian source only; add --source debian")
+    why = ""
+    if kind == "auto":
+        if mirror or key or fingerprint:
+            raise ValueError("--source auto chooses between the configured GitHub and Debian sources; with --mirror, "
+                             "--key or --fingerprint name the source (--source github or --source debian)")
+        kind, why = choose_source(gosu.get("mirror") or gosu["release_url"], float(gosu.get("probe_timeout", 5)))
+    common = dict(arches=tuple(arches.parse_list(arch)),
+                  cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
+                  lock=lock if enforce_lock else None, timeout=float(gosu["timeout"]), retries=int(gosu["retries"]),
+                  backoff=float(gosu["backoff"]), parallel=int(gosu["parallel"]), chosen_because=why)
+    if kind == "debian":
+        deb = gosu["debian"]
+        the_suite = (suite or deb["suite"]).strip()
+        pinned = lock.debian.version if lock.debian and lock.debian.suite == the_suite else ""
+        return FetchOptions(
+            version=version or gosu.get("version") or pinned, source=source_of(deb["mirror"], mirror, "dists/, pool/"),
+            key_file=Path(), fingerprint="", kind="debian", suite=the_suite,
+            archive_keys=archive_keys(deb, key, fingerprint), **common)
     return FetchOptions(
         version=version or gosu.get("version") or lock.version,
-        arches=tuple(arches.parse_list(arch)),
-        source=source_of(gosu, mirror),
+        source=source_of(gosu.get("mirror") or gosu["release_url"], mirror),
         key_file=cli_path(key) or project_path(gosu["key_file"]),
-        fingerprint=normalize_fingerprint(fingerprint or gosu["fingerprint"]),
-        cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
-        lock=lock if enforce_lock else None,
-        timeout=float(gosu["timeout"]),
-        retries=int(gosu["retries"]),
-        backoff=float(gosu["backoff"]),
-        parallel=int(gosu["parallel"]),
-    )
+        fingerprint=normalize_fingerprint(fingerprint or gosu["fingerprint"]), **common)
+
+
+def lock_options(gosu: Mapping, *, source: str | None = None, version: str | None = None, arch: str | None = None,
+                 **kw) -> FetchOptions:
+    """What `invoke lock` fetches: a github version must be named; debian defaults to the suite's newest."""
+    kind = (source or gosu.get("source") or "github").strip().lower()
+    if kind == "auto":
+        raise ValueError("a lock names its source: pass --source github or --source debian")
+    if kind == "github" and not version:
+        raise ValueError("locking the github source needs --version (the gosu release to pin)")
+    if kind == "debian":
+        arch = arch or gosu["debian"]["arches"]
+    opts = fetch_options(gosu, source=kind, version=version, arch=arch, **kw)
+    return opts if version or kind != "debian" else dataclasses.replace(opts, version="")
+
+
+def archive_keys(deb: Mapping, key: str | None, fingerprint: str | None) -> tuple[tuple[Path, str], ...]:
+    """Debian's archive keys from keys/ (one file each), or the one key a test archive is signed with."""
+    if key or fingerprint:
+        if not (key and fingerprint):
+            raise ValueError("for the debian source, --key and --fingerprint go together: the key file and the "
+                             "fingerprint it must hold replace Debian's archive keys")
+        return ((cli_path(key), normalize_fingerprint(fingerprint)),)
+    keys_dir = project_path(deb["keys_dir"])
+    fprs = [normalize_fingerprint(f) for f in str(deb["fingerprints"]).split(",") if f.strip()]
+    if not fprs:
+        raise ValueError("gosu.debian.fingerprints is empty: pin Debian's archive keys (see keys/README.md)")
+    return tuple((keys_dir / f"{f}.asc", f) for f in fprs)
 
 
 def local_settings(local: Mapping) -> "LocalSettings":
@@ -102,7 +152,8 @@ def image_settings(images: Mapping) -> "ImageSettings":
 
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
-                  default_arch: str | None = None) -> "Request":
+                  default_arch: str | None = None, source: str | None = None,
+                  suite: str | None = None) -> "Request":
     from .images import plan
     from .local import native_arch
     from .pipeline import Request
@@ -110,7 +161,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     targets = plan(settings, flavor, arch, default_arch or native_arch())
     needed = ",".join(dict.fromkeys(t.arch.dpkg for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
-                         fingerprint=fingerprint)
+                         fingerprint=fingerprint, source=source, suite=suite)
     cache = c_config.publish.get("layer_cache")
     return Request(settings, tuple(targets), opts, ROOT, project_path(cache) if cache else None)
 

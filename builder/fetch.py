@@ -1,198 +1,40 @@
-"""The fetch stage: a verified gosu binary per requested architecture.
+"""The fetch stage: a verified gosu binary per requested architecture, from the chosen source.
 
-Every binary handed on has passed, in this run, the pinned-key signature check,
-the signed SHA256SUMS (where the release has one), the ELF check and the lock.
-A warm run re-checks the cached bytes instead of downloading them again.
+Sources live in builder/sources/: tianon's signed GitHub release (the
+default) and Debian's archive, each checked against keys pinned in keys/.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import lock as lockfile
-from .arches import Arch
-from .release import Cache, CacheRecord, DownloadError, Progress, Source, download, make_session
-from .verify import (Keyring, PinnedKeyError, VerificationError, check_elf, check_sha256,
-                     parse_sha256sums, pinned_keyring, sha256_file)
+import requests
 
-
-@dataclass(frozen=True)
-class FetchOptions:
-    version: str
-    arches: tuple[Arch, ...]
-    source: str
-    key_file: Path
-    fingerprint: str
-    cache_dir: Path
-    lock: lockfile.Lock | None
-    timeout: float = 30.0
-    retries: int = 4
-    backoff: float = 0.5
-    parallel: int = 9
-
-
-@dataclass(frozen=True)
-class Fetched:
-    arch: str
-    version: str
-    sha256: str
-    size: int
-    path: Path
-    from_cache: bool
-    sums_checked: bool
-    locked: bool
-    source: str
-
-
-@dataclass(frozen=True)
-class Failure:
-    arch: str
-    file: str
-    reason: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.arch}: {self.message}"
-
-
-@dataclass
-class FetchReport:
-    fetched: list[Fetched] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
+from .sources import debian, github
+from .sources.model import DEBIAN, GITHUB, KINDS, Failure, FetchOptions, FetchReport, Fetched  # noqa: F401
 
 
 def fetch(opts: FetchOptions, log=sys.stderr) -> FetchReport:
-    report = FetchReport()
-    cache = Cache(opts.cache_dir)
-    source = Source(opts.source)
+    return (debian.fetch if opts.kind == DEBIAN else github.fetch)(opts, log)
+
+
+def choose_source(github_location: str, timeout: float) -> tuple[str, str]:
+    """For `auto`: tianon's release when its location answers, else Debian's archive; and why."""
+    if "://" not in github_location:
+        if Path(github_location).is_dir():
+            return GITHUB, f"the GitHub release mirror {github_location} is a local directory"
+        return DEBIAN, f"the GitHub release mirror {github_location} does not exist"
     try:
-        with pinned_keyring(opts.key_file, opts.fingerprint) as keyring:
-            _fetch_all(opts, cache, source, keyring, report, log)
-    except PinnedKeyError as e:
-        report.failures = [Failure(a.dpkg, str(opts.key_file), e.reason, f"{opts.key_file.name}: {e.reason}: {e}")
-                           for a in opts.arches]
-    report.fetched.sort(key=lambda f: f.arch)
-    report.failures.sort(key=lambda f: f.arch)
-    return report
-
-
-def _fetch_all(opts: FetchOptions, cache: Cache, source: Source, keyring: Keyring,
-               report: FetchReport, log) -> None:
-    missing: list[Arch] = []
-    for arch in opts.arches:
-        hit = _from_cache(opts, cache, keyring, arch, report)
-        if hit:
-            report.fetched.append(hit)
-        else:
-            missing.append(arch)
-    if not missing:
-        return
-    session = make_session(opts.retries, opts.backoff)
-    stage = cache.staging()
-    try:
-        try:
-            sums = _signed_sums(opts, source, session, keyring, stage)
-        except (DownloadError, VerificationError) as e:
-            report.failures += [Failure(a.dpkg, e.file, e.reason, str(e)) for a in missing]
-            return
-        progress = Progress(2 * len(missing), stream=log)
-        with ThreadPoolExecutor(max_workers=max(1, opts.parallel)) as pool:
-            jobs = {a: pool.submit(_fetch_one, opts, cache, source, session, keyring, sums, stage, a, progress)
-                    for a in missing}
-        for arch, job in jobs.items():
-            try:
-                report.fetched.append(job.result())
-            except (DownloadError, VerificationError) as e:
-                report.failures.append(Failure(arch.dpkg, e.file, e.reason, str(e)))
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch,
-                report: FetchReport) -> Fetched | None:
-    """Use a cached binary only after re-checking its bytes, signature, ELF and lock."""
-    rec = cache.read(keyring.fingerprint, opts.version, arch.dpkg)
-    if rec is None:
-        return None
-    blob, sig = cache.blob(rec.sha256), cache.blob(rec.signature_sha256)
-    name = arch.release_file
-    try:
-        if not blob.is_file() or not sig.is_file():
-            raise VerificationError(name, "cache damaged", "a verified file is gone from the cache")
-        actual = sha256_file(blob)
-        if actual != rec.sha256 or sha256_file(sig) != rec.signature_sha256:
-            raise VerificationError(
-                name, "cache modified",
-                f"cached copy {blob} was modified on disk after it was verified (sha256 now {actual})",
-            )
-        keyring.verify(blob, sig, name)
-        check_elf(blob, arch, name)
-        locked = _check_lock(opts, arch, rec.sha256, rec.size)
-    except VerificationError as e:
-        cache.evict(keyring.fingerprint, opts.version, arch.dpkg, rec)
-        cache.blob(rec.signature_sha256).unlink(missing_ok=True)
-        report.warnings.append(f"{arch.dpkg}: {e}; evicted it from the cache and fetching again")
-        return None
-    return Fetched(arch.dpkg, opts.version, rec.sha256, rec.size, blob, True, rec.sums_checked, locked, rec.source)
-
-
-def _signed_sums(opts: FetchOptions, source: Source, session, keyring: Keyring, stage: Path) -> dict[str, str] | None:
-    """The release's SHA256SUMS if it has one (older releases and plain mirrors do not)."""
-    sums = download(session, source, opts.version, "SHA256SUMS", stage / "SHA256SUMS", opts.timeout, optional=True)
-    if sums is None:
-        return None
-    sig = download(session, source, opts.version, "SHA256SUMS.asc", stage / "SHA256SUMS.asc", opts.timeout, optional=True)
-    if sig is None:
-        raise VerificationError("SHA256SUMS.asc", "missing signature",
-                                "the release has SHA256SUMS but no SHA256SUMS.asc; an unsigned checksum file is not trusted")
-    keyring.verify(sums, sig, "SHA256SUMS")
-    return parse_sha256sums(sums.read_text(errors="replace"))
-
-
-def _fetch_one(opts: FetchOptions, cache: Cache, source: Source, session, keyring: Keyring,
-               sums: dict[str, str] | None, stage: Path, arch: Arch, progress: Progress) -> Fetched:
-    name = arch.release_file
-    mine = stage / arch.dpkg
-    mine.mkdir()
-    binary = download(session, source, opts.version, name, mine / name, opts.timeout, progress=progress)
-    progress.finished(name, binary.stat().st_size)
-    sig = download(session, source, opts.version, f"{name}.asc", mine / f"{name}.asc", opts.timeout,
-                   optional=True, progress=progress)
-    if sig is None:
-        raise VerificationError(f"{name}.asc", "missing signature",
-                                f"the release has no {name}.asc; an unsigned binary is never used")
-    progress.finished(f"{name}.asc", sig.stat().st_size)
-    keyring.verify(binary, sig, name)
-    digest, size = sha256_file(binary), binary.stat().st_size
-    if sums is not None:
-        if name not in sums:
-            raise VerificationError(name, "checksum mismatch", "the signed SHA256SUMS has no line for this file")
-        check_sha256(name, digest, sums[name], "the signed SHA256SUMS")
-    check_elf(binary, arch, name)
-    locked = _check_lock(opts, arch, digest, size)
-    # Only now does anything reach the cache: signature blob first, record last,
-    # so a reader that finds the record always finds both files.
-    sig_digest = sha256_file(sig)
-    cache.store_blob(sig, sig_digest)
-    path = cache.store_blob(binary, digest)
-    where = source.location(opts.version, name)
-    cache.write(keyring.fingerprint, opts.version, arch.dpkg,
-                CacheRecord(digest, size, sig_digest, sums is not None, where))
-    return Fetched(arch.dpkg, opts.version, digest, size, path, False, sums is not None, locked, where)
-
-
-def _check_lock(opts: FetchOptions, arch: Arch, digest: str, size: int) -> bool:
-    return bool(opts.lock and opts.lock.check(opts.version, arch.dpkg, digest, size))
-
+        requests.head(github_location, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as e:
+        reason = type(e).__name__
+        for marker in ("Name or service not known", "Temporary failure in name resolution", "Connection refused",
+                       "timed out", "Network is unreachable"):
+            if marker in str(e):
+                reason = marker
+        return DEBIAN, f"{github_location} cannot be reached ({reason})"
+    return GITHUB, f"{github_location} answers"
 
 
 def print_report(report: FetchReport, out=sys.stdout, err=sys.stderr) -> None:
@@ -201,7 +43,12 @@ def print_report(report: FetchReport, out=sys.stdout, err=sys.stderr) -> None:
         err.write(f"warning: {w}\n")
     for f in report.fetched:
         how = "cached" if f.from_cache else "fetched"
-        checks = "signature" + (", SHA256SUMS" if f.sums_checked else "") + ", ELF" + (", lock" if f.locked else "")
-        out.write(f"{f.arch:9} {f.sha256}  {f.path}  ({how}; verified {checks})\n")
+        if f.kind == DEBIAN:
+            checks = f"InRelease by {f.trust_root}, Packages, .deb, ELF" + (", lock" if f.locked else "")
+            what = f"gosu {f.version}, {f.detail('suite')} package {f.detail('package')}"
+        else:
+            checks = "signature" + (", SHA256SUMS" if f.sums_checked else "") + ", ELF" + (", lock" if f.locked else "")
+            what = f"gosu {f.version}"
+        out.write(f"{f.arch:9} {f.sha256}  {f.path}  ({what}; {how}; verified {checks})\n")
     for fail in report.failures:
         err.write(f"FAILED {fail}\n")

@@ -1,8 +1,10 @@
-"""The lock file: for the pinned gosu version, each arch's expected sha256.
+"""The lock file: for each source, what every arch's gosu must be.
 
 A signature proves who made a file; the lock proves it is the same file we
 reviewed. A fetched binary that differs from its lock entry is rejected even
-when correctly signed, so a re-signed or re-tagged release cannot slip in.
+when correctly signed, so a re-signed release or a rebuilt package cannot
+slip in. `github` pins tianon's release files; `debian` pins, per arch, the
+package version, the .deb and the binary inside it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,43 @@ class LockEntry:
 
 
 @dataclass(frozen=True)
+class DebianEntry:
+    package_version: str
+    deb_sha256: str
+    sha256: str
+    size: int
+    source: str
+
+
+@dataclass(frozen=True)
+class DebianLock:
+    suite: str
+    version: str
+    arches: dict[str, DebianEntry] = field(default_factory=dict)
+
+    def check(self, arch: str, package: str, deb_sha256: str, sha256: str, size: int) -> bool:
+        """Raise if the lock disagrees; True when it pinned this arch."""
+        entry = self.arches.get(arch)
+        name = f"gosu:{arch}"
+        if entry is None:
+            raise VerificationError(name, "not in lock", f"Debian's gosu {self.version} ({self.suite}) is locked but "
+                                    f"has no entry for {arch}; run `invoke lock --source debian --arch all`")
+        for what, got, want in (("package version", package, entry.package_version),
+                                (".deb sha256", deb_sha256, entry.deb_sha256),
+                                ("binary sha256", sha256, entry.sha256), ("binary size", size, entry.size)):
+            if got != want:
+                raise VerificationError(
+                    name, "lock mismatch",
+                    f"{what} is {got} but the lock file pins {want}; a correctly signed package that differs "
+                    "from the lock is rejected (review it, then `invoke lock --source debian`)")
+        return True
+
+
+@dataclass(frozen=True)
 class Lock:
     version: str
     arches: dict[str, LockEntry] = field(default_factory=dict)
+    debian: DebianLock | None = None
 
     def check(self, version: str, arch: str, sha256: str, size: int) -> bool:
         """Raise if the lock disagrees; return False when the version is not locked."""
@@ -55,16 +91,23 @@ class LockFileError(ValueError):
 def load(path: Path) -> Lock:
     try:
         raw = json.loads(path.read_text())
-        return Lock(raw["version"], {a: LockEntry(**e) for a, e in raw["arches"].items()})
+        github = raw.get("github", raw)  # the first lock files had the github section at the top
+        deb = raw.get("debian")
+        debian = DebianLock(deb["suite"], deb["version"], {a: DebianEntry(**e) for a, e in deb["arches"].items()}) \
+            if deb else None
+        return Lock(github["version"], {a: LockEntry(**e) for a, e in github["arches"].items()}, debian)
     except FileNotFoundError:
         raise LockFileError(f"lock file {path} does not exist; restore it from git or run `invoke lock --version V`") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise LockFileError(f"lock file {path} is malformed ({e}); restore it from git or run `invoke lock`") from None
 
 
 def save(path: Path, lock: Lock) -> None:
     """Write atomically: a reader sees the old lock or the new one, never half."""
-    data = {"version": lock.version, "arches": {a: asdict(e) for a, e in sorted(lock.arches.items())}}
+    data = {"github": {"version": lock.version, "arches": {a: asdict(e) for a, e in sorted(lock.arches.items())}}}
+    if lock.debian:
+        data["debian"] = {"suite": lock.debian.suite, "version": lock.debian.version,
+                          "arches": {a: asdict(e) for a, e in sorted(lock.debian.arches.items())}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
@@ -77,9 +120,30 @@ def save(path: Path, lock: Lock) -> None:
 
 
 def from_fetched(version: str, fetched, fingerprint: str) -> Lock:
-    """A lock whose every entry was signature-verified in this run."""
+    """A lock whose every entry was signature-verified in this run (the github section)."""
     entries = {}
     for f in fetched:
         how = "signature by " + fingerprint + (" and signed SHA256SUMS" if f.sums_checked else " (release has no SHA256SUMS)")
         entries[f.arch] = LockEntry(f.sha256, f.size, f.source, f"verified: {how}")
     return Lock(version, entries)
+
+
+def with_debian(lock: Lock, suite: str, fetched) -> Lock:
+    """The same lock with its debian section replaced by what this run verified."""
+    versions = sorted({f.version for f in fetched})
+    if len(versions) != 1:
+        raise LockFileError(f"the arches resolved to different gosu versions ({', '.join(versions)}); "
+                            "pass --version to lock one")
+    entries = {f.arch: DebianEntry(f.detail("package"), f.detail("deb_sha256"), f.sha256, f.size, f.source)
+               for f in fetched}
+    return Lock(lock.version, lock.arches, DebianLock(suite, versions[0], entries))
+
+
+def updated(lock: Lock, opts, fetched) -> Lock:
+    """`lock` with the section of `opts.kind` replaced by what this run verified; the other kept."""
+    if not fetched:
+        raise LockFileError("nothing was fetched, so nothing can be locked")
+    if opts.kind == "debian":
+        return with_debian(lock, opts.suite, fetched)
+    new = from_fetched(opts.version, fetched, opts.fingerprint)
+    return Lock(new.version, new.arches, lock.debian)

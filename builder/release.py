@@ -7,6 +7,7 @@ write is temp-file + rename, so two concurrent runs never see a torn file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,10 +45,10 @@ class Source:
     def local_root(self) -> Path:
         return Path(urlparse(self.base).path if self.base.startswith("file:") else self.base)
 
-    def location(self, version: str, name: str) -> str:
+    def location(self, *parts: str) -> str:
         if self.is_local:
-            return str(self.local_root / version / name)
-        return f"{self.base.rstrip('/')}/{version}/{name}"
+            return str(self.local_root.joinpath(*parts))
+        return "/".join([self.base.rstrip("/"), *parts])
 
 
 def make_session(retries: int, backoff: float) -> requests.Session:
@@ -102,7 +103,16 @@ class Progress:
 def download(session: requests.Session, source: Source, version: str, name: str, dest: Path,
              timeout: float, optional: bool = False, progress: Progress | None = None) -> Path | None:
     """Copy <source>/<version>/<name> to dest. With optional=True, a missing file returns None."""
-    where = source.location(version, name)
+    return get_file(session, source, source.location(version, name), name, dest, timeout, optional, progress)
+
+
+NO_NETWORK_HINT = ("; no network? pass --mirror URL_OR_DIR (an HTTP mirror or a local directory), or "
+                   "--source debian (Debian's archive, which many closed networks mirror)")
+
+
+def get_file(session: requests.Session, source: Source, where: str, name: str, dest: Path, timeout: float,
+             optional: bool = False, progress: Progress | None = None, hint: str = NO_NETWORK_HINT) -> Path | None:
+    """Copy one file (a URL, or a path when the source is a directory) to dest; 404 is None if optional."""
     if source.is_local:
         src = Path(where)
         if not src.is_file():
@@ -125,9 +135,6 @@ def download(session: requests.Session, source: Source, version: str, name: str,
                     if progress:
                         progress.advance(len(chunk))
     except requests.RequestException as e:
-        hint = ("; no network? pass --mirror URL_OR_DIR (an HTTP mirror or a local directory), or for a "
-                "trial only `invoke test-mirror` and `invoke -f .cache/test-mirror/invoke.yaml ...` "
-                "(Debian's gosu signed by a throwaway key)")
         raise DownloadError(name, "connection failed", f"GET {where}: {_short(e)}{hint}") from None
     return dest
 
@@ -160,17 +167,18 @@ class Cache:
         return self.root / "sha256" / sha256
 
     def record_path(self, fingerprint: str, version: str, arch: str) -> Path:
-        # Keyed by the trusting fingerprint: a record verified with a test key
+        # Keyed by the trusting fingerprint(s): a record verified with a test key
         # must never satisfy a lookup made with the production key.
-        return self.root / "verified" / fingerprint / version / f"{arch}.json"
+        return self.root / "verified" / _safe(fingerprint) / version / f"{arch}.json"
 
     def staging(self) -> Path:
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
 
-    def read(self, fingerprint: str, version: str, arch: str) -> CacheRecord | None:
+    def read(self, fingerprint: str, version: str, arch: str, kind=None):
+        """The record, as `kind` (CacheRecord by default), or None when absent or unreadable."""
         try:
-            return CacheRecord(**json.loads(self.record_path(fingerprint, version, arch).read_text()))
+            return (kind or CacheRecord)(**json.loads(self.record_path(fingerprint, version, arch).read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             return None
 
@@ -184,7 +192,7 @@ class Cache:
         os.replace(tmp, dest)
         return dest
 
-    def write(self, fingerprint: str, version: str, arch: str, record: CacheRecord) -> None:
+    def write(self, fingerprint: str, version: str, arch: str, record) -> None:
         path = self.record_path(fingerprint, version, arch)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -192,6 +200,13 @@ class Cache:
             json.dump(record.__dict__, f)
         os.replace(tmp, path)
 
-    def evict(self, fingerprint: str, version: str, arch: str, record: CacheRecord) -> None:
+    def evict(self, fingerprint: str, version: str, arch: str, record) -> None:
         for p in (self.record_path(fingerprint, version, arch), self.blob(record.sha256)):
             p.unlink(missing_ok=True)
+
+
+def _safe(key: str) -> str:
+    """Several fingerprints make one directory name that stays short."""
+    if "," not in key:
+        return key
+    return "set-" + hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -24,6 +24,8 @@ import gnupg
 
 from .arches import Arch
 
+KEYS_DIR = Path(__file__).resolve().parent.parent / "keys"
+
 ELF_MACHINES = {
     3: "i386", 8: "MIPS", 21: "PowerPC64", 22: "S/390", 40: "ARM",
     62: "x86-64", 183: "AArch64", 243: "RISC-V",
@@ -66,14 +68,18 @@ def sha256_file(path: Path) -> str:
 
 @dataclass
 class Keyring:
-    """A GNUPGHOME that holds exactly the pinned key."""
+    """A GNUPGHOME that holds exactly the pinned keys (one for a release, a few for an archive)."""
 
     gpg: gnupg.GPG
-    fingerprint: str
+    fingerprint: str      # the pinned key, or for an archive every pinned key joined by commas
     key_file: Path
     # gpg processes are independent, but serialising them keeps the keybox
     # free of lock contention when arches are verified in parallel threads.
     _lock: threading.Lock
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        return frozenset(self.fingerprint.split(","))
 
     def verify(self, data: Path, signature: Path, name: str) -> None:
         """Accept only one good signature whose *primary* key is the pinned one."""
@@ -112,11 +118,53 @@ class Keyring:
         if "GOODSIG" not in keys or len(valid) != 1:
             raise VerificationError(name, "bad signature", f"gpg did not report one good signature ({result.status})")
         primary = valid[0][9] if len(valid[0]) >= 10 else valid[0][0]
-        if primary.upper() != self.fingerprint:
+        if primary.upper() not in self.fingerprints:
             raise VerificationError(
                 name, "wrong key",
                 f"{sig_name} is a good signature by {primary}, not by the pinned key {self.fingerprint}",
             )
+
+
+    def verify_clearsigned(self, signed: Path, name: str) -> tuple[bytes, str]:
+        """(the signed text, the pinned primary that vouched) for a clearsigned file such as InRelease.
+
+        gpg itself returns the text that the signatures cover, so nothing
+        outside them (or dash-escaped inside) is ever read. Signatures by keys
+        we do not hold neither help nor hurt; a bad one by a pinned key does.
+        """
+        with self._lock:
+            result = self.gpg.decrypt_file(str(signed))
+        sigs = _signature_groups(_status_lines(result.stderr or ""))
+        if not sigs:
+            raise VerificationError(name, "missing signature", "is not clearsigned (no OpenPGP signature in it)")
+        if any("BADSIG" in g for g in sigs):
+            raise VerificationError(name, "bad signature",
+                                    "was changed after it was signed (a signature by a pinned key does not match)")
+        good = [g["VALIDSIG"].split() for g in sigs if "GOODSIG" in g and "VALIDSIG" in g]
+        pinned = [v[9].upper() if len(v) >= 10 else v[0].upper() for v in good]
+        pinned = [p for p in pinned if p in self.fingerprints]
+        if pinned:
+            return result.data, pinned[0]
+        if any("EXPKEYSIG" in g for g in sigs):
+            raise VerificationError(name, "expired key", "is signed only by an expired pinned key; refresh keys/ "
+                                    "from a current debian-archive-keyring (see keys/README.md)")
+        if any("REVKEYSIG" in g for g in sigs):
+            raise VerificationError(name, "revoked key", "is signed only by a revoked pinned key; do not trust it")
+        signers = sorted({_errsig_signer([("ERRSIG", g["ERRSIG"])]) for g in sigs if "ERRSIG" in g})
+        raise VerificationError(name, "wrong key",
+                                f"carries no good signature by a pinned key ({', '.join(sorted(self.fingerprints))})"
+                                + (f"; it is signed by {', '.join(signers)}" if signers else ""))
+
+
+def _signature_groups(status: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """gpg reports each signature as NEWSIG followed by its own status lines."""
+    groups: list[dict[str, str]] = []
+    for key, value in status:
+        if key == "NEWSIG":
+            groups.append({})
+        elif groups:
+            groups[-1].setdefault(key, value)
+    return groups
 
 
 def _status_lines(stderr: str) -> list[tuple[str, str]]:
@@ -145,29 +193,51 @@ def _expired_advice(fpr: str, key_file: Path) -> str:
 
 
 @contextlib.contextmanager
-def pinned_keyring(key_file: Path, fingerprint: str) -> Iterator[Keyring]:
-    """Yield a Keyring in a fresh GNUPGHOME, or raise PinnedKeyError."""
-    fpr = normalize_fingerprint(fingerprint)
-    if not key_file.is_file():
-        raise PinnedKeyError(f"key file {key_file} does not exist; pass --key FILE or restore keys/ from git")
+def pinned_keyring(key_file: Path, fingerprint: str, *more: tuple[Path, str]) -> Iterator[Keyring]:
+    """Yield a Keyring in a fresh GNUPGHOME, or raise PinnedKeyError.
+
+    Each key file must hold exactly its pinned key; `more` adds further
+    (file, fingerprint) pairs for an archive signed by several keys.
+    """
+    pairs = [(key_file, normalize_fingerprint(fingerprint))] + [(f, normalize_fingerprint(p)) for f, p in more]
     # A short path: gpg-agent socket paths must fit in sun_path (108 bytes).
     home = tempfile.mkdtemp(prefix="gk", dir="/tmp")
     try:
         gpg = gnupg.GPG(gnupghome=home)
-        imported = gpg.import_keys_file(str(key_file))
-        found = sorted({f.upper() for f in imported.fingerprints if f})
-        if found != [fpr]:
-            what = "no OpenPGP key" if not found else f"the keys {', '.join(found)}"
-            raise PinnedKeyError(
-                f"key file {key_file} holds {what}; it must hold exactly the pinned key {fpr} "
-                "(change --fingerprint only if you mean to trust a different key)"
-            )
-        _check_key_validity(gpg, fpr, key_file)
-        yield Keyring(gpg, fpr, key_file, threading.Lock())
+        for file, fpr in pairs:
+            _import_exactly(gpg, file, fpr)
+        yield Keyring(gpg, ",".join(p for _, p in pairs), key_file, threading.Lock())
     finally:
         subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _import_exactly(gpg: gnupg.GPG, key_file: Path, fpr: str) -> None:
+    if not key_file.is_file():
+        raise PinnedKeyError(f"key file {key_file} does not exist; pass --key FILE or restore keys/ from git")
+    imported = gpg.import_keys_file(str(key_file))
+    found = sorted({f.upper() for f in imported.fingerprints if f})
+    if found != [fpr]:
+        what = "no OpenPGP key" if not found else f"the keys {', '.join(found)}"
+        raise PinnedKeyError(
+            f"key file {key_file} holds {what}; it must hold exactly the pinned key {fpr} "
+            "(change --fingerprint only if you mean to trust a different key)"
+        )
+    _check_key_validity(gpg, fpr, key_file)
+
+
+def is_project_key(key_file: Path, fingerprint: str) -> bool:
+    """A production trust root: a key committed under the project's keys/ as <FINGERPRINT>.asc.
+
+    Anything else (a test mirror's throwaway key, a --key from elsewhere) makes
+    what it vouches for a trial input.
+    """
+    try:
+        path = key_file.resolve()
+    except OSError:
+        return False
+    return KEYS_DIR in path.parents and path.name == f"{fingerprint.upper()}.asc"
 
 
 def _check_key_validity(gpg: gnupg.GPG, fpr: str, key_file: Path) -> None:

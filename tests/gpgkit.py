@@ -55,3 +55,10 @@ class GpgTestKey:
         subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], check=False,
                        capture_output=True)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def clearsign(key: GpgTestKey, path: Path, out: Path) -> Path:
+    """An InRelease-style clearsigned copy of `path`, as Debian's archive publishes it."""
+    _gpg(key.home, "--local-user", key.fingerprint + "!", "--digest-algo", "SHA256", "--output", str(out),
+         "--clearsign", str(path))
+    return out

@@ -83,7 +83,7 @@ def test_locked_version_is_enforced_and_lock_rewrites_it(tmp_path, release, rele
     assert r.returncode == 1 and "lock mismatch" in r.stderr
     r = invoke("lock", "--version", "9.9", env=env)
     assert r.returncode == 0, r.stderr
-    new = json.loads(lock.read_text())
+    new = json.loads(lock.read_text())["github"]
     assert {a: e["sha256"] for a, e in new["arches"].items()} == digests
     assert all(e["confidence"].startswith("verified: signature by " + release_key.fingerprint + " and signed SHA256SUMS")
                for e in new["arches"].values())
@@ -92,10 +92,32 @@ def test_locked_version_is_enforced_and_lock_rewrites_it(tmp_path, release, rele
 
 
 def test_repo_lock_pins_gosu_1_19_for_all_nine_arches():
-    lock = json.loads((ROOT / "gosu.lock.json").read_text())
+    lock = json.loads((ROOT / "gosu.lock.json").read_text())["github"]
     assert lock["version"] == "1.19" and len(lock["arches"]) == 9
     assert lock["arches"]["amd64"]["sha256"] == "52c8749d0142edd234e9d6bd5237dff2d81e71f43537e2f4f66f75dd4b243dd0"
     assert all(e["confidence"] and e["source"] for e in lock["arches"].values())
+
+
+def test_repo_lock_pins_debian_trixie_gosu_for_its_eight_arches():
+    lock = json.loads((ROOT / "gosu.lock.json").read_text())["debian"]
+    assert (lock["suite"], lock["version"]) == ("trixie", "1.17")
+    assert sorted(lock["arches"]) == ["amd64", "arm64", "armel", "armhf", "i386", "ppc64el", "riscv64", "s390x"]
+    for arch, e in lock["arches"].items():
+        assert e["package_version"].startswith("1.17-") and len(e["deb_sha256"]) == len(e["sha256"]) == 64
+        assert e["source"].endswith(f"/pool/main/g/gosu/gosu_{e['package_version']}_{arch}.deb")
+
+
+def test_source_flags_are_checked_before_anything_runs():
+    r = invoke("fetch", "--source", "ftp")
+    assert r.returncode == 2 and "gosu source 'ftp' is unknown: use one of github, debian, auto" in r.stderr
+    r = invoke("fetch", "--suite", "trixie")
+    assert r.returncode == 2 and "--suite applies to the debian source only" in r.stderr
+    r = invoke("fetch", "--source", "debian", "--key", "k.asc")
+    assert r.returncode == 2 and "--key and --fingerprint go together" in r.stderr
+    r = invoke("lock", "--source", "auto")
+    assert r.returncode == 2 and "a lock names its source" in r.stderr
+    r = invoke("lock")
+    assert r.returncode == 2 and "locking the github source needs --version" in r.stderr
 
 
 def test_publish_arguments_are_checked_before_anything_runs(tmp_path):

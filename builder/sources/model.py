@@ -1,0 +1,78 @@
+"""What the fetch stage is asked for and what it hands on, whichever source serves gosu."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import lock as lockfile
+from ..arches import Arch
+
+GITHUB, DEBIAN = "github", "debian"
+KINDS = (GITHUB, DEBIAN)
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    version: str
+    arches: tuple[Arch, ...]
+    source: str
+    key_file: Path
+    fingerprint: str
+    cache_dir: Path
+    lock: lockfile.Lock | None
+    timeout: float = 30.0
+    retries: int = 4
+    backoff: float = 0.5
+    parallel: int = 9
+    # github: tianon's release at `source`, trusted through key_file/fingerprint.
+    # debian: Debian's archive at `source`, `suite`, trusted through archive_keys.
+    kind: str = GITHUB
+    suite: str = ""
+    archive_keys: tuple[tuple[Path, str], ...] = ()
+    # Why this source was chosen when the request said `auto` (printed once).
+    chosen_because: str = ""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    arch: str
+    version: str
+    sha256: str
+    size: int
+    path: Path
+    from_cache: bool
+    sums_checked: bool
+    locked: bool
+    source: str
+    kind: str = GITHUB
+    trust_root: str = ""      # the fingerprint whose signature vouched (the release key, or an archive key)
+    pinned: bool = True       # that key is one of the project's own (keys/), not a test or ad-hoc key
+    details: tuple[tuple[str, str], ...] = ()  # source-specific facts for labels and the lock (suite, package)
+
+    def detail(self, key: str) -> str:
+        return dict(self.details).get(key, "")
+
+
+@dataclass(frozen=True)
+class Failure:
+    arch: str
+    file: str
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.arch}: {self.message}"
+
+
+@dataclass
+class FetchReport:
+    fetched: list[Fetched] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
