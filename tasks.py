@@ -214,12 +214,11 @@ def down(c):
 @task(help={"arch": "comma-separated dpkg architectures Debian packages gosu for (default: amd64,arm64)",
             "dest": "directory to write the mirror to (default: .cache/test-mirror)"})
 def test_mirror(c, arch="amd64,arm64", dest=None):
-    """Make a gosu mirror from Debian's packages, signed by a throwaway key (offline use only)."""
-    names = tuple(a.dpkg for a in config.arches.parse_list(arch))
+    """Make a gosu mirror from Debian's verified packages, signed by a throwaway key (trial images only)."""
     root = config.cli_path(dest) or config.project_path(".cache/test-mirror")
     try:
-        testmirror.make(root, names, sys.stdout)
-    except local_stage.SetupError as e:
+        testmirror.make(root, config.fetch_options(c.config.gosu, source="debian", arch=arch), sys.stdout)
+    except (local_stage.SetupError, ValueError) as e:
         raise Exit(f"test-mirror: error: {e}", code=1)
 
 

@@ -136,6 +136,16 @@ def flag(value, key: str) -> bool:
     raise ValueError(f"{key} is {value!r}: use true or false")
 
 
+def standins_mode(value) -> str:
+    """images.use_standins: auto, or a strict yes/no."""
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    try:
+        return "true" if flag(value, "images.use_standins") else "false"
+    except ValueError:
+        raise ValueError(f"images.use_standins is {value!r}: use auto, true or false") from None
+
+
 def image_settings(images: Mapping) -> "ImageSettings":
     from .images import Flavor, ImageSettings
     flavors = {
@@ -145,7 +155,7 @@ def image_settings(images: Mapping) -> "ImageSettings":
     }
     return ImageSettings(
         repository=images["repository"], flavors=flavors, base_mirror=images["base_mirror"],
-        use_standins=flag(images["use_standins"], "images.use_standins"), ops_user=images["ops_user"],
+        use_standins=standins_mode(images["use_standins"]), ops_user=images["ops_user"],
         ops_uid=int(images["ops_uid"]), ops_gid=int(images["ops_gid"]), source_url=images["source_url"],
     )
 
@@ -182,7 +192,8 @@ def destination(c_config, registry: str | None = None, repository: str | None = 
         raise ValueError(f"repository {repo!r} is not a valid name: lowercase path components such as "
                          "org/base-gosu")
     client = Registry(host, credentials_for(host), retries=int(pub["retries"]), backoff=float(pub["backoff"]))
-    return Destination(host, repo), client
+    local = host in {f"{name}:{int(c_config.local['registry_port'])}" for name in ("127.0.0.1", "localhost")}
+    return Destination(host, repo, local), client
 
 
 def publish_arches(c_config, arch: str | None) -> str:

@@ -36,15 +36,28 @@ class ImageSettings:
     repository: str
     flavors: dict[str, Flavor]
     base_mirror: str
-    use_standins: bool
+    use_standins: str     # "auto" (the real base where it resolves, else the stand-in), "true" or "false"
     ops_user: str
     ops_uid: int
     ops_gid: int
     source_url: str
 
-    def base_ref(self, flavor: Flavor) -> str:
-        name = flavor.standin if self.use_standins and flavor.standin else flavor.base
+    def _mirrored(self, name: str) -> str:
         return f"{self.base_mirror.rstrip('/')}/{name}" if self.base_mirror else name
+
+    def base_ref(self, flavor: Flavor) -> str:
+        """The first reference tried for a flavor's base."""
+        return self.base_candidates(flavor)[0][0]
+
+    def base_candidates(self, flavor: Flavor) -> list[tuple[str, bool]]:
+        """(reference, is a stand-in) in the order they are tried."""
+        real = [(self._mirrored(flavor.base), False)] + ([(flavor.base, False)] if self.base_mirror else [])
+        standin = [(self._mirrored(flavor.standin), True)] if flavor.standin else []
+        if self.use_standins == "true":
+            return standin or real
+        if self.use_standins == "false":
+            return real
+        return real + standin
 
     def tag(self, flavor: str, arch: str) -> str:
         return f"{self.repository}:{flavor}-{arch}"
@@ -66,6 +79,7 @@ class Base:
     repo_ref: str         # registry/repo, what FROM uses with the digest
     index_digest: str     # what the tag pointed at
     digest: str           # the platform's own manifest digest (FROM ...@digest)
+    standin_for: str = ""  # the real base this one stands in for ("" when it is the real base)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,10 @@ class Built:
     base: Base
     inputs: str
     labels: dict
+
+    @property
+    def trial(self) -> str:
+        return self.labels.get(f"{LABEL}.trial", "")
 
 
 def plan(settings: ImageSettings, flavor_spec: str | None, arch_spec: str | None, default_arch: str) -> list[Target]:
@@ -107,28 +125,48 @@ def split_ref(ref: str) -> tuple[str, str, str]:
 
 
 def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch) -> Base:
-    ref = settings.base_ref(flavor)
-    host, repo, tag = split_ref(ref)
-    reg = Registry(host, credentials_for(host))
-    try:
-        got = reg.get_manifest(repo, flavor.digest or tag)
-    except RegistryError as e:
-        raise ValueError(f"cannot resolve base {ref} for {arch.dpkg}: {e}. Offline? Run `invoke up` and use the "
-                         "local registry (images.base_mirror)") from None
-    if got is None:
-        raise ValueError(f"base {ref} not found in {host}; run `invoke up` to seed the local registry")
+    """The flavor's base for this arch, pinned by digest: the first candidate that resolves."""
+    tried = []
+    for ref, standin in settings.base_candidates(flavor):
+        host, repo, tag = split_ref(ref)
+        # A registry that is not there (no network, no mirror) is one quick miss, not a retried error.
+        reg = Registry(host, credentials_for(host), retries=1, backoff=0.1, timeout=20)
+        try:
+            got = reg.get_manifest(repo, (flavor.digest if not standin else "") or tag)
+        except RegistryError as e:
+            tried.append(f"{ref}: {e}")
+            continue
+        if got is None:
+            tried.append(f"{ref}: not found in {host}")
+            continue
+        return _platform_base(ref, got, flavor, arch, flavor.base if standin else "")
+    raise ValueError(f"cannot resolve a base for {flavor.name} {arch.dpkg}: " + "; ".join(tried) +
+                     ". Offline? Run `invoke up` to seed the local registry (images.base_mirror)")
+
+
+def _platform_base(ref: str, got: tuple[bytes, str, str], flavor: Flavor, arch: Arch, standin_for: str) -> Base:
     body, media_type, digest = got
     doc = json.loads(body)
     repo_ref = ref.rsplit(":", 1)[0] if ":" in ref.split("/")[-1] else ref
     if "manifests" not in doc:
-        return Base(ref, repo_ref, digest, digest)
+        return Base(ref, repo_ref, digest, digest, standin_for)
     for m in doc["manifests"]:
         p = m.get("platform", {})
         if p.get("os") == "linux" and any(p.get("architecture") == pl.architecture and
                                           (not pl.variant or p.get("variant") in (None, pl.variant))
                                           for pl in arch.platforms):
-            return Base(ref, repo_ref, digest, m["digest"])
+            return Base(ref, repo_ref, digest, m["digest"], standin_for)
     raise ValueError(f"base {ref} has no {arch.platform} image; flavor {flavor.name} cannot be built for {arch.dpkg}")
+
+
+def trial_reasons(base: Base, gosu: Fetched) -> str:
+    """Why an image may not leave this machine: its inputs that are not production ones ("" if none)."""
+    reasons = []
+    if base.standin_for:
+        reasons.append(f"base {base.ref} is a stand-in for {base.standin_for}")
+    if not gosu.pinned:
+        reasons.append(f"gosu is trusted through key {gosu.trust_root}, which is not pinned in keys/")
+    return "; ".join(reasons)
 
 
 def git_revision(root: Path) -> tuple[str, str]:
@@ -143,6 +181,7 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
     """Everything that determines the image's content; equal digests mean nothing to push."""
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
+        "gosu_source": [gosu.kind, gosu.trust_root, gosu.pinned], "trial": trial_reasons(base, gosu),
         "dockerfile": hashlib.sha256((IMAGES / "Dockerfile").read_bytes()).hexdigest(),
         "entrypoint": hashlib.sha256((IMAGES / "entrypoint.sh").read_bytes()).hexdigest(),
         "user": [settings.ops_user, settings.ops_uid, settings.ops_gid],
@@ -150,12 +189,10 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, git_rev: tuple[str, str],
-          no_cache: bool = False) -> Built:
-    """`git_rev` is git_revision() of the checkout: (commit, commit time)."""
-    base = resolve_base(settings, target.flavor, target.arch)
+def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetched, inputs: str,
+                 git_rev: tuple[str, str]) -> dict[str, str]:
+    """Everything an auditor reads off an image: where each input came from and who vouched for it."""
     revision, created = git_rev
-    inputs = inputs_digest(settings, target, base, gosu)
     labels = {
         "org.opencontainers.image.source": settings.source_url,
         "org.opencontainers.image.revision": revision,
@@ -166,9 +203,26 @@ def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched
         f"{LABEL}.base.platform-digest": base.digest,
         f"{LABEL}.gosu.version": gosu.version,
         f"{LABEL}.gosu.sha256": gosu.sha256,
+        f"{LABEL}.gosu.source": gosu.kind,
+        f"{LABEL}.gosu.trust-root": gosu.trust_root,
         f"{LABEL}.flavor": target.flavor.name,
         f"{LABEL}.inputs": inputs,
+        f"{LABEL}.trial": trial_reasons(base, gosu),
     }
+    if base.standin_for:
+        labels[f"{LABEL}.base.standin-for"] = base.standin_for
+    if gosu.kind == "debian":
+        labels[f"{LABEL}.gosu.debian.suite"] = gosu.detail("suite")
+        labels[f"{LABEL}.gosu.debian.package"] = gosu.detail("package")
+    return labels
+
+
+def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, git_rev: tuple[str, str],
+          no_cache: bool = False) -> Built:
+    """`git_rev` is git_revision() of the checkout: (commit, commit time)."""
+    base = resolve_base(settings, target.flavor, target.arch)
+    inputs = inputs_digest(settings, target, base, gosu)
+    labels = image_labels(settings, target, base, gosu, inputs, git_rev)
     tag = settings.tag(target.flavor.name, target.arch.dpkg)
     with tempfile.TemporaryDirectory(prefix="build-") as ctx:
         shutil.copyfile(gosu.path, Path(ctx) / "gosu")

@@ -27,6 +27,8 @@ class Request:
 
 
 def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
+    if req.fetch.chosen_because:
+        log.write(f"gosu source: {req.fetch.kind}, because {req.fetch.chosen_because}\n")
     report = fetch_stage.fetch(req.fetch, log=log)
     fetch_stage.print_report(report, out=log, err=log)
     if not report.ok:
@@ -41,8 +43,9 @@ def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
     for t in req.targets:
         start = time.monotonic()
         b = images.build(engine, req.settings, t, gosu[t.arch.dpkg], revision)
-        log.write(f"built {b.tag} ({b.image_id[:19]}, base {b.base.ref}@{b.base.digest[:19]}, "
-                  f"gosu {b.gosu.version}) in {time.monotonic() - start:.1f} s\n")
+        log.write(f"built {b.tag} ({b.image_id[:19]}, base {describe_base(b.base)}, gosu {b.gosu.version} "
+                  f"from {b.gosu.kind}) in {time.monotonic() - start:.1f} s" + (f" [trial: {b.trial}]" if b.trial else "")
+                  + "\n")
         built.append(b)
     return built
 
@@ -72,6 +75,11 @@ def _pushed_targets(req: Request) -> list[tuple[str, str]]:
     return [(t.flavor.name, t.arch.dpkg) for t in req.targets]
 
 
+def describe_base(base: images.Base) -> str:
+    what = f"{base.ref}@{base.digest[:19]}"
+    return f"{what}, a stand-in for {base.standin_for}" if base.standin_for else what
+
+
 @dataclass(frozen=True)
 class Planned:
     """A target with what decides its content, known before anything is built."""
@@ -79,6 +87,10 @@ class Planned:
     gosu: fetch_stage.Fetched
     base: images.Base
     inputs: str
+
+    @property
+    def trial(self) -> str:
+        return images.trial_reasons(self.base, self.gosu)
 
 
 def prepare(req: Request, log=sys.stderr) -> list[Planned]:
@@ -108,9 +120,10 @@ def _check_shrink(req: Request, states: dict[str, dict], allow_shrink: bool) -> 
         pub.check_shrink(floating, platforms, allow_shrink)
 
 
-def _triage(req: Request, registry, dest, allow_shrink: bool, log):
+def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False):
     """(planned, tag states, registry children keyed by target name for inputs already published, revision)."""
     planned = prepare(req, log)
+    pub.check_trial([(f"{req.settings.repository}:{p.target.name}", p.trial) for p in planned], dest, allow_trial)
     states = _states(registry, dest, planned)
     _check_shrink(req, states, allow_shrink)
     revision = images.git_revision(req.root)
@@ -119,17 +132,18 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log):
         existing = pub.reusable(states[p.target.flavor.name], pub.platform_key(pub.platform_dict(p.target.arch)),
                                 p.inputs)
         if existing:
-            have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision)
+            have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
     return planned, states, have, revision
 
 
-def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False) -> list:
+def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
+         allow_trial: bool = False) -> list:
     """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
 
     An image whose inputs digest the registry already serves is neither built
     nor pushed: a nightly run with nothing new costs a few registry reads.
     """
-    planned, _, have, _ = _triage(req, registry, dest, allow_shrink, log)
+    planned, _, have, _ = _triage(req, registry, dest, allow_shrink, log, allow_trial)
     for child in have.values():
         log.write(f"push: {child.flavor}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
                   f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
@@ -142,11 +156,12 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     return [children[t.name] for t in req.targets]
 
 
-def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False):
+def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
+            allow_trial: bool = False):
     """build -> smoke -> push every arch by digest -> one index per flavor -> move tags, in that order."""
     start = time.monotonic()
-    children = push(req, engine, registry, dest, log, allow_shrink)
-    report = assemble(children, registry, dest, _pushed_targets(req), log, allow_shrink)
+    children = push(req, engine, registry, dest, log, allow_shrink, allow_trial)
+    report = assemble(children, registry, dest, _pushed_targets(req), log, allow_shrink, allow_trial=allow_trial)
     summary = "nothing changed, zero bytes pushed" if report.noop else \
         f"{len(report.moved)} tag(s) moved, {report.bytes_uploaded} bytes uploaded"
     log.write(f"publish: {dest.registry}/{dest.repository}: {summary} ({time.monotonic() - start:.1f} s)\n")
@@ -154,8 +169,9 @@ def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_
 
 
 def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | None, log=sys.stderr,
-             allow_shrink: bool = False, dry_run: bool = False):
+             allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False):
     """Indexes and tags from push records (made here, or on other machines in a split publish)."""
+    pub.check_trial([(f"{dest.repository}:{c.flavor}-{c.arch}", c.trial) for c in children], dest, allow_trial)
     plans = pub.plan(registry, dest, children, expected, allow_shrink)
     report = pub.Report(plans, children)
     if dry_run:
@@ -167,12 +183,12 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | N
     return report
 
 
-def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False):
+def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False):
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
-    planned, states, have, revision = _triage(req, registry, dest, allow_shrink, log)
+    planned, states, have, revision = _triage(req, registry, dest, allow_shrink, log, allow_trial)
     children = [have.get(p.target.name) or pub.Child(
         p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.arch),
-        "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1) for p in planned]
+        "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1, trial=p.trial) for p in planned]
     plans = [pub.plan_flavor(registry, dest, group, allow_shrink, states[name])
              for name, group in pub.check_children(children, _pushed_targets(req)).items()]
     log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")

@@ -32,6 +32,7 @@ class PublishError(Exception):
 class Destination:
     registry: str      # host[:port]
     repository: str    # org/base-gosu
+    local: bool = False  # the project's own registry that `invoke up` runs: trial images may go there
 
     def ref(self, tag: str) -> str:
         return f"{self.registry}/{self.repository}{'@' if tag.startswith('sha256:') else ':'}{tag}"
@@ -52,6 +53,7 @@ class Child:
     created: str
     uploaded: int = 0  # bytes this push sent (0: the registry had it; -1: a dry run's "would push")
     media_type: str = OCI_MANIFEST
+    trial: str = ""    # why this image is a trial image ("" for production inputs only)
 
     @property
     def platform_key(self) -> str:
@@ -217,11 +219,28 @@ def reusable(states: dict[str, TagState], platform: str, inputs: str) -> dict | 
     return None
 
 
-def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str]) -> Child:
+def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str],
+                   trial: str = "") -> Child:
     """The record for an image the registry already serves with these inputs (nothing to upload)."""
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
                  descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
-                 media_type=descriptor.get("mediaType", OCI_MANIFEST))
+                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial)
+
+
+def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
+    """Trial images (stand-in bases, gosu trusted through a test key) never leave this machine by accident.
+
+    `images` holds (name, trial reasons) pairs; refused before any byte is sent.
+    """
+    trial = [(name, why) for name, why in images if why]
+    if not trial or dest.local or allow_trial:
+        return
+    name, why = trial[0]
+    more = f" (and {len(trial) - 1} more)" if len(trial) > 1 else ""
+    raise PublishError(
+        f"{name} is a trial image: {why}{more}. {dest.registry} is not this machine's local registry, so trial "
+        "images are refused there: build from the real bases (images.use_standins) with gosu from a source "
+        "pinned in keys/, or pass --allow-trial to publish it anyway. Nothing was pushed")
 
 
 def push_child(engine: Engine, registry: Registry, dest: Destination, built: Built, log,
@@ -243,7 +262,7 @@ def push_child(engine: Engine, registry: Registry, dest: Destination, built: Bui
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded)\n")
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
                  pushed.size, built.inputs, built.gosu.version, built.labels["org.opencontainers.image.revision"],
-                 built.labels["org.opencontainers.image.created"], uploaded=sent)
+                 built.labels["org.opencontainers.image.created"], uploaded=sent, trial=built.trial)
 
 
 def push_all(engine: Engine, registry: Registry, dest: Destination, built: list[Built], log,

@@ -1,24 +1,28 @@
-"""A gosu mirror signed by a throwaway key, for machines that cannot reach GitHub.
+"""A gosu mirror signed by a throwaway key: tianon's release layout, for tests and demos.
 
-Debian packages gosu for amd64 and arm64; this extracts those binaries, signs
-them (and a SHA256SUMS) with a locally generated key, and writes a runtime
-Invoke config that trusts exactly that key for exactly that mirror. It exists
-for tests and offline demos; production stays pinned to the real key.
+The binaries are Debian bookworm's gosu 1.14, taken through the project's own
+archive check (builder/sources/debian.py); this signs them (and a
+SHA256SUMS) with a locally generated key and writes a runtime Invoke config
+that trusts exactly that key for exactly that mirror. Images built from it are
+trial images: the key is not one of keys/, so they never leave this machine
+unless asked to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fetch import FetchOptions, fetch, print_report
 from .local import SetupError, _say, apt_install
 
 VERSION = "1.14-debian"
+SUITE, UPSTREAM = "bookworm", "1.14"
 
 
 @dataclass(frozen=True)
@@ -45,42 +49,34 @@ def _key(home: Path) -> str:
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
-def _debian_gosu(arch: str, workdir: Path, log) -> bytes:
-    foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True).stdout.split()
-    native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
-    if arch != native and arch not in foreign:
-        _say(log, f"test-mirror: dpkg --add-architecture {arch} && apt-get update")
-        subprocess.run(["dpkg", "--add-architecture", arch], check=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-    d = Path(tempfile.mkdtemp(dir=workdir))
-    proc = subprocess.run(["apt-get", "download", "-qq", f"gosu:{arch}"], cwd=d, capture_output=True, text=True)
-    if proc.returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        proc = subprocess.run(["apt-get", "download", "-qq", f"gosu:{arch}"], cwd=d, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SetupError(f"apt-get download gosu:{arch} failed: {proc.stderr.strip()[-300:]}")
-    [deb] = d.glob("*.deb")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(d / "x")], check=True)
-    return (d / "x" / "usr" / "sbin" / "gosu").read_bytes()
+def _debian_gosu(opts: FetchOptions, log) -> dict[str, Path]:
+    report = fetch(opts, log=log)
+    if not report.ok:
+        print_report(report, out=log, err=log)
+        raise SetupError(f"Debian's gosu {opts.version} ({opts.suite}) could not be fetched and verified: "
+                         f"{report.failures[0]}")
+    return {f.arch: f.path for f in report.fetched}
 
 
-def make(root: Path, arches: tuple[str, ...], log) -> TestMirror:
+def make(root: Path, debian: FetchOptions, log) -> TestMirror:
+    """`debian`: fetch options for Debian's archive; the mirror holds bookworm's gosu 1.14 for its arches."""
     apt_install(["gnupg"], log)
     root.mkdir(parents=True, exist_ok=True)
     fpr = _key(root / "gnupg")
     rel = root / VERSION
     rel.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=root))
-    try:
-        for arch in arches:
-            dest = rel / f"gosu-{arch}"
-            if not dest.exists():
-                tmp = rel / f".gosu-{arch}.tmp"
-                tmp.write_bytes(_debian_gosu(arch, work, log))
-                os.replace(tmp, dest)
-            _gpg(root / "gnupg", "--armor", "--output", f"{dest}.asc", "--detach-sign", str(dest))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    arches = tuple(a.dpkg for a in debian.arches)
+    todo = [a for a in debian.arches if not (rel / f"gosu-{a.dpkg}").exists()]
+    if todo:
+        got = _debian_gosu(dataclasses.replace(debian, arches=tuple(todo), suite=SUITE, version=UPSTREAM,
+                                               lock=None), log)
+        for arch, path in got.items():
+            tmp = rel / f".gosu-{arch}.tmp"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, rel / f"gosu-{arch}")
+    for arch in arches:
+        dest = rel / f"gosu-{arch}"
+        _gpg(root / "gnupg", "--armor", "--output", f"{dest}.asc", "--detach-sign", str(dest))
     sums = "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}\n"
                    for f in sorted(rel.glob("gosu-*")) if not f.name.endswith(".asc"))
     (rel / "SHA256SUMS").write_text(sums)

@@ -44,7 +44,8 @@ class Rig:
         log = io.StringIO()
         try:
             local.up(config.local_settings(self.cfg.local), self.engine, log)
-            self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", ARCHES, log)
+            debian = config.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
+            self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", debian, log)
         except Exception as e:  # noqa: BLE001 - report setup output with the failure
             sys.stderr.write(log.getvalue())
             raise RuntimeError(f"engine test setup failed: {e}") from e

@@ -35,7 +35,7 @@ def wait_for(predicate, seconds: float = 60) -> bool:
 
 def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
     registry = rig.cfg.local["registry_port"]
-    dest = Destination(f"127.0.0.1:{registry}", REPO)
+    dest = Destination(f"127.0.0.1:{registry}", REPO, local=True)  # the registry `invoke up` runs
     client = Registry(dest.registry)
     report = pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO())
     # The base's layers are already in this registry (its alpine repository): linked, not sent again.

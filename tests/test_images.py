@@ -38,9 +38,19 @@ def test_real_defaults_and_local_standins():
     s = settings()
     assert [s.flavors[f].base for f in ("minideb", "ubuntu", "alpine")] == \
         ["bitnami/minideb:bookworm", "ubuntu:24.04", "alpine:3.20"]
-    assert s.base_ref(s.flavors["ubuntu"]) == "127.0.0.1:5000/standin/ubuntu-from-debian:24.04"
-    prod = images.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": False})
+    assert s.base_candidates(s.flavors["ubuntu"])[-1] == ("127.0.0.1:5000/standin/ubuntu-from-debian:24.04", True)
+    prod = images.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": "false"})
     assert prod.base_ref(prod.flavors["ubuntu"]) == "ubuntu:24.04"
+    assert prod.base_candidates(prod.flavors["ubuntu"]) == [("ubuntu:24.04", False)]
+
+
+def test_auto_tries_the_real_base_through_the_mirror_then_its_registry_then_the_standin():
+    s = settings()
+    assert s.use_standins == "auto"
+    assert s.base_candidates(s.flavors["minideb"]) == [
+        ("127.0.0.1:5000/bitnami/minideb:bookworm", False), ("bitnami/minideb:bookworm", False),
+        ("127.0.0.1:5000/standin/minideb-from-debootstrap:bookworm", True)]
+    assert s.base_candidates(s.flavors["alpine"]) == [("127.0.0.1:5000/alpine:3.20", False), ("alpine:3.20", False)]
 
 
 @pytest.mark.parametrize("ref,want", [
@@ -59,12 +69,12 @@ def test_production_bases_by_environment(monkeypatch, value, want):
     monkeypatch.setenv("INVOKE_IMAGES_BASE_MIRROR", "")
     monkeypatch.setenv("INVOKE_IMAGES_USE_STANDINS", value)
     s = settings()
-    assert s.use_standins is want
+    assert s.use_standins == str(want).lower()
     assert s.base_ref(s.flavors["minideb"]) == ("standin/minideb-from-debootstrap:bookworm" if want
                                                 else "bitnami/minideb:bookworm")
 
 
 def test_a_misspelt_switch_is_an_error(monkeypatch):
     monkeypatch.setenv("INVOKE_IMAGES_USE_STANDINS", "flase")
-    with pytest.raises(ValueError, match="images.use_standins is 'flase': use true or false"):
+    with pytest.raises(ValueError, match="images.use_standins is 'flase': use auto, true or false"):
         settings()

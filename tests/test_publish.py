@@ -54,7 +54,8 @@ def publish_built(built: list, client: Registry, engine, log=None):
     log = log or io.StringIO()
     dest = Destination(client.host, REPO)
     children = pub.push_all(engine, client, dest, built, log)
-    return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log)
+    return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log,
+                             allow_trial=True)
 
 
 def old_state(rig, reg) -> dict[str, str | None]:
@@ -94,7 +95,17 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
     proxy = Proxy(reg.host)
     try:
         plan_log = io.StringIO()
-        pipeline.dry_run(req, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO), plan_log)
+        # The test mirror's gosu is trusted through a throwaway key: a trial image, refused by a
+        # registry that is not this machine's own unless asked for, before anything is sent.
+        with pytest.raises(PublishError) as refused:
+            pipeline.publish(req, rig.engine, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO),
+                             io.StringIO())
+        assert f"{rig.cfg.images.repository}:alpine-amd64 is a trial image: gosu is trusted through key " \
+               f"{rig.mirror.fingerprint}, which is not pinned in keys/" in str(refused.value)
+        assert "--allow-trial" in str(refused.value) and "Nothing was pushed" in str(refused.value)
+        assert proxy.writes() == []
+        pipeline.dry_run(req, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO), plan_log,
+                         allow_trial=True)
         assert proxy.writes() == [], "a dry run must not write to the registry"
         assert plan_log.getvalue().count("would build, smoke-test and push") == 2
         assert plan_log.getvalue().count(": create") == 3
@@ -103,7 +114,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
 
     client = Registry(reg.host, creds, retries=2, backoff=0.05)
     log = io.StringIO()
-    report = pipeline.publish(req, rig.engine, client, dest, log)
+    report = pipeline.publish(req, rig.engine, client, dest, log, allow_trial=True)
     assert not report.noop and client.bytes_uploaded > 0
     digests = tag_digests(client, rig)
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
@@ -124,7 +135,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
         engine.remove_image(ref)
 
     again, log2 = Registry(reg.host, creds, retries=2, backoff=0.05), io.StringIO()
-    report2 = pipeline.publish(req, rig.engine, again, dest, log2)
+    report2 = pipeline.publish(req, rig.engine, again, dest, log2, allow_trial=True)
     assert report2.noop and again.bytes_uploaded == 0, log2.getvalue()
     assert "zero bytes pushed" in log2.getvalue()
     assert "smoke:" not in log2.getvalue(), "unchanged inputs are neither rebuilt nor smoke-tested"
@@ -140,7 +151,7 @@ def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
     with emulation_disabled("arm64"):
         with pytest.raises(pipeline.PipelineError, match="smoke check"):
             pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, Destination(reg.host, REPO),
-                             log)
+                             log, allow_trial=True)
     assert "SMOKE FAILED org/base-gosu:alpine-arm64" in log.getvalue()
     assert "SMOKE FAILED org/base-gosu:alpine-amd64" not in log.getvalue()
     assert client.bytes_uploaded == 0, "nothing is pushed unless every arch passed"
@@ -166,12 +177,12 @@ def test_registry_stopped_mid_publish_leaves_tags_then_rerun_completes(rig, reg)
     client = StopsAfterFirstManifest(reg.host, creds, retries=1, backoff=0.05, on_manifest=reg.stop)
     req = rig.request("alpine", "amd64,arm64")
     with pytest.raises(RegistryError, match=f"registry {reg.host}.*Connection refused"):
-        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO())
+        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO(), allow_trial=True)
     reg.start()
     assert tag_digests(reg.client(), rig) == before
 
     log = io.StringIO()
-    report = pipeline.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log)
+    report = pipeline.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log, allow_trial=True)
     after = tag_digests(reg.client(), rig)
     floating, release, immutable = tags(rig)
     assert report.moved == [floating, release]
@@ -227,7 +238,7 @@ def test_refused_credentials_are_one_clear_error_without_the_secret(rig, reg):
     with pytest.raises(AuthError, match="refused anonymous access"):
         Registry(reg.host, None, retries=0).get_manifest(REPO, "alpine")
 
-    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run",
+    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run", "--allow-trial",
                    env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": "wrong-pass-123"})
     assert p.returncode == 1, p.stdout + p.stderr
     assert f"publish: error: registry {reg.host} refused the credentials" in p.stderr
@@ -239,6 +250,9 @@ def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
     digests_dir = tmp_path / "digests"
     env = {"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password}
     common = ("--flavor", "alpine", "--registry", reg.host)
+    refused = run_invoke("push", *common, "--arch", "amd64", "--digests-dir", str(digests_dir), env=env)
+    assert refused.returncode == 1 and "is a trial image" in refused.stderr and not digests_dir.exists()
+    common += ("--allow-trial",)
 
     amd = run_invoke("push", *common, "--arch", "amd64", "--digests-dir", str(digests_dir), env=env)
     assert amd.returncode == 0, amd.stdout + amd.stderr
