@@ -49,9 +49,12 @@ PUBLISH_ERRORS = (pipeline.PipelineError, publish_stage.PublishError, RegistryEr
 
 def _request(c, **kw):
     try:
-        return config.build_request(c.config, **kw)
+        req = config.build_request(c.config, **kw)
     except ValueError as e:
         raise Exit(f"error: {e}", code=2)
+    if req.fetch.chosen_because:
+        print(f"gosu source: {req.fetch.kind}, because {req.fetch.chosen_because}", file=sys.stderr)
+    return req
 
 
 def _stage(c, name, run, **kw):
@@ -74,7 +77,7 @@ def _fetch(c, enforce_lock=True, for_lock=False, **kw):
     except ValueError as e:  # bad flags or config: arches, mirror, fingerprint, lock file
         raise Exit(f"error: {e}", code=2)
     if opts.chosen_because:
-        print(f"fetch: source {opts.kind}: {opts.chosen_because}", file=sys.stderr)
+        print(f"gosu source: {opts.kind}, because {opts.chosen_because}", file=sys.stderr)
     report = fetch_stage.fetch(opts)
     fetch_stage.print_report(report)
     if not report.ok:

@@ -27,8 +27,6 @@ class Request:
 
 
 def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
-    if req.fetch.chosen_because:
-        log.write(f"gosu source: {req.fetch.kind}, because {req.fetch.chosen_because}\n")
     report = fetch_stage.fetch(req.fetch, log=log)
     fetch_stage.print_report(report, out=log, err=log)
     if not report.ok:
