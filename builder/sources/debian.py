@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,18 +92,12 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
         try:
             release, inrelease = deb_archive.fetch_release(repo, opts.suite, keyring, stage)
         except (DownloadError, VerificationError) as e:
-            report.failures += [Failure(a.dpkg, e.file, e.reason, str(e)) for a in missing]
+            report.fail_all(missing, e)
             return
         log.write(f"fetch: {opts.source} dists/{opts.suite}/InRelease: good signature by pinned archive key "
                   f"{release.signer}\n")
-        with ThreadPoolExecutor(max_workers=max(1, opts.parallel)) as pool:
-            jobs = {a: pool.submit(_fetch_one, opts, cache, repo, keyring, release, inrelease, stage, a)
-                    for a in missing}
-        for arch, job in jobs.items():
-            try:
-                report.fetched.append(job.result())
-            except (DownloadError, VerificationError) as e:
-                report.failures.append(Failure(arch.dpkg, e.file, e.reason, str(e)))
+        report.collect(missing, opts.parallel,
+                       lambda a: _fetch_one(opts, cache, repo, keyring, release, inrelease, stage, a))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..arches import Arch
@@ -51,17 +50,11 @@ def _fetch_all(opts: FetchOptions, cache: Cache, source: Source, keyring: Keyrin
         try:
             sums = _signed_sums(opts, source, session, keyring, stage)
         except (DownloadError, VerificationError) as e:
-            report.failures += [Failure(a.dpkg, e.file, e.reason, str(e)) for a in missing]
+            report.fail_all(missing, e)
             return
         progress = Progress(2 * len(missing), stream=log)
-        with ThreadPoolExecutor(max_workers=max(1, opts.parallel)) as pool:
-            jobs = {a: pool.submit(_fetch_one, opts, cache, source, session, keyring, sums, stage, a, progress)
-                    for a in missing}
-        for arch, job in jobs.items():
-            try:
-                report.fetched.append(job.result())
-            except (DownloadError, VerificationError) as e:
-                report.failures.append(Failure(arch.dpkg, e.file, e.reason, str(e)))
+        report.collect(missing, opts.parallel,
+                       lambda a: _fetch_one(opts, cache, source, session, keyring, sums, stage, a, progress))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import lock as lockfile
 from ..arches import Arch
+from ..release import DownloadError
+from ..verify import VerificationError
 
 GITHUB, DEBIAN = "github", "debian"
 KINDS = (GITHUB, DEBIAN)
@@ -74,5 +77,19 @@ class FetchReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def fail_all(self, arches, e) -> None:
+        """One failure that stops every arch (the release's checksums, the archive's InRelease)."""
+        self.failures += [Failure(a.dpkg, e.file, e.reason, str(e)) for a in arches]
+
+    def collect(self, arches, parallel: int, job) -> None:
+        """Run job(arch) for every arch in parallel; an arch that fails fails alone, with its own reason."""
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            jobs = {a: pool.submit(job, a) for a in arches}
+        for arch, done in jobs.items():
+            try:
+                self.fetched.append(done.result())
+            except (DownloadError, VerificationError) as e:
+                self.failures.append(Failure(arch.dpkg, e.file, e.reason, str(e)))
 
 
