@@ -5,9 +5,10 @@
 #   USER_ID / GROUP_ID  run as these ids (GROUP_ID defaults to USER_ID)
 #   MAP_NODE_UID        else adopt the owner of this path (default: the working
 #                       directory; "no" disables) when that owner is not root
-#   ALLOW_ROOT_ID=1     permit uid or gid 0 (refused otherwise)
-#   CHOWN_PATHS         colon-separated paths to chown recursively (only entries
-#                       whose owner differs; nothing else is ever recursed)
+#   ALLOW_ROOT_ID=1     permit uid or gid 0, or a GOSU_USER whose uid is 0
+#   CHOWN_PATHS         colon-separated paths to chown recursively (only when
+#                       some owner differs; system paths are refused)
+#   MOUNT_CHECK=no      silence the warning about mounts the app cannot write
 #   GOSU_USER           the account to run as (the image sets ops)
 #
 # POSIX sh: runs unchanged under dash, bash and busybox ash. The common path
@@ -37,6 +38,8 @@ if [ "$my_uid" != 0 ]; then
 fi
 
 user=${GOSU_USER:-ops}
+nl='
+'
 
 # A decimal id in the kernel's range (4294967295 is (uid_t)-1, never valid).
 # Leading zeros are refused: the shell would read 010 as octal.
@@ -52,6 +55,11 @@ check_id() {
 	fi
 }
 
+case ${MOUNT_CHECK:-yes} in
+yes | no) ;;
+*) die "MOUNT_CHECK='$MOUNT_CHECK' is neither yes nor no; MOUNT_CHECK=no silences the mount check" ;;
+esac
+
 # The account as the image built it.
 cur_uid='' cur_gid='' home=''
 while IFS=: read -r name _ p_uid p_gid _ p_home _; do
@@ -62,9 +70,114 @@ while IFS=: read -r name _ p_uid p_gid _ p_home _; do
 done </etc/passwd
 [ -n "$cur_uid" ] || die "user '$user' is not in /etc/passwd; set GOSU_USER to the account to run as"
 
+# Read-write bind mounts and volumes, one per line. The engine's own mounts
+# (/proc, /sys, /dev, /etc/hosts and friends), read-only mounts and fresh
+# tmpfs mounts (podman's --read-only /run and /tmp) are not the user's data.
+rw_mounts='' all_mounts='' root_ro=0
+while read -r _ _ _ m_root mp m_opts m_rest; do
+	case $mp in *\\*) mp=$(printf '%b' "$mp") ;; esac
+	all_mounts=$all_mounts$nl$mp
+	case $mp,$m_opts, in /,ro,*) root_ro=1 ;; esac
+	case $mp in
+	/ | /proc | /proc/* | /sys | /sys/* | /dev | /dev/* | /etc/hosts | /etc/hostname | /etc/resolv.conf | \
+		/run/.containerenv | /run/secrets | /run/secrets/*) continue ;;
+	esac
+	m_rest=${m_rest#* - }
+	case ,$m_opts,${m_rest##* }, in *,ro,*) continue ;; esac
+	[ "${m_rest%% *}:$m_root" != tmpfs:/ ] || continue
+	rw_mounts=$rw_mounts$nl$mp
+done </proc/self/mountinfo
+# One stat for them all (a function has its own "$@", the app's stays intact).
+stat_mounts() {
+	set --
+	rest=$rw_mounts
+	while [ -n "$rest" ]; do
+		rest=${rest#"$nl"}
+		mp=${rest%%"$nl"*}
+		[ "$mp" = "$rest" ] && rest='' || rest=${rest#"$mp"}
+		set -- "$@" "$mp"
+	done
+	exec stat -c '%u %g %a %n' -- "$@"
+}
+rw_mount() { case $rw_mounts$nl in *"$nl$1$nl"*) return 0 ;; esac; return 1; }
+
+read -r over_uid </proc/sys/kernel/overflowuid || over_uid=65534
+read -r over_gid </proc/sys/kernel/overflowgid || over_gid=65534
+
+# Where root stands: in a user namespace whose uid 0 is host uid ns_host. A
+# one-uid mapping of root is a rootless engine: root here is the invoking host
+# user. A range is a remapping daemon (dockerd --userns-remap).
+ns_host=0 ns_count=0
+while read -r m_in m_out m_count; do
+	if [ "$m_in" = 0 ]; then
+		ns_host=$m_out ns_count=$m_count
+	fi
+done </proc/self/uid_map
+[ -e /run/.containerenv ] && engine=podman || engine=docker
+
+# The host uid behind container uid $1 (empty when it is unmapped).
+host_uid() {
+	while read -r m_in m_out m_count; do
+		if [ "$1" -ge "$m_in" ] && [ "$1" -lt $((m_in + m_count)) ]; then
+			printf '%s' $((m_out + $1 - m_in))
+			return
+		fi
+	done </proc/self/uid_map
+}
+
+# Can uid $1 (gid $2) write a node owned by $3:$4 with octal mode $5 (and
+# search it, if $6 is a directory)? Owner, group, other: the first class that
+# applies decides, as the kernel does. Supplementary groups count when the app
+# runs as the named account ($7 = 1).
+can_write() {
+	bits=2
+	[ ! -d "$6" ] || bits=3
+	if [ "$1" = 0 ]; then
+		return 0
+	elif [ "$1" = "$3" ]; then
+		[ $(((0$5 >> 6) & bits)) = "$bits" ]
+	elif [ "$2" = "$4" ] || { [ "$7" = 1 ] && member_of "$4"; }; then
+		[ $(((0$5 >> 3) & bits)) = "$bits" ]
+	else
+		[ $((0$5 & bits)) = "$bits" ]
+	fi
+}
+member_of() {
+	while IFS=: read -r _ _ g_id g_members; do
+		if [ "$g_id" = "$1" ]; then
+			case ,$g_members, in *,"$user",*) return 0 ;; esac
+		fi
+	done </etc/group
+	return 1
+}
+
+# The one line that says how to give the account data the host user owns,
+# under a user namespace where nothing inside the container can.
+userns_fix() {
+	if [ "$ns_count" = 1 ] && [ "$engine" = podman ]; then
+		printf 'run podman with --userns=keep-id:uid=%s,gid=%s so your host uid is %s here' "$uid" "$gid" "$user"
+	elif [ "$ns_count" = 1 ]; then
+		printf 'set USER_ID=0 ALLOW_ROOT_ID=1: root in this rootless container is you on the host'
+	else
+		printf 'this engine maps container uids to host uids %s and up (its subuid range), so on the host chown it to %s:%s (%s here), or run with --userns=host' \
+			"$ns_host" "$(host_uid "$uid")" "$((ns_host + gid))" "$user"
+	fi
+}
+
 # --- decide the target ids, validating everything before changing anything ---
 uid=$cur_uid gid=$cur_gid
-if [ -n "${USER_ID+set}" ]; then
+if [ "$cur_uid" = 0 ]; then
+	# A root account is run as it is: remapping it would rename root.
+	[ "${ALLOW_ROOT_ID:-}" = 1 ] ||
+		die "GOSU_USER='$user' has uid 0, so the app would run as root; set ALLOW_ROOT_ID=1 if you really mean it, or name an unprivileged account (the image's is ops)"
+	for v in "USER_ID:${USER_ID-}" "GROUP_ID:${GROUP_ID-}"; do
+		case $v in
+		*:) ;;
+		USER_ID:0 | GROUP_ID:"$cur_gid") ;;
+		*) die "${v%%:*}='${v#*:}' cannot remap GOSU_USER='$user' (uid 0); drop it, or name an unprivileged account" ;;
+		esac
+	done
+elif [ -n "${USER_ID+set}" ]; then
 	check_id USER_ID "$USER_ID"
 	uid=$USER_ID gid=${GROUP_ID-$USER_ID}
 	[ -z "${GROUP_ID+set}" ] || check_id GROUP_ID "$GROUP_ID"
@@ -75,10 +188,21 @@ else
 	node=${MAP_NODE_UID-$PWD}
 	if [ "$node" != no ]; then
 		[ -e "$node" ] || die "MAP_NODE_UID='$node' does not exist; point it at a mounted path or set MAP_NODE_UID=no"
-		owner=$(stat -L -c '%u:%g' "$node")
-		o_uid=${owner%:*} o_gid=${owner#*:}
-		read -r over_uid </proc/sys/kernel/overflowuid || over_uid=65534
-		read -r over_gid </proc/sys/kernel/overflowgid || over_gid=65534
+		owner=$(stat -L -c '%u:%g:%a' "$node")
+		o_uid=${owner%%:*} o_mode=${owner##*:} o_gid=${owner#*:}
+		o_gid=${o_gid%:*}
+		# Under a user namespace, data the app cannot write and nothing here can
+		# fix would only fail later as "Permission denied": stop now instead.
+		stuck=''
+		if [ "$ns_host" != 0 ] && rw_mount "$node" &&
+			! can_write "$uid" "$gid" "$o_uid" "$o_gid" "$o_mode" "$node" 1; then
+			if [ "$o_uid" = "$over_uid" ]; then
+				stuck="$node belongs to a host user this container cannot map (it shows as uid $o_uid)"
+			elif [ "$o_uid" = 0 ] && [ "$ns_count" = 1 ]; then
+				stuck="$node belongs to you on the host (root in this rootless container is host uid $ns_host), so $user ($uid, host uid $(host_uid "$uid")) cannot write it"
+			fi
+		fi
+		[ -z "$stuck" ] || die "$stuck; $(userns_fix); or MAP_NODE_UID=no if the app only reads it"
 		if [ "$o_uid" = "$over_uid" ]; then
 			# Under userns remapping or a rootless engine, files of unmapped host
 			# users show the overflow uid: adopting it would mean "nobody".
@@ -90,15 +214,33 @@ else
 	fi
 fi
 
-chown_paths=${CHOWN_PATHS:-}
-if [ -n "$chown_paths" ]; then
-	rest=$chown_paths
-	while [ -n "$rest" ]; do
-		p=${rest%%:*}
-		[ "$p" = "$rest" ] && rest='' || rest=${rest#*:}
-		[ -z "$p" ] || [ -e "$p" ] || die "CHOWN_PATHS entry '$p' does not exist"
-	done
-fi
+# Paths whose recursive chown would hand the system to the app user. A path
+# is judged by where it really leads (symlinks and .. resolved).
+system_path() {
+	case $1 in
+	/ | /home | /root | /run | /var | /tmp) return 0 ;;
+	/bin | /bin/* | /boot | /boot/* | /dev | /dev/* | /etc | /etc/* | /lib | /lib/* | /lib32 | /lib32/* | \
+		/lib64 | /lib64/* | /libx32 | /libx32/* | /proc | /proc/* | /sbin | /sbin/* | /sys | /sys/* | \
+		/usr | /usr/*) return 0 ;;
+	esac
+	return 1
+}
+
+chown_paths=''
+rest=${CHOWN_PATHS:-}
+while [ -n "$rest" ]; do
+	p=${rest%%:*}
+	[ "$p" = "$rest" ] && rest='' || rest=${rest#*:}
+	[ -n "$p" ] || continue
+	[ -e "$p" ] || [ -L "$p" ] || die "CHOWN_PATHS entry '$p' does not exist"
+	real=$(realpath "$p" 2>/dev/null) || real=$p
+	if system_path "$real"; then
+		shown="'$p'"
+		[ "$real" = "$p" ] || shown="$shown (that is, $real)"
+		die "CHOWN_PATHS entry $shown is a system path (/, /bin, /boot, /dev, /etc, /lib*, /proc, /sbin, /sys, /usr and what is under them; /home, /root, /run, /tmp, /var themselves); list your data's own directory instead"
+	fi
+	chown_paths=$chown_paths$nl$p
+done
 
 # gosu needs CAP_SETUID and CAP_SETGID (bits 7 and 6); without them its error
 # is a bare "operation not permitted".
@@ -125,53 +267,72 @@ rewrite() {
 		}' "$1"
 }
 
-# Stage FILE's new content next to it; fails on a read-only /etc.
+# Stage FILE's new content beside it as FILE.base-gosu-new; on failure `why`
+# says what went wrong.
 stage() {
-	t=$(mktemp "$1.base-gosu.XXXXXX" 2>/dev/null) || return 1
-	if ! rewrite "$@" >"$t" || ! chmod 0644 "$t"; then
-		rm -f "$t"
+	if ! err=$({ rewrite "$@" >"$1.base-gosu-new" && chmod 0644 "$1.base-gosu-new"; } 2>&1); then
+		rm -f "$1.base-gosu-new"
+		why="cannot write $1.base-gosu-new: ${err:-$1 has no entry $2}"
 		return 1
 	fi
-	printf '%s' "$t"
 }
 
-group_has_gid() {
-	while IFS=: read -r _ _ g_id _; do
-		[ "$g_id" != "$1" ] || return 0
+# The group that carries the account's primary gid, whatever its name
+# (Debian's nobody has nogroup); empty when no group has that gid.
+group_of_gid() {
+	g_name=''
+	while IFS=: read -r g _ g_id _; do
+		if [ "$g_id" = "$1" ]; then
+			g_name=$g
+			return
+		fi
 	done </etc/group
-	return 1
 }
 
 remap() {
+	why=''
+	if [ "$root_ro" = 1 ]; then
+		why="the root filesystem is read-only (--read-only)"
+		return 1
+	fi
 	# A gid some group already has (alpine's users=100, root=0) is used as is:
 	# no second group with that gid is created.
 	new_group=''
-	if ! group_has_gid "$gid"; then
-		new_group=$(stage /etc/group "$user" "$gid" '') || return 1
+	group_of_gid "$gid"
+	if [ -z "$g_name" ]; then
+		group_of_gid "$cur_gid"
+		if [ -n "$g_name" ]; then
+			stage /etc/group "$g_name" "$gid" '' || return 1
+			new_group=/etc/group.base-gosu-new
+		fi
 	fi
-	if ! new_passwd=$(stage /etc/passwd "$user" "$uid" "$gid"); then
-		rm -f "$new_group"
+	if ! stage /etc/passwd "$user" "$uid" "$gid"; then
+		rm -f /etc/group.base-gosu-new
 		return 1
 	fi
 	if [ -n "$new_group" ]; then
-		cp -p /etc/group "/etc/group.base-gosu-old"
-		if ! mv -f "$new_group" /etc/group; then
-			rm -f "$new_group" "$new_passwd" /etc/group.base-gosu-old
+		cp -p /etc/group /etc/group.base-gosu-old
+		if ! err=$(mv -f /etc/group.base-gosu-new /etc/group 2>&1); then
+			rm -f /etc/group.base-gosu-new /etc/passwd.base-gosu-new /etc/group.base-gosu-old
+			why="cannot replace /etc/group: $err"
 			return 1
 		fi
 	fi
-	if ! mv -f "$new_passwd" /etc/passwd; then
+	if ! err=$(mv -f /etc/passwd.base-gosu-new /etc/passwd 2>&1); then
 		[ -z "$new_group" ] || mv -f /etc/group.base-gosu-old /etc/group
-		rm -f "$new_passwd"
+		rm -f /etc/passwd.base-gosu-new
+		why="cannot replace /etc/passwd: $err"
 		return 1
 	fi
 	rm -f /etc/group.base-gosu-old
 }
 
-run_as=$user
-if [ "$uid" = 0 ]; then
+run_as=$user by_name=1
+if [ "$cur_uid" = 0 ]; then
+	:
+elif [ "$uid" = 0 ]; then
 	# ALLOW_ROOT_ID=1 and USER_ID=0: the account stays, ids are used directly.
-	run_as=0:$gid
+	run_as=0:$gid by_name=0
 elif [ "$uid:$gid" != "$cur_uid:$cur_gid" ]; then
 	if remap; then
 		# Home and workdir the image gave the old ids follow them; -h and find's
@@ -184,23 +345,55 @@ elif [ "$uid:$gid" != "$cur_uid:$cur_gid" ]; then
 			chown -h "$uid:$gid" "$PWD" 2>/dev/null || warn "could not chown $PWD to $uid:$gid"
 		fi
 	else
-		warn "/etc is read-only, so $user cannot be given uid $uid; running as $uid:$gid with HOME=$home"
-		run_as=$uid:$gid
+		warn "$user cannot be given uid $uid: $why; running as $uid:$gid with HOME=$home"
+		run_as=$uid:$gid by_name=0
 		# gosu sets HOME=/ for an id with no passwd entry; env re-sets it and
 		# execs in turn, so the app is still PID 1.
 		set -- env "HOME=$home" "$@"
 	fi
 fi
 
-# Asked-for recursive chown: only entries whose owner differs are touched, so
-# a restart with nothing to change costs one directory walk and no writes.
-if [ -n "$chown_paths" ]; then
-	rest=$chown_paths
-	while [ -n "$rest" ]; do
-		p=${rest%%:*}
-		[ "$p" = "$rest" ] && rest='' || rest=${rest#*:}
-		[ -z "$p" ] || find "$p" -xdev \( ! -user "$uid" -o ! -group "$gid" \) -exec chown -h "$uid:$gid" {} +
-	done
+# Asked-for recursive chown. A first fix (something differs) is one plain
+# `chown -R`, as cheap as it gets; a restart with nothing to change costs one
+# directory walk and no writes. A path with another mount inside it is walked
+# with -xdev and only differing entries are touched, so no mount is entered.
+rest=$chown_paths
+while [ -n "$rest" ]; do
+	rest=${rest#"$nl"}
+	p=${rest%%"$nl"*}
+	[ "$p" = "$rest" ] && rest='' || rest=${rest#"$p"}
+	case $all_mounts$nl in
+	*"$nl${p%/}/"?*)
+		find "$p" -xdev \( ! -user "$uid" -o ! -group "$gid" \) -exec chown -h "$uid:$gid" {} +
+		;;
+	*)
+		if [ -n "$(find "$p" -xdev \( ! -user "$uid" -o ! -group "$gid" \) -print -quit)" ]; then
+			chown -R -h "$uid:$gid" "$p"
+		fi
+		;;
+	esac
+done
+
+# Mounts the app will not be able to write: one line each, naming the fixes
+# that apply. Read only; never stops the app, which may just read them.
+if [ "${MOUNT_CHECK:-yes}" = yes ] && [ "$uid" != 0 ] && [ -n "$rw_mounts" ]; then
+	stats=$(stat_mounts 2>/dev/null) || :
+	while read -r s_uid s_gid s_mode s_name; do
+		[ -n "$s_name" ] || continue
+		! can_write "$uid" "$gid" "$s_uid" "$s_gid" "$s_mode" "$s_name" "$by_name" || continue
+		if [ "$s_uid" = "$over_uid" ]; then
+			fixes="it belongs to a host user this container cannot map: $(userns_fix)"
+		elif [ "$s_uid" = 0 ] && [ "$ns_count" = 1 ]; then
+			fixes="it is yours on the host: $(userns_fix), or USER_ID=0 ALLOW_ROOT_ID=1 (root here is you on the host)"
+		else
+			fixes="CHOWN_PATHS=$s_name gives it to $user"
+			[ "$s_uid" = 0 ] || fixes="$fixes; MAP_NODE_UID=$s_name runs as its owner $s_uid"
+			fixes="$fixes; USER_ID=0 ALLOW_ROOT_ID=1 keeps a one-off admin job (a backup) root, which --user 0 does not"
+		fi
+		warn "$s_name is mounted read-write but $user ($uid:$gid) cannot write it (owner $s_uid:$s_gid, mode $s_mode). Fix: $fixes. MOUNT_CHECK=no silences this"
+	done <<EOF
+$stats
+EOF
 fi
 
 # The container's stdio are pipes or a pty owned by root; give them to the
