@@ -13,16 +13,30 @@ class EngineError(Exception):
     pass
 
 
+# A container uid/gid mapping as /proc/PID/uid_map has it: (inside, outside, count).
+IDENTITY = ((0, 0, 4294967295),)
+
+
 @dataclass(frozen=True)
 class Engine:
+    """A docker-compatible CLI: docker, a second dockerd (env DOCKER_HOST), podman, or rootless podman
+    (run through `wrapper`, e.g. runuser -u USER -- env XDG_RUNTIME_DIR=...).
+
+    `mode` names the setup (docker, docker-userns, podman, podman-rootless) so that checks can expect what
+    differs between them; `idmap` is how container uids map to host uids.
+    """
     binary: str = "docker"
     env: dict[str, str] = field(default_factory=dict)
+    wrapper: tuple[str, ...] = ()
+    mode: str = "docker"
+    idmap: tuple[tuple[int, int, int], ...] = IDENTITY
 
     def run(self, *args: str, check: bool = True, timeout: float | None = 600, input: str | None = None,
             capture: bool = True) -> subprocess.CompletedProcess:
         try:
-            proc = subprocess.run([self.binary, *args], capture_output=capture, text=True, timeout=timeout,
-                                  input=input, env={**os.environ, **self.env} if self.env else None)
+            proc = subprocess.run([*self.wrapper, self.binary, *args], capture_output=capture, text=True,
+                                  timeout=timeout, input=input,
+                                  env={**os.environ, **self.env} if self.env else None)
         except FileNotFoundError:
             raise EngineError(f"`{self.binary}` is not installed; run `invoke up` to set up the local engine") from None
         except subprocess.TimeoutExpired:
@@ -31,6 +45,23 @@ class Engine:
             tail = (proc.stderr or "").strip().splitlines()[-8:]
             raise EngineError(f"`{self.binary} {' '.join(args)}` failed ({proc.returncode}): " + " | ".join(tail))
         return proc
+
+    @property
+    def rootless(self) -> bool:
+        """Root in the container is an unprivileged host user (one-uid mapping of uid 0)."""
+        return any(i == 0 and o != 0 and n == 1 for i, o, n in self.idmap)
+
+    def host_id(self, cid: int) -> int:
+        """The host uid (or gid: engines map both alike) behind container id `cid`."""
+        for inside, outside, count in self.idmap:
+            if inside <= cid < inside + count:
+                return outside + cid - inside
+        raise ValueError(f"container id {cid} is not mapped by {self.mode} ({self.idmap})")
+
+    def top(self, name: str) -> str:
+        """PID and command of each process in a running container (podman's top takes descriptors)."""
+        args = ("pid", "comm") if self.binary == "podman" else ("-o", "pid,comm")
+        return self.run("top", name, *args).stdout
 
     def available(self) -> bool:
         try:

@@ -2,64 +2,25 @@
 
 Every check runs the image with --network none and raises SmokeFailure naming
 the image, the check and what it saw. `invoke smoke` and the pytest suite run
-this same list.
+this same list, under docker and, where they apply, podman (rootful and
+rootless) and a user-namespaced dockerd: CHECKS everywhere, USERNS_CHECKS
+where the engine has a user namespace.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
+from . import smoke_userns, smoke_volumes
 from .arches import UNAME
-from .engine import Engine, EngineError
+from .engine import IDENTITY, Engine, EngineError
+from .smokekit import IDS, Ctx, SmokeFailure, Subject
+
+__all__ = ["CHECKS", "USERNS_CHECKS", "IDS", "Ctx", "SmokeFailure", "Subject", "run_all", "checks_for"]
 
 BAD_VALUES = ("abc", "-1", "1e3", "1000;id", "", "4294967296", "010")
-
-
-class SmokeFailure(AssertionError):
-    def __init__(self, image: str, check: str, saw: str):
-        super().__init__(f"{image}: {check}: {saw}")
-        self.image, self.check, self.saw = image, check, saw
-
-
-@dataclass(frozen=True)
-class Subject:
-    image: str
-    arch: str
-    platform: str
-    gosu_version: str
-    gosu_sha256: str
-    ops_user: str = "ops"
-    ops_uid: int = 10001
-    ops_gid: int = 10001
-
-
-@dataclass(frozen=True)
-class Ctx:
-    engine: Engine
-    s: Subject
-
-    def run(self, *cmd: str, opts: list[str] | None = None, timeout: float = 180):
-        return self.engine.container(self.s.image, *cmd, options=["--platform", self.s.platform, *(opts or [])],
-                                     timeout=timeout)
-
-    def fail(self, check: str, saw: str):
-        raise SmokeFailure(self.s.image, check, saw)
-
-    def expect(self, check: str, proc, want: str | None = None, rc: int = 0):
-        out = proc.stdout.strip()
-        if proc.returncode != rc or (want is not None and out != want):
-            self.fail(check, f"exit {proc.returncode} (want {rc}), stdout {out[-300:]!r} (want {want!r}), "
-                             f"stderr {proc.stderr.strip()[-300:]!r}")
-        return proc
-
-
-IDS = "echo $(id -u):$(id -g):$(id -un)"
 
 
 def gosu_version(c: Ctx):
@@ -96,22 +57,26 @@ def user_id_remap(c: Ctx):
 
 
 def mount_owner_remap(c: Ctx):
-    with tempfile.TemporaryDirectory(prefix="smoke-vol-") as d:
-        os.chown(d, 4321, 4322)
+    with c.host_dir(4321, 4322, 0o700) as d:
         c.expect("remap to mount owner", c.run("sh", "-c", f"{IDS}; echo hi > /app/made; mkdir /app/sub",
                                                opts=["-v", f"{d}:/app"]), f"4321:4322:{c.s.ops_user}")
+        want = (c.host(4321), c.host(4322))
         for name in ("made", "sub"):
-            st = os.stat(Path(d) / name)
-            if (st.st_uid, st.st_gid) != (4321, 4322):
-                c.fail("files on the volume", f"{name} is owned by {st.st_uid}:{st.st_gid} on the host, want 4321:4322")
+            if c.owner(d / name) != want:
+                c.fail("files on the volume", f"{name} is owned by {c.owner(d / name)} on the host, want {want}")
         c.expect("MAP_NODE_UID=no", c.run("sh", "-c", IDS, opts=["-v", f"{d}:/app", "-e", "MAP_NODE_UID=no"]),
-                 f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
+                 c.ops)
 
 
 def root_owned_mount_keeps_default(c: Ctx):
-    with tempfile.TemporaryDirectory(prefix="smoke-vol-") as d:
-        c.expect("root-owned mount", c.run("sh", "-c", IDS, opts=["-v", f"{d}:/app"]),
-                 f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
+    with c.host_dir(0) as d:
+        p = c.run("sh", "-c", IDS, opts=["-v", f"{d}:/app"])
+        if c.engine.rootless:
+            # Root here is the invoking host user: /app is theirs, ops could not write it, so the start stops.
+            if p.returncode == 0 or "--userns=keep-id:uid=" not in p.stderr:
+                c.fail("rootless: your own directory at /app", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
+        else:
+            c.expect("root-owned mount", p, c.ops)
 
 
 def user_flag(c: Ctx):
@@ -130,17 +95,8 @@ def bad_values_refused(c: Ctx):
     if p.returncode == 0 or "ALLOW_ROOT_ID=1" not in p.stderr:
         c.fail("uid 0 refused", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
     c.expect("uid 0 with ALLOW_ROOT_ID=1", c.run("id", "-u", opts=["-e", "USER_ID=0", "-e", "ALLOW_ROOT_ID=1"]), "0")
-    # Refused before anything changed: the container's filesystem diff is empty.
-    name = f"smoke-{uuid.uuid4().hex[:12]}"
-    c.engine.run("create", "--name", name, "--network", "none", "--platform", c.s.platform, "-e", "USER_ID=1000;id",
-                 c.s.image, "true")
-    try:
-        c.engine.run("start", "-a", name, check=False)
-        diff = c.engine.run("diff", name).stdout.strip()
-        if diff:
-            c.fail("nothing changed on refusal", f"docker diff shows {diff!r}")
-    finally:
-        c.engine.run("rm", "-f", name, check=False)
+    # Refused before anything changed: the container's filesystem diff is a bare start's.
+    c.unchanged("nothing changed on refusal", "-e", "USER_ID=1000;id")
 
 
 def id_collisions(c: Ctx):
@@ -156,21 +112,20 @@ def id_collisions(c: Ctx):
 
 
 def restart_idempotent(c: Ctx):
-    name = f"smoke-{uuid.uuid4().hex[:12]}"
-    c.engine.run("create", "--name", name, "--network", "none", "--platform", c.s.platform, "-e", "USER_ID=2000",
-                 c.s.image, "sh", "-c", f"{IDS}; grep -c '^{c.s.ops_user}:' /etc/passwd; md5sum /etc/passwd /etc/group")
-    try:
+    with c.named() as name:
+        c.engine.run("create", "--name", name, "--network", "none", "--platform", c.s.platform, "-e", "USER_ID=2000",
+                     c.s.image, "sh", "-c",
+                     f"{IDS}; grep -c '^{c.s.ops_user}:' /etc/passwd; md5sum /etc/passwd /etc/group")
         outs = [c.engine.run("start", "-a", name).stdout.strip() for _ in range(2)]
         if outs[0] != outs[1] or not outs[0].startswith(f"2000:2000:{c.s.ops_user}\n1\n"):
             c.fail("restart idempotency", f"first start {outs[0]!r}, second {outs[1]!r}")
-    finally:
-        c.engine.run("rm", "-f", name, check=False)
 
 
 def read_only_root(c: Ctx):
     p = c.run("sh", "-c", 'echo "$(id -u):$(id -g) $HOME"', opts=["--read-only", "-e", "USER_ID=1234"])
     warnings = [l for l in p.stderr.splitlines() if "warning" in l]
-    if p.returncode != 0 or p.stdout.strip() != f"1234:1234 /home/{c.s.ops_user}" or len(warnings) != 1:
+    if p.returncode != 0 or p.stdout.strip() != f"1234:1234 /home/{c.s.ops_user}" or len(warnings) != 1 \
+            or "read-only" not in warnings[0]:
         c.fail("--read-only", f"exit {p.returncode}, stdout {p.stdout.strip()!r}, stderr {p.stderr.strip()!r}")
     p = c.expect("--read-only, no remap", c.run("sh", "-c", IDS, opts=["--read-only"]),
                  f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
@@ -203,43 +158,43 @@ def stdio_writable(c: Ctx):
 
 def pid1_and_stop(c: Ctx):
     """The app is PID 1 and gets SIGTERM: with --time 2, only a handled TERM exits 42 (SIGKILL gives 137)."""
-    name = f"smoke-{uuid.uuid4().hex[:12]}"
     app = 'trap "exit 42" TERM; echo "pid $$"; while :; do sleep 0.1; done'
-    c.engine.run("run", "-d", "--name", name, "--network", "none", "--platform", c.s.platform, c.s.image,
-                 "sh", "-c", app)
-    try:
+    with c.named() as name:
+        c.engine.run("run", "-d", "--name", name, "--network", "none", "--platform", c.s.platform, c.s.image,
+                     "sh", "-c", app)
         deadline = time.monotonic() + 60
         while "pid" not in (logs := c.engine.run("logs", name).stdout) and time.monotonic() < deadline:
             time.sleep(0.2)
         if logs.strip() != "pid 1":
             c.fail("app is PID 1", f"app reported {logs.strip()!r}")
-        procs = c.engine.run("top", name, "-o", "pid,comm").stdout
+        procs = c.engine.top(name)
         if "gosu" in procs:
             c.fail("gosu is gone", procs)
         c.engine.run("stop", "--time", "2", name)
         code = c.engine.run("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
         if code != "42":
             c.fail("docker stop delivers SIGTERM", f"exit code {code} (137 means it was killed after 2 s)")
-    finally:
-        c.engine.run("rm", "-f", name, check=False)
 
 
 def chown_paths(c: Ctx):
-    with tempfile.TemporaryDirectory(prefix="smoke-vol-") as d:
-        os.makedirs(Path(d) / "a" / "b")
-        (Path(d) / "a" / "b" / "f").write_text("x")
-        os.symlink("/etc/passwd", Path(d) / "a" / "link")
+    with c.host_dir(0) as d:
+        os.makedirs(d / "a" / "b")
+        (d / "a" / "b" / "f").write_text("x")
+        os.symlink("/etc/passwd", d / "a" / "link")
+        for p in d.rglob("*"):
+            os.lchown(p, c.host(0), c.host(0))
         c.expect("CHOWN_PATHS", c.run("true", opts=["-v", f"{d}:/data", "-e", "USER_ID=3000",
                                                     "-e", "CHOWN_PATHS=/data"]))
-        owners = {p.name: (os.lstat(p).st_uid, os.lstat(p).st_gid) for p in Path(d).rglob("*")}
-        if set(owners.values()) != {(3000, 3000)}:
+        owners = {p.name: c.owner(p) for p in [d, *d.rglob("*")]}
+        if set(owners.values()) != {(c.host(3000), c.host(3000))}:
             c.fail("CHOWN_PATHS", f"owners after chown: {owners}")
         if os.stat("/etc/passwd").st_uid != 0:
             c.fail("CHOWN_PATHS never follows symlinks", "host /etc/passwd changed owner")
-    with tempfile.TemporaryDirectory(prefix="smoke-vol-") as d:
-        (Path(d) / "f").write_text("x")
+    with c.host_dir(0) as d:
+        (d / "f").write_text("x")
+        os.chown(d / "f", c.host(0), c.host(0))
         c.expect("no recursive chown unasked", c.run("true", opts=["-v", f"{d}:/data", "-e", "USER_ID=3000"]))
-        if os.stat(Path(d) / "f").st_uid != 0:
+        if c.owner(d / "f")[0] != c.host(0):
             c.fail("no recursive chown unasked", "a file in an unlisted volume changed owner")
 
 
@@ -247,13 +202,20 @@ CHECKS: dict[str, Callable[[Ctx], None]] = {f.__name__: f for f in (
     uname_matches_arch, gosu_version, gosu_sha256, gosu_not_setuid, default_user, user_id_remap,
     mount_owner_remap, root_owned_mount_keeps_default, user_flag, bad_values_refused, id_collisions,
     restart_idempotent, read_only_root, cap_drop_all, no_new_privileges, stdio_writable, pid1_and_stop,
-    chown_paths,
+    chown_paths, *smoke_volumes.CHECKS,
 )}
+# Only where the engine has a user namespace (rootless podman, dockerd --userns-remap).
+USERNS_CHECKS: dict[str, Callable[[Ctx], None]] = {f.__name__: f for f in smoke_userns.CHECKS}
 
 
-def run_all(engine: Engine, subject: Subject, log=None) -> list[SmokeFailure]:
+def checks_for(engine: Engine) -> dict[str, Callable[[Ctx], None]]:
+    return {**CHECKS, **(USERNS_CHECKS if engine.idmap != IDENTITY else {})}
+
+
+def run_all(engine: Engine, subject: Subject, log=None, checks: dict[str, Callable[[Ctx], None]] | None = None
+            ) -> list[SmokeFailure]:
     failures = []
-    for name, check in CHECKS.items():
+    for name, check in (checks or checks_for(engine)).items():
         start = time.monotonic()
         try:
             check(Ctx(engine, subject))

@@ -82,6 +82,7 @@ while read -r _ _ _ m_root mp m_opts m_rest; do
 	/ | /proc | /proc/* | /sys | /sys/* | /dev | /dev/* | /etc/hosts | /etc/hostname | /etc/resolv.conf | \
 		/run/.containerenv | /run/secrets | /run/secrets/*) continue ;;
 	esac
+	m_rest=" $m_rest"
 	m_rest=${m_rest#* - }
 	case ,$m_opts,${m_rest##* }, in *,ro,*) continue ;; esac
 	[ "${m_rest%% *}:$m_root" != tmpfs:/ ] || continue
@@ -234,6 +235,14 @@ while [ -n "$rest" ]; do
 	[ -n "$p" ] || continue
 	[ -e "$p" ] || [ -L "$p" ] || die "CHOWN_PATHS entry '$p' does not exist"
 	real=$(realpath "$p" 2>/dev/null) || real=$p
+	# busybox keeps a leading //, which POSIX lets mean something else.
+	while :; do
+		case $real in
+		*//*) real=${real%%//*}/${real#*//} ;;
+		?*/) real=${real%/} ;;
+		*) break ;;
+		esac
+	done
 	if system_path "$real"; then
 		shown="'$p'"
 		[ "$real" = "$p" ] || shown="$shown (that is, $real)"
@@ -384,7 +393,7 @@ if [ "${MOUNT_CHECK:-yes}" = yes ] && [ "$uid" != 0 ] && [ -n "$rw_mounts" ]; th
 		if [ "$s_uid" = "$over_uid" ]; then
 			fixes="it belongs to a host user this container cannot map: $(userns_fix)"
 		elif [ "$s_uid" = 0 ] && [ "$ns_count" = 1 ]; then
-			fixes="it is yours on the host: $(userns_fix), or USER_ID=0 ALLOW_ROOT_ID=1 (root here is you on the host)"
+			fixes="it is yours on the host: $(userns_fix), or USER_ID=0 ALLOW_ROOT_ID=1 (root here is you on the host); for a volume, CHOWN_PATHS=$s_name gives it to $user"
 		else
 			fixes="CHOWN_PATHS=$s_name gives it to $user"
 			[ "$s_uid" = 0 ] || fixes="$fixes; MAP_NODE_UID=$s_name runs as its owner $s_uid"
