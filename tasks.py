@@ -1,5 +1,6 @@
 """Invoke entry point: parse arguments, call `builder`. No logic lives here."""
 
+import functools
 import shlex
 import sys
 
@@ -62,7 +63,7 @@ def _stage(c, name, run, **kw):
     req = _request(c, **kw)
     try:
         run(req, Engine())
-    except (pipeline.PipelineError, EngineError, ValueError) as e:
+    except (pipeline.PipelineError, EngineError, local_stage.SetupError, ValueError) as e:
         raise Exit(f"{name}: error: {e}", code=1)
 
 
@@ -233,9 +234,14 @@ def build(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None,
            suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
-@task(help=IMAGE_HELP)
+@task(help={**IMAGE_HELP, "engine": "run the checks under docker (default), podman, podman-rootless or "
+                                     "docker-userns (default: smoke.engine in invoke.yaml)"})
 def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, mirror=None, key=None,
-          fingerprint=None):
-    """Build, then run every smoke check on each image in the local engine (--network none)."""
-    _stage(c, "smoke", pipeline.smoke, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version,
-           suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
+          fingerprint=None, engine=None):
+    """Build, then run every smoke check on each image (--network none), under docker or another engine."""
+    try:
+        under = config.engine_settings(c.config, engine)
+    except ValueError as e:
+        raise Exit(f"error: {e}", code=2)
+    _stage(c, "smoke", functools.partial(pipeline.smoke, under=under), flavor=flavor, arch=arch, source=source,
+           gosu_version=gosu_version, suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)

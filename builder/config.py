@@ -124,6 +124,17 @@ def local_settings(local: Mapping) -> "LocalSettings":
     )
 
 
+def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":
+    """Which engine the smoke checks run under: --engine, else smoke.engine."""
+    from .engines import KINDS, EngineSettings
+    sm = c_config.smoke
+    kind = (engine or sm["engine"]).strip()
+    if kind not in KINDS:
+        raise ValueError(f"engine {kind!r} is not one of {', '.join(KINDS)} (--engine or smoke.engine)")
+    return EngineSettings(kind, project_path(sm["state_dir"]), sm["rootless_user"], Path(sm["userns_dir"]),
+                          Path(sm["userns_data"]))
+
+
 def flag(value, key: str) -> bool:
     """A yes/no setting, strictly: a typo must not silently pick a side."""
     if isinstance(value, bool):
