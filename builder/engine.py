@@ -113,8 +113,13 @@ class Engine:
     def container(self, image: str, *cmd: str, options: list[str] | None = None, timeout: float = 120,
                   check: bool = False) -> subprocess.CompletedProcess:
         """`docker run --rm --network none` with the given options."""
-        return self.run("run", "--rm", "--network", "none", *(options or []), image, *cmd,
-                        check=check, timeout=timeout)
+        args = ("run", "--rm", "--network", "none", *(options or []), image, *cmd)
+        proc = self.run(*args, check=check, timeout=timeout)
+        if self.binary == "podman" and proc.returncode == 0 and not proc.stdout and not proc.stderr:
+            # podman 4.3 now and then loses all output of a container that exits at once (seen rootless,
+            # a few in a few hundred runs); a run that printed nothing at all is run once more.
+            proc = self.run(*args, check=check, timeout=timeout)
+        return proc
 
     def save(self, ref: str, dest: Path) -> Path:
         self.run("save", "--output", str(dest), ref, timeout=900)

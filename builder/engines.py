@@ -38,13 +38,16 @@ class EngineSettings:
 
 
 def _containers_conf(state: Path) -> Path:
-    """podman's default ulimits (nofile and nproc up to 1M and 4M) exceed what a container host may grant
+    """Settings for every podman run here. podman's default ulimits (nofile and nproc up to 1M and 4M) exceed what a container host may grant
     (runc then fails with "error setting rlimit ... operation not permitted"): ask for what we have."""
     nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 16384)
     nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 16384)
     state.mkdir(parents=True, exist_ok=True)
     conf = state / "containers.conf"
-    conf.write_text(f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n')
+    # No network unless asked: the checks need none, and podman's default one would add a bridge and
+    # firewall rules beside the main engine's (rootless, it needs /dev/net/tun, which a host may not give).
+    conf.write_text(f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+                    'netns = "none"\n')
     conf.chmod(0o644)
     return conf
 
