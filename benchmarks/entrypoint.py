@@ -1,10 +1,20 @@
 #!/usr/bin/env python3
-"""Benchmark builds, container start cost and volume remap cost; prints a table.
+"""Benchmark container start cost and volume remap cost; prints a table.
 
 Every figure is the median of interleaved rounds, shown beside a baseline
-measured in the same rounds, so machine noise hits both sides alike.
+measured in the same rounds, so machine noise hits both sides alike. The
+named rows:
 
-    .venv/bin/python benchmarks/entrypoint.py [--rounds 5] [--files 100000]
+  P1   start with the entrypoint (no remap; two mounts, so the mount check
+       has work) / start with `gosu ops` directly, same mounts
+  P1u  the same with USER_ID=2000 (a passwd rewrite on every start)
+  P1r  restart of a container whose remap is done (two mounts) / restart of
+       one that runs gosu directly
+  P3   first CHOWN_PATHS fix of a 100k-file volume / a bare `chown -R` of
+       the same volume, both in a container; and the restart that follows,
+       which must write nothing (checked: no ctime changes)
+
+    .venv/bin/python benchmarks/entrypoint.py [--rounds 5] [--files 100000] [--image IMAGE]
 
 Needs `invoke up`, `invoke test-mirror` and built images
 (`invoke -f .cache/test-mirror/invoke.yaml build --arch amd64`).
@@ -28,6 +38,7 @@ from builder.engine import Engine  # noqa: E402
 
 IMAGE = "org/base-gosu:minideb-amd64"
 ENGINE = Engine()
+GOALS = {"P3": 1.2}
 
 # (a) the widely copied entrypoint: usermod/groupmod ops to the mount owner.
 USERMOD = """#!/bin/sh
@@ -76,6 +87,10 @@ def chown_all(d: str, owner: int) -> None:
         os.chown(e.path, owner, owner)
 
 
+def ctimes(d: str) -> list[int]:
+    return [os.lstat(d).st_ctime_ns] + [e.stat(follow_symlinks=False).st_ctime_ns for e in os.scandir(d)]
+
+
 def run(image: str, *opts: str) -> float:
     return timed("run", "--rm", "--network", "none", *opts, image, "true")
 
@@ -84,52 +99,84 @@ def restart(name: str) -> float:
     return timed("start", "-a", name)
 
 
-def created(image: str, *opts: str) -> str:
+def created(image: str, *opts: str, cmd: tuple[str, ...] = ("true",)) -> str:
     name = f"bench-{os.urandom(4).hex()}"
-    subprocess.run(["docker", "create", "--name", name, "--network", "none", *opts, image, "true"], check=True,
+    subprocess.run(["docker", "create", "--name", name, "--network", "none", *opts, image, *cmd], check=True,
                    capture_output=True)
     subprocess.run(["docker", "start", "-a", name], check=True, capture_output=True)  # the first remap
     return name
 
 
 def main() -> None:
+    global IMAGE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--image", default=IMAGE, help=f"a minideb image of this project (default {IMAGE})")
     a = ap.parse_args()
+    IMAGE = a.image
+    n = f"{a.files // 1000}k" if a.files >= 1000 else str(a.files)
     usermod, findchown = variant("usermod", USERMOD), variant("findchown", FINDCHOWN)
     big, empty = volume(a.files, 4321), volume(0, 4321)
+    fix = volume(a.files, 4321)
+    m1, m2 = volume(3, 0), volume(3, 0)
+    mounts = ("-v", f"{m1}:/data", "-v", f"{m2}:/more")
     rows: dict[str, list[float]] = {}
+    wrote_on_restart = []
 
     def add(key, value):
         rows.setdefault(key, []).append(value)
 
     keep = {"ours": created(IMAGE, "-v", f"{big}:/app"), "ours-empty": created(IMAGE, "-v", f"{empty}:/app"),
-            "usermod": created(usermod, "-v", f"{big}:/app")}
+            "usermod": created(usermod, "-v", f"{big}:/app"),
+            "P1r": created(IMAGE, "-e", "USER_ID=2000", *mounts),
+            "P1r-base": created(IMAGE, "--entrypoint", "gosu", *mounts, cmd=("ops", "true"))}
     try:
         for _ in range(a.rounds):
-            add("start: gosu directly (baseline)", timed("run", "--rm", "--network", "none", "--entrypoint", "gosu", IMAGE, "ops", "true"))
+            add("P1 base: gosu directly, 2 mounts",
+                timed("run", "--rm", "--network", "none", "--entrypoint", "gosu", *mounts, IMAGE, "ops", "true"))
+            add("P1: entrypoint, no remap, 2 mounts", run(IMAGE, *mounts))
+            add("P1u: entrypoint, USER_ID=2000, 2 mounts", run(IMAGE, "-e", "USER_ID=2000", *mounts))
+            add("P1r base: restart, gosu directly, 2 mounts", restart(keep["P1r-base"]))
+            add("P1r: restart, remap done, 2 mounts", restart(keep["P1r"]))
+            chown_all(fix, 4321)
+            add(f"P3 base: bare chown -R, {n}-file volume", timed(
+                "run", "--rm", "--network", "none", "--entrypoint", "chown", "-v", f"{fix}:/data", IMAGE,
+                "-R", "2000:2000", "/data"))
+            chown_all(fix, 4321)
+            p3 = ("-v", f"{fix}:/data", "-e", "USER_ID=2000", "-e", "CHOWN_PATHS=/data")
+            add(f"P3: CHOWN_PATHS first fix, {n}-file volume", run(IMAGE, *p3))
+            before = ctimes(fix)
+            add("P3 restart: CHOWN_PATHS, nothing to change", run(IMAGE, *p3))
+            wrote_on_restart.append(sum(x != y for x, y in zip(before, ctimes(fix))))
+            add("start: gosu directly (baseline)",
+                timed("run", "--rm", "--network", "none", "--entrypoint", "gosu", IMAGE, "ops", "true"))
             add("start: entrypoint, no remap", run(IMAGE))
-            add("start: entrypoint, USER_ID=2000", run(IMAGE, "-e", "USER_ID=2000"))
-            add("remap first: ours, 100k-file volume", run(IMAGE, "-v", f"{big}:/app"))
+            add(f"remap first: ours, {n}-file volume", run(IMAGE, "-v", f"{big}:/app"))
             add("remap first: (a) usermod -u", run(usermod, "-v", f"{big}:/app"))
             chown_all(big, 4321)
             add("remap first: (b) find ! -user -exec chown", run(findchown, "-v", f"{big}:/app"))
             add("restart: (b) find ! -user -exec chown", run(findchown, "-v", f"{big}:/app"))
             chown_all(big, 4321)
             add("restart: ours, empty volume (baseline)", restart(keep["ours-empty"]))
-            add("restart: ours, 100k-file volume", restart(keep["ours"]))
+            add(f"restart: ours, {n}-file volume", restart(keep["ours"]))
             add("restart: (a) usermod -u", restart(keep["usermod"]))
     finally:
         subprocess.run(["docker", "rm", "-f", *keep.values()], capture_output=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
-    base_start = med["start: gosu directly (baseline)"]
-    base_restart = med["restart: ours, empty volume (baseline)"]
-    print(f"{'measure (median of %d interleaved rounds)' % a.rounds:58} {'seconds':>8} {'ratio':>7}  baseline")
+    bases = {"P1": "P1 base: gosu directly, 2 mounts", "P1u": "P1 base: gosu directly, 2 mounts",
+             "P1r": "P1r base: restart, gosu directly, 2 mounts", "P3": f"P3 base: bare chown -R, {n}-file volume",
+             "P3 restart": f"P3 base: bare chown -R, {n}-file volume",
+             "start": "start: gosu directly (baseline)", "remap": "start: gosu directly (baseline)",
+             "restart": "restart: ours, empty volume (baseline)"}
+    print(f"{'measure (median of %d interleaved rounds)' % a.rounds:50} {'seconds':>8} {'ratio':>7}  "
+          f"{'goal':>5}  baseline")
     for k, v in med.items():
-        base, bname = (base_start, "gosu directly") if k.startswith(("start", "remap")) else \
-            (base_restart, "ours, empty volume")
-        print(f"{k:58} {v:8.3f} {v / base:7.2f}  {bname}")
+        prefix = next(p for p in sorted(bases, key=len, reverse=True) if k.startswith(p))
+        base = bases[prefix]
+        goal = GOALS.get(k.split(":")[0], "")
+        print(f"{k:50} {v:8.3f} {v / med[base]:7.2f}  {goal!s:>5}  {base}")
+    print(f"P3 restart: files whose ctime changed, per round: {wrote_on_restart} (must be all 0)")
 
 
 if __name__ == "__main__":
