@@ -130,7 +130,8 @@ def _overlay_storage(engine: Engine, pw: pwd.struct_passwd, log) -> None:
 @contextmanager
 def userns_docker(s: EngineSettings, log):
     """A second dockerd with --userns-remap=default on its own socket and data root, stopped on exit."""
-    apt_install(["docker.io", "uidmap"], log)
+    # dockerd comes with the main engine (Debian's docker.io, or docker-ce elsewhere); uidmap for the ranges.
+    apt_install(["uidmap"] if shutil.which("dockerd") else ["docker.io", "uidmap"], log)
     d = s.userns_dir
     d.mkdir(parents=True, exist_ok=True)
     sock = d / "docker.sock"

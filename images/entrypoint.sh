@@ -12,7 +12,8 @@
 #   GOSU_USER           the account to run as (the image sets ops)
 #
 # POSIX sh: runs unchanged under dash, bash and busybox ash. The common path
-# forks twice (stat, chown), whatever any volume holds.
+# forks three times at most (stat of the workdir, one stat of every mount the
+# app might not write, chown of stdio), whatever any volume holds.
 set -eu
 
 die() {
