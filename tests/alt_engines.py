@@ -3,6 +3,8 @@
 Each is set up on first use (installing podman and uidmap through the project's
 own apt step, as on a fresh CI machine), gets the rig's images copied in once,
 and is torn down at the end of the session (the second dockerd is stopped).
+The `alts` fixture lives in conftest.py: one instance for the whole session,
+whichever modules use it (a fixture imported into two modules is two).
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import io
 import os
 import sys
 from contextlib import ExitStack
-
-import pytest
 
 from builder import config, engines, pipeline
 from builder.engine import Engine
@@ -57,9 +57,3 @@ class Alts:
     def close(self):
         self.stack.close()
 
-
-@pytest.fixture(scope="session")
-def alts(rig):
-    a = Alts(rig)
-    yield a
-    a.close()

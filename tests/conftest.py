@@ -25,6 +25,15 @@ def skip_or_fail(reason: str):
 
 
 @pytest.fixture(scope="session")
+def alts(rig):
+    """podman, rootless podman and a userns-remapped dockerd, opened on first use (tests/alt_engines.py)."""
+    from .alt_engines import Alts
+    a = Alts(rig)
+    yield a
+    a.close()
+
+
+@pytest.fixture(scope="session")
 def release_key():
     key = GpgTestKey.generate("Release Test <release@test.invalid>")
     yield key

@@ -10,7 +10,7 @@ import pytest
 
 from builder import config, smoke
 
-from .alt_engines import ALT_KINDS, alts  # noqa: F401 - fixture
+from .alt_engines import ALT_KINDS
 from .engine import project_config, rig  # noqa: F401 - fixture
 
 USERNS_KINDS = ("podman-rootless", "docker-userns")

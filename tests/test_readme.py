@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from .alt_engines import alts  # noqa: F401 - fixture
 from .conftest import ROOT
 from .engine import rig  # noqa: F401 - fixture
 
