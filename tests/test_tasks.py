@@ -132,3 +132,11 @@ def test_publish_arguments_are_checked_before_anything_runs(tmp_path):
     assert r.returncode == 2 and f"no push records (*.json) in {tmp_path / 'none'}" in r.stderr, r.stderr
     r = invoke("assemble", "--digests-dir", str(tmp_path), "--arch", "sparc")
     assert r.returncode == 2 and "unknown architecture 'sparc'" in r.stderr, r.stderr
+
+
+def test_smoke_engine_is_checked_before_anything_runs():
+    r = invoke("smoke", "--engine", "dokcer")
+    assert r.returncode == 2, r.stderr
+    assert "engine 'dokcer' is not one of docker, podman, podman-rootless, docker-userns" in r.stderr
+    r = invoke("smoke", env={"INVOKE_SMOKE_ENGINE": "lxc"})
+    assert r.returncode == 2 and "engine 'lxc'" in r.stderr, r.stderr
