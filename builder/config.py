@@ -100,12 +100,15 @@ def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, finger
             if not sep or not module.strip() or not package.strip():
                 raise ValueError(f"gosu.rebuild.modules entry {pair.strip()!r} is not MODULE=DEBIAN-PACKAGE")
             modules.append((module.strip(), package.strip()))
+    the_go = (go or str(reb.get("go") or "")).strip()
+    if the_go and not re.fullmatch(r"1\.\d+", the_go):
+        raise ValueError(f"Go version {the_go!r} is not a Go minor version such as 1.27 (--go, gosu.rebuild.go)")
     locked = lock.rebuild.version if lock.rebuild and lock.rebuild.suite == the_suite else ""
     return FetchOptions(
         version=version or gosu.get("version") or locked or lock.version,
         source=source_of(deb["mirror"], mirror, "dists/, pool/"), key_file=Path(), fingerprint="", kind="rebuild",
         suite=the_suite, archive_keys=archive_keys(deb, key, fingerprint), suites=suites,
-        go=(go or str(reb.get("go") or "")).strip(), modules=tuple(modules), host_arch=native_arch(), **common)
+        go=the_go, modules=tuple(modules), host_arch=native_arch(), **common)
 
 
 def lock_options(gosu: Mapping, *, source: str | None = None, version: str | None = None, arch: str | None = None,
