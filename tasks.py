@@ -149,7 +149,8 @@ def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink,
 
 @task(help=PUBLISH_HELP)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
-            allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None, fingerprint=None):
+            allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
+            fingerprint=None):
     """Build and smoke-test every flavor/arch, push each by digest, then move each flavor's three tags."""
     _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, source=source,
              gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
@@ -171,7 +172,8 @@ def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=N
             "arch": "comma-separated dpkg architectures (default: this machine's)",
             "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
-         allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None, fingerprint=None):
+         allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
+         fingerprint=None):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push by digest; moves no tag."""
     req = _request(c, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version, suite=suite, go=go,
                    mirror=mirror, key=key, fingerprint=fingerprint)
