@@ -113,6 +113,7 @@ def unpack(deb: bytes, dest: Path) -> int:
     """
     name, data = _data_tar(deb)
     count, top = 0, dest.resolve()
+    links = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_symlink()} if dest.exists() else set()
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             for info in tar:
@@ -120,9 +121,14 @@ def unpack(deb: bytes, dest: Path) -> int:
                 if not path:
                     continue
                 target = dest / path
-                # Lexical checks cannot see through a chain of links; where it really lands can.
-                if top not in target.parent.resolve().parents and target.parent.resolve() != top:
-                    raise DebError(f"{path} in {name} would be written outside the package's tree")
+                if path in links:
+                    raise DebError(f"{path} in {name} would replace a symlink")
+                parts = path.split("/")
+                # Lexical checks cannot see through a chain of links; where a path below one really lands can.
+                if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                    real = target.parent.resolve()
+                    if real != top and top not in real.parents:
+                        raise DebError(f"{path} in {name} would be written outside the package's tree")
                 if info.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     target.chmod(0o755)
@@ -139,6 +145,7 @@ def unpack(deb: bytes, dest: Path) -> int:
                         raise DebError(f"{path} in {name} links to {link}, outside the package's tree")
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.symlink_to(link)
+                    links.add(path)
                     count += 1
                 else:
                     raise DebError(f"{path} in {name} is neither a file, a directory nor a symlink")
