@@ -28,6 +28,7 @@ import pytest
 
 from builder import arches, config, lock as lockfile, testarchive
 from builder.fetch import FetchOptions, fetch
+from builder.release import Cache
 from builder.sources import deb, gomod, toolchain
 from builder.verify import VerificationError, sha256_file
 
@@ -269,9 +270,17 @@ def test_lock_pins_inputs_and_refuses_a_different_output(rebuilt):
     wrong = "0" * 64
     bad = dataclasses.replace(lock, rebuild=dataclasses.replace(lock.rebuild, arches={
         **lock.rebuild.arches, "amd64": dataclasses.replace(entry, sha256=wrong)}))
-    report = fetch(dataclasses.replace(opts, lock=bad, arches=(arches.get("amd64"),)), log=io.StringIO())
-    [failure] = report.failures
-    assert failure.reason == "lock mismatch" and wrong in str(failure) and entry.sha256 in str(failure)
+    amd64 = dataclasses.replace(opts, lock=bad, arches=(arches.get("amd64"),))
+    # From the cache, and built again (its output record gone, Go's build cache kept): refused both ways.
+    record = Cache(opts.cache_dir).record_path(opts.archive_keys[0][1], f"rebuild-{opts.suite}-1.19-gonewest", "amd64")
+    assert record.is_file()
+    for _ in ("cached", "built"):
+        report = fetch(amd64, log=io.StringIO())
+        [failure] = report.failures
+        assert failure.reason == "lock mismatch" and wrong in str(failure) and entry.sha256 in str(failure)
+        assert not record.exists()   # the cached record was evicted; the refused build left none
+    report = fetch(dataclasses.replace(amd64, lock=lock), log=io.StringIO())
+    assert report.ok and report.fetched[0].locked and not report.fetched[0].from_cache
 
 
 def test_reproducible_in_another_checkout_directory_umask_and_time_zone(rebuilt, archive, tmp_path):
