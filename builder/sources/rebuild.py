@@ -102,21 +102,19 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
             inputs, goroot, files = gather(session, opts.version, opts.suite, opts.suites, opts.host_arch, opts.go,
                                            dict(opts.modules), _pins(opts), cache.root / "toolchains")
             env, main_version = _prepare(inputs, goroot, files, session, stage, cache)
-        except (DownloadError, VerificationError, gomod.ModuleError) as e:
-            file, reason = getattr(e, "file", "go.mod"), getattr(e, "reason", "bad module")
-            report.failures += [Failure(a.dpkg, file, reason, str(e)) for a in missing]
+        except (DownloadError, VerificationError) as e:
+            report.fail_all(missing, e)
+            return
+        except gomod.ModuleError as e:
+            report.fail_all(missing, VerificationError("go.mod", "bad module", str(e)))
             return
         go_version = _go_version(goroot)
         log.write(f"rebuild: gosu {inputs.version} ({inputs.orig.suite} {inputs.orig.version}) with {go_version} "
                   f"({inputs.toolchain.package} {inputs.toolchain.package_version}, {inputs.toolchain.suite}); "
                   f"{', '.join(f'{d.module} from {d.file.name} {d.file.version}' for d in inputs.deps)}\n")
-        for arch in missing:
-            try:
-                report.fetched.append(_build_one(opts, cache, keyring, inputs, goroot, env, main_version,
-                                                 go_version, stage, arch, log))
-            except (VerificationError, OSError) as e:
-                report.failures.append(Failure(arch.dpkg, getattr(e, "file", f"gosu-{arch.dpkg}"),
-                                               getattr(e, "reason", "build failed"), str(e)))
+        # One arch at a time: each compile already uses the cores (go -p).
+        report.collect(missing, 1, lambda a: _build_one(opts, cache, keyring, inputs, goroot, env, main_version,
+                                                        go_version, stage, a, log))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -171,7 +169,10 @@ def _build_one(opts: FetchOptions, cache: Cache, keyring: Keyring, inputs: Input
     if locked:
         locked.check_inputs(arch.dpkg, _entry(inputs, "", 0))
     name = f"gosu-{arch.dpkg}"
-    out = gobuild.build(goroot, env, arch, main_version, stage / name)
+    try:
+        out = gobuild.build(goroot, env, arch, main_version, stage / name)
+    except OSError as e:
+        raise VerificationError(name, "build failed", str(e)) from None
     check_elf(out, arch, name)
     info = gobuild.build_info(goroot, env, out)
     gobuild.check_build_info(info, arch, go_version, main_version,
