@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import lzma
@@ -238,6 +239,13 @@ def compare_versions(a: str, b: str) -> int:
     if ea != eb:
         return -1 if ea < eb else 1
     return _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+def newest_first(items: list, stanza=lambda item: item) -> list:
+    """Items ordered by their stanza's Version, newest first (Debian's ordering)."""
+    def cmp(a, b) -> int:
+        return compare_versions(stanza(a).get("Version", ""), stanza(b).get("Version", ""))
+    return sorted(items, key=functools.cmp_to_key(cmp), reverse=True)
 
 
 def upstream_version(v: str) -> str:

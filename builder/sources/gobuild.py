@@ -37,7 +37,7 @@ GO_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
 }
 # How a foreign binary is run for upstream's checks (qemu-user-static, no binfmt needed).
 EMULATORS = {
-    "arm64": "qemu-aarch64-static", "armel": "qemu-arm-static", "armhf": "qemu-arm-static",
+    "amd64": "qemu-x86_64-static", "i386": "qemu-i386-static", "arm64": "qemu-aarch64-static", "armel": "qemu-arm-static", "armhf": "qemu-arm-static",
     "mips64el": "qemu-mips64el-static", "ppc64el": "qemu-ppc64le-static", "riscv64": "qemu-riscv64-static",
     "s390x": "qemu-s390x-static",
 }

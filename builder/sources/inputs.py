@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..release import Cache
 from ..verify import Keyring, VerificationError, sha256_file
-from . import archive as deb_archive, toolchain as tc
+from . import archive as deb_archive, gomod as gm, toolchain as tc
+from .gobuild import go_env
 from .archive import Archive, Release
 
 
@@ -137,8 +138,7 @@ def gather(s: Session, version: str, source_suite: str, suites: tuple[str, ...],
 def _orig(s: Session, version: str, suite: str, pins: Pins) -> ArchiveFile:
     index, name = s.index(suite, "main/source/Sources")
     where = f"dists/{suite}/{name}"
-    stanzas = sorted(deb_archive.sources_named(index, "gosu"), key=lambda st: tc._DebVersion(st.get("Version", "")),
-                     reverse=True)
+    stanzas = deb_archive.newest_first(deb_archive.sources_named(index, "gosu"))
     if not stanzas:
         raise VerificationError("gosu", "no source package", f"{where} has no gosu source package; choose a suite "
                                 "that carries it (gosu.rebuild.source_suite, --suite)")
@@ -216,13 +216,11 @@ def toolchain_files(s: Session, suites: tuple[str, ...], host: str, go: str,
 
 
 def requirements(goroot: Path, env: dict[str, str], gomod: bytes, workdir: Path) -> list[str]:
-    from . import gomod as gm
     return [r["Path"] for r in gm.go_mod_json(goroot / "bin" / "go", env, gomod, workdir).get("Require") or []]
 
 
 def _dependencies(s: Session, files: dict[str, bytes], suites: tuple[str, ...], host: str,
                   modules: dict[str, str], pins: Pins, goroot: Path) -> list[Dependency]:
-    from .gobuild import go_env
     work = s.stage / "gomod-read"
     work.mkdir(exist_ok=True)
     deps = []
@@ -239,7 +237,6 @@ def _dependencies(s: Session, files: dict[str, bytes], suites: tuple[str, ...], 
 def dependency(s: Session, module: str, package: str, suites: tuple[str, ...], host: str,
                pinned: str = "") -> Dependency:
     """The newest `package` the suites carry (or the pinned version), as the source of `module`."""
-    from . import gomod as gm
     offers = []
     for suite in suites:
         relpath = deb_archive.arch_all_index(s.release(suite), host)
@@ -248,7 +245,7 @@ def dependency(s: Session, module: str, package: str, suites: tuple[str, ...], h
     if not offers:
         raise VerificationError(package, "no package", f"none of {', '.join(suites)} carries {package} "
                                 f"(for {module}); add a suite that does (gosu.rebuild.suites)")
-    offers.sort(key=lambda o: tc._DebVersion(o[2].get("Version", "")), reverse=True)
+    offers = deb_archive.newest_first(offers, lambda offer: offer[2])
     if pinned:
         exact = [o for o in offers if o[2].get("Version") == pinned]
         if not exact:

@@ -64,7 +64,7 @@ def choose(candidates: list[tuple[str, dict[str, str]]], want: str = "", pinned:
         raise VerificationError(f"golang-{minor}-go", "no package",
                                 f"the configured suites carry golang-{', golang-'.join(sorted(by_minor, key=_minor_key))}"
                                 f"-go, not golang-{minor}-go; pass one of those to --go or add a suite")
-    offers = sorted(by_minor[minor], key=lambda p: _DebVersion(p[1].get("Version", "")), reverse=True)
+    offers = deb_archive.newest_first(by_minor[minor], lambda offer: offer[1])
     if pinned:
         exact = [p for p in offers if p[1].get("Version") == pinned]
         if not exact:
@@ -74,14 +74,6 @@ def choose(candidates: list[tuple[str, dict[str, str]]], want: str = "", pinned:
                 "the new toolchain, then run `invoke lock --source rebuild`")
         return exact[0]
     return offers[0]
-
-
-class _DebVersion:
-    def __init__(self, v: str):
-        self.v = v
-
-    def __lt__(self, other: "_DebVersion") -> bool:
-        return deb_archive.compare_versions(self.v, other.v) < 0
 
 
 def install(root: Path, toolchain: Toolchain, go_deb: Path, src_deb: Path) -> Path:
