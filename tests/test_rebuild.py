@@ -29,7 +29,7 @@ import pytest
 from builder import arches, config, lock as lockfile, testarchive
 from builder.fetch import FetchOptions, fetch
 from builder.release import Cache
-from builder.sources import deb, gomod, toolchain
+from builder.sources import deb, gomod, rebuild as rebuild_source, toolchain
 from builder.verify import VerificationError, sha256_file
 
 from .conftest import ROOT, cache_files, skip_or_fail
@@ -239,6 +239,10 @@ def test_rebuild_with_debians_go_every_arch_checked(rebuilt):
                                                          for d in json.loads(f.detail("deps"))):
             assert deps[module] == module_version == gomod.debian_version(version, module)
         assert "build\tCGO_ENABLED=0" in info and "build\t-trimpath=true" in info
+    names = {c["name"]: c for c in rebuild_source.components(first, "amd64")}
+    assert names["go"]["version"] == first.detail("go_version")
+    assert names[first.detail("go_package")]["purl"].startswith(f"pkg:deb/debian/golang-{minor}-go@")
+    assert names["golang.org/x/sys"]["from"].startswith("pkg:deb/debian/golang-golang-x-sys-dev@")
     assert "GOARM=6" in subprocess.run([str(goroot / "bin" / "go"), "version", "-m",
                                         str(next(f.path for f in report.fetched if f.arch == "armhf"))],
                                        capture_output=True, text=True, env={"GOENV": "off"}).stdout

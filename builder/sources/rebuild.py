@@ -256,3 +256,22 @@ def _fetched(opts: FetchOptions, arch: Arch, rec: RebuildRecord, path: Path, fro
                    pinned=bool(rec.signers) and all(s in keys and is_project_key(keys[s], s) for s in rec.signers),
                    details=details)
 
+
+
+def components(f: Fetched, host_arch: str) -> list[dict[str, str]]:
+    """What a rebuilt gosu is made of, as package URLs, for an SBOM to name (issue 11).
+
+    The binary's own build information says the same for the Go side (an SBOM
+    scanner reading it sees go1.NN.N and each dependency's Debian-named
+    version); this adds the Debian packages they came from.
+    """
+    out = [{"name": "gosu", "version": f.version, "purl": f"pkg:deb/debian/gosu@{f.detail('package')}?arch=source"},
+           {"name": "go", "version": f.detail("go_version"), "purl": f"pkg:golang/stdlib@{f.detail('go_version')}"}]
+    for package, sha in json.loads(f.detail("toolchain_debs") or "{}").items():
+        arch = "all" if package.endswith("-src") else host_arch
+        out.append({"name": package, "version": f.detail("go_package_version"), "sha256": sha,
+                    "purl": f"pkg:deb/debian/{package}@{f.detail('go_package_version')}?arch={arch}"})
+    for package, version, module, module_version in json.loads(f.detail("deps") or "[]"):
+        out.append({"name": module, "version": module_version, "purl": f"pkg:golang/{module}@{module_version}",
+                    "from": f"pkg:deb/debian/{package}@{version}?arch=all"})
+    return out
