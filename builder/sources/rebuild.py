@@ -23,7 +23,7 @@ from pathlib import Path
 from ..arches import Arch
 from ..release import Cache, DownloadError, Source, make_session
 from ..verify import Keyring, PinnedKeyError, VerificationError, check_elf, is_project_key, pinned_keyring, sha256_file
-from . import archive as deb_archive, deb, gobuild, gomod
+from . import archive as deb_archive, deb, gobuild, gomod, toolchain
 from .archive import Archive
 from .inputs import Inputs, Pins, Session, gather
 from .model import REBUILD, Failure, FetchOptions, FetchReport, Fetched
@@ -102,13 +102,13 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
             inputs, goroot, files = gather(session, opts.version, opts.suite, opts.suites, opts.host_arch, opts.go,
                                            dict(opts.modules), _pins(opts), cache.root / "toolchains")
             env, main_version = _prepare(inputs, goroot, files, session, stage, cache)
+            go_version = toolchain.go_version(goroot)
         except (DownloadError, VerificationError) as e:
             report.fail_all(missing, e)
             return
         except gomod.ModuleError as e:
             report.fail_all(missing, VerificationError("go.mod", "bad module", str(e)))
             return
-        go_version = _go_version(goroot)
         log.write(f"rebuild: gosu {inputs.version} ({inputs.orig.suite} {inputs.orig.version}) with {go_version} "
                   f"({inputs.toolchain.package} {inputs.toolchain.package_version}, {inputs.toolchain.suite}); "
                   f"{', '.join(f'{d.module} from {d.file.name} {d.file.version}' for d in inputs.deps)}\n")
@@ -117,11 +117,6 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
                                                         go_version, stage, a, log))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _go_version(goroot: Path) -> str:
-    from .toolchain import go_version
-    return go_version(goroot)
 
 
 def _prepare(inputs: Inputs, goroot: Path, files: dict[str, bytes], session: Session, stage: Path,
