@@ -136,7 +136,13 @@ def gather(s: Session, version: str, source_suite: str, suites: tuple[str, ...],
 
 
 def _orig(s: Session, version: str, suite: str, pins: Pins) -> ArchiveFile:
-    index, name = s.index(suite, "main/source/Sources")
+    try:
+        index, name = s.index(suite, "main/source/Sources")
+    except VerificationError as e:
+        if e.reason != "expired Release":
+            raise
+        raise VerificationError(e.file, e.reason, f"{e.detail}, or take gosu's source from another suite "
+                                "(--suite, gosu.rebuild.source_suite); it is never trusted expired") from None
     where = f"dists/{suite}/{name}"
     stanzas = deb_archive.newest_first(deb_archive.sources_named(index, "gosu"))
     if not stanzas:
