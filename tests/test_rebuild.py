@@ -122,6 +122,21 @@ def test_chain_refuses(case, fake, rebuild_options):
     assert not [p for p in cache_files(opts.cache_dir) if "verified" in p.parts], "nothing is recorded as verified"
 
 
+def test_index_helpers():
+    from builder.sources import archive
+    release = archive.Release("s", {"No-Support-for-Architecture-all": "Packages"}, {"x": ("0" * 64, 1)}, "F", "0")
+    assert archive.arch_all_index(release, "arm64") == "main/binary-arm64/Packages"
+    assert archive.arch_all_index(dataclasses.replace(release, fields={}), "arm64") == "main/binary-all/Packages"
+    stanza = {"Package": "gosu", "Version": "1", "Directory": "pool/main/g/gosu",
+              "Checksums-Sha256": f"\n{'a' * 64} 10 gosu_1.orig.tar.gz\n{'b' * 64} 5 gosu_1.dsc"}
+    assert archive.source_file(stanza, r"gosu_1\.orig\.tar\.gz", "S") == ("pool/main/g/gosu/gosu_1.orig.tar.gz",
+                                                                        "a" * 64, 10)
+    with pytest.raises(VerificationError, match="not a path below pool/"):
+        archive.source_file({**stanza, "Directory": "pool/../etc"}, r"gosu_1\.orig\.tar\.gz", "S")
+    with pytest.raises(VerificationError, match="lists no file matching"):
+        archive.source_file(stanza, r"gosu_2\.orig\.tar\.gz", "S")
+
+
 def test_toolchain_choice():
     def st(name, version):
         return {"Package": name, "Version": version}
