@@ -7,23 +7,27 @@ import sys
 from invoke import Exit, task
 
 from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
-                     publish as publish_stage, testmirror)
+                     publish as publish_stage, testarchive, testmirror)
 from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
 
 FETCH_HELP = {
-    "source": "where gosu comes from: github (tianon's signed release), debian (Debian's archive) or auto "
-              "(github when it answers, else debian) (default: gosu.source, github)",
+    "source": "where gosu comes from: github (tianon's signed release), debian (Debian's archive), rebuild "
+              "(compiled here from the source and Go toolchain in Debian's archive) or auto (github when it "
+              "answers, else debian) (default: gosu.source, github)",
     "version": "gosu release to fetch (default: the version pinned in gosu.lock.json for that source)",
     "arch": "comma-separated dpkg architectures (default: all nine)",
     "mirror": "github: HTTP base URL or directory laid out as <mirror>/<version>/<file> (default: GitHub releases); "
               "debian: a Debian mirror's base URL or a directory with dists/ and pool/ (default: deb.debian.org)",
     "key": "OpenPGP public key file to trust instead of keys/ (the fingerprint check still applies)",
     "fingerprint": "full fingerprint the signing key must have (default: the pinned one)",
-    "suite": "debian source: the suite to take gosu from (default: gosu.debian.suite, trixie)",
+    "suite": "debian source: the suite to take gosu from (default: gosu.debian.suite, trixie); rebuild: the "
+             "suite whose Sources lists gosu's orig tarball (default: gosu.rebuild.source_suite, unstable)",
+    "go": "rebuild source: the Go minor version to build with, e.g. 1.27 (default: the newest golang-1.NN-go "
+          "in gosu.rebuild.suites)",
     "cache_dir": "where verified binaries are cached (default: .cache/gosu)",
 }
-FETCH_FLAGS = ("source", "suite", "mirror", "key", "fingerprint")
+FETCH_FLAGS = ("source", "suite", "go", "mirror", "key", "fingerprint")
 
 
 IMAGE_HELP = {
@@ -87,21 +91,21 @@ def _fetch(c, enforce_lock=True, for_lock=False, **kw):
 
 
 @task(help=FETCH_HELP)
-def fetch(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None,
+def fetch(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None, go=None,
           cache_dir=None):
     """Download gosu for each arch and verify it (signature or archive chain, ELF header, lock)."""
     _fetch(c, source=source, version=version, arch=arch, mirror=mirror, key=key, fingerprint=fingerprint,
-           suite=suite, cache_dir=cache_dir)
+           suite=suite, go=go, cache_dir=cache_dir)
 
 
 @task(help={**FETCH_HELP, "version": "gosu release to pin (required for github; debian: default the suite's)",
             "arch": "comma-separated dpkg architectures (default: all nine for github; every arch the suite "
                     "builds gosu for, for debian)"})
-def lock(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None,
+def lock(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None, go=None,
          cache_dir=None):
     """Fetch and verify every arch of a release, then rewrite that source's part of gosu.lock.json."""
     opts, report = _fetch(c, enforce_lock=False, for_lock=True, source=source, version=version, arch=arch,
-                          mirror=mirror, key=key, fingerprint=fingerprint, suite=suite, cache_dir=cache_dir)
+                          mirror=mirror, key=key, fingerprint=fingerprint, suite=suite, go=go, cache_dir=cache_dir)
     path = config.project_path(c.config.gosu.lock_file)
     try:
         new = lockfile.updated(lockfile.load(path), opts, report.fetched)
@@ -145,31 +149,33 @@ def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink,
 
 @task(help=PUBLISH_HELP)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
-            allow_trial=False, source=None, gosu_version=None, suite=None, mirror=None, key=None, fingerprint=None):
+            allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
+            fingerprint=None):
     """Build and smoke-test every flavor/arch, push each by digest, then move each flavor's three tags."""
     _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, source=source,
-             gosu_version=gosu_version, suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
+             gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items()
                if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial")},
             "source": FETCH_HELP["source"].replace("(default: gosu.source, github)", "(default: auto)")})
-def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=None, mirror=None, key=None,
+def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=None, go=None, mirror=None, key=None,
             fingerprint=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
     if source == "auto" and (mirror or key or fingerprint):
         source = None  # naming a mirror or key names the configured source, as for every other task
     _publish(c, "release", flavor, arch, None, None, False, False, False, source=source, gosu_version=gosu_version,
-             suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
+             suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items() if k not in ("dry_run",)},
             "arch": "comma-separated dpkg architectures (default: this machine's)",
             "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
-         allow_trial=False, source=None, gosu_version=None, suite=None, mirror=None, key=None, fingerprint=None):
+         allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
+         fingerprint=None):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push by digest; moves no tag."""
-    req = _request(c, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version, suite=suite,
+    req = _request(c, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version, suite=suite, go=go,
                    mirror=mirror, key=key, fingerprint=fingerprint)
     dest, client = _destination(c, registry, repository)
     try:
@@ -226,17 +232,37 @@ def test_mirror(c, arch="amd64,arm64", dest=None):
         raise Exit(f"test-mirror: error: {e}", code=1)
 
 
+# The sha256 and size Debian's Sources index (unstable, forky) lists for gosu_1.19.orig.tar.gz.
+GOSU_119_ORIG = "cd9719b775dbfedae53923c9b0dc792b66d42c51e0b36652ed6f747fbadc0164"
+
+
+@task(help={"dest": "directory to write the archive to (default: .cache/test-archive)",
+            "orig_sha256": "the sha256 gosu's orig tarball must have (default: 1.19's, as Debian lists it)",
+            "version": "the Debian source version the archive lists gosu as (default: 1.19-1)"})
+def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
+    """A Debian-layout archive for --source rebuild signed by a throwaway key: Debian's real toolchain (trial)."""
+    root = config.cli_path(dest) or config.project_path(".cache/test-archive")
+    try:
+        made = testarchive.make(root, config.fetch_options(c.config.gosu, source="rebuild", arch="amd64"), version,
+                                orig_sha256, sys.stderr)
+    except (local_stage.SetupError, ValueError, OSError) as e:
+        raise Exit(f"test-archive: error: {e}", code=1)
+    except Exception as e:  # DownloadError, VerificationError: one line, not a traceback
+        raise Exit(f"test-archive: error: {e}", code=1)
+    print(f"test-archive: use it with `invoke -f {made.config} fetch --source rebuild`")
+
+
 @task(help=IMAGE_HELP)
-def build(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, mirror=None, key=None,
+def build(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
           fingerprint=None):
     """Build org/base-gosu:<flavor>-<arch> images in the local engine from verified gosu."""
     _stage(c, "build", pipeline.build, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version,
-           suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
+           suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
 
 
 @task(help={**IMAGE_HELP, "engine": "run the checks under docker (default), podman, podman-rootless or "
                                      "docker-userns (default: smoke.engine in invoke.yaml)"})
-def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, mirror=None, key=None,
+def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
           fingerprint=None, engine=None):
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     try:
@@ -244,4 +270,4 @@ def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None,
     except ValueError as e:
         raise Exit(f"error: {e}", code=2)
     _stage(c, "smoke", functools.partial(pipeline.smoke, under=under), flavor=flavor, arch=arch, source=source,
-           gosu_version=gosu_version, suite=suite, mirror=mirror, key=key, fingerprint=fingerprint)
+           gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)

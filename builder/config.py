@@ -41,20 +41,22 @@ def source_of(configured: str, mirror: str | None, layout: str = "<dir>/<version
     return base
 
 
-SOURCES = ("github", "debian", "auto")
+SOURCES = ("github", "debian", "rebuild", "auto")
 
 
 def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
-                  suite: str | None = None) -> FetchOptions:
+                  suite: str | None = None, go: str | None = None) -> FetchOptions:
     from .fetch import choose_source
     lock = lockfile.load(project_path(gosu["lock_file"]))
     kind = (source or gosu.get("source") or "github").strip().lower()
     if kind not in SOURCES:
         raise ValueError(f"gosu source {kind!r} is unknown: use one of {', '.join(SOURCES)}")
     if suite and kind == "github":
-        raise ValueError("--suite applies to the debian source only; add --source debian")
+        raise ValueError("--suite applies to the debian and rebuild sources only; add --source debian or rebuild")
+    if go and kind != "rebuild":
+        raise ValueError("--go applies to the rebuild source only; add --source rebuild")
     why = ""
     if kind == "auto":
         if mirror or key or fingerprint:
@@ -65,6 +67,8 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
                   cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
                   lock=lock if enforce_lock else None, timeout=float(gosu["timeout"]), retries=int(gosu["retries"]),
                   backoff=float(gosu["backoff"]), parallel=int(gosu["parallel"]), chosen_because=why)
+    if kind == "rebuild":
+        return rebuild_options(gosu, lock, version, suite, go, mirror, key, fingerprint, common)
     if kind == "debian":
         deb = gosu["debian"]
         the_suite = (suite or deb["suite"]).strip()
@@ -80,16 +84,45 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
         fingerprint=normalize_fingerprint(fingerprint or gosu["fingerprint"]), **common)
 
 
+def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, fingerprint, common) -> FetchOptions:
+    """gosu.rebuild: the orig tarball from source_suite, the toolchain and dependencies from suites."""
+    from .local import native_arch
+    deb, reb = gosu["debian"], gosu["rebuild"]
+    the_suite = (suite or reb["source_suite"]).strip()
+    suites = tuple(s.strip() for s in str(reb["suites"]).split(",") if s.strip())
+    if not suites:
+        raise ValueError("gosu.rebuild.suites is empty: name the suites the Go toolchain and dependency sources "
+                         "come from (e.g. trixie,trixie-backports)")
+    modules = []
+    for pair in str(reb["modules"]).split(","):
+        if pair.strip():
+            module, sep, package = pair.partition("=")
+            if not sep or not module.strip() or not package.strip():
+                raise ValueError(f"gosu.rebuild.modules entry {pair.strip()!r} is not MODULE=DEBIAN-PACKAGE")
+            modules.append((module.strip(), package.strip()))
+    the_go = (go or str(reb.get("go") or "")).strip()
+    if the_go and not re.fullmatch(r"1\.\d+", the_go):
+        raise ValueError(f"Go version {the_go!r} is not a Go minor version such as 1.27 (--go, gosu.rebuild.go)")
+    locked = lock.rebuild.version if lock.rebuild and lock.rebuild.suite == the_suite else ""
+    return FetchOptions(
+        version=version or gosu.get("version") or locked or lock.version,
+        source=source_of(deb["mirror"], mirror, "dists/, pool/"), key_file=Path(), fingerprint="", kind="rebuild",
+        suite=the_suite, archive_keys=archive_keys(deb, key, fingerprint), suites=suites,
+        go=the_go, modules=tuple(modules), host_arch=native_arch(), **common)
+
+
 def lock_options(gosu: Mapping, *, source: str | None = None, version: str | None = None, arch: str | None = None,
                  **kw) -> FetchOptions:
     """What `invoke lock` fetches: a github version must be named; debian defaults to the suite's newest."""
     kind = (source or gosu.get("source") or "github").strip().lower()
     if kind == "auto":
-        raise ValueError("a lock names its source: pass --source github or --source debian")
+        raise ValueError("a lock names its source: pass --source github, debian or rebuild")
     if kind == "github" and not version:
         raise ValueError("locking the github source needs --version (the gosu release to pin)")
     if kind == "debian":
         arch = arch or gosu["debian"]["arches"]
+    if kind == "rebuild":
+        arch = arch or gosu["rebuild"]["arches"]
     opts = fetch_options(gosu, source=kind, version=version, arch=arch, **kw)
     return opts if version or kind != "debian" else dataclasses.replace(opts, version="")
 
@@ -174,7 +207,7 @@ def image_settings(images: Mapping) -> "ImageSettings":
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   default_arch: str | None = None, source: str | None = None,
-                  suite: str | None = None) -> "Request":
+                  suite: str | None = None, go: str | None = None) -> "Request":
     from .images import plan
     from .local import native_arch
     from .pipeline import Request
@@ -182,7 +215,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     targets = plan(settings, flavor, arch, default_arch or native_arch())
     needed = ",".join(dict.fromkeys(t.arch.dpkg for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
-                         fingerprint=fingerprint, source=source, suite=suite)
+                         fingerprint=fingerprint, source=source, suite=suite, go=go)
     cache = c_config.publish.get("layer_cache")
     return Request(settings, tuple(targets), opts, ROOT, project_path(cache) if cache else None)
 

@@ -1,7 +1,8 @@
 """The fetch stage: a verified gosu binary per requested architecture, from the chosen source.
 
 Sources live in builder/sources/: tianon's signed GitHub release (the
-default) and Debian's archive, each checked against keys pinned in keys/.
+default), Debian's archive, and a rebuild from the source Debian's archive
+carries, each checked against keys pinned in keys/.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from pathlib import Path
 
 import requests
 
-from .sources import debian, github
-from .sources.model import DEBIAN, GITHUB, KINDS, Failure, FetchOptions, FetchReport, Fetched  # noqa: F401
+from .sources import debian, github, rebuild
+from .sources.model import DEBIAN, GITHUB, KINDS, REBUILD, Failure, FetchOptions, FetchReport, Fetched  # noqa: F401
 
 
 def fetch(opts: FetchOptions, log=sys.stderr) -> FetchReport:
-    return (debian.fetch if opts.kind == DEBIAN else github.fetch)(opts, log)
+    return {DEBIAN: debian.fetch, REBUILD: rebuild.fetch}.get(opts.kind, github.fetch)(opts, log)
 
 
 def choose_source(github_location: str, timeout: float) -> tuple[str, str]:
@@ -42,8 +43,14 @@ def print_report(report: FetchReport, out=sys.stdout, err=sys.stderr) -> None:
     for w in report.warnings:
         err.write(f"warning: {w}\n")
     for f in report.fetched:
-        how = "cached" if f.from_cache else "fetched"
-        if f.kind == DEBIAN:
+        how = "cached" if f.from_cache else ("built" if f.kind == REBUILD else "fetched")
+        if f.kind == REBUILD:
+            checks = (f"InRelease by {f.trust_root}, Sources, Packages, build info, {f.detail('checks')}"
+                      + (", lock" if f.locked else ""))
+            what = (f"gosu {f.version} rebuilt with {f.detail('go_version')} from {f.detail('suite')} "
+                    f"{f.detail('package')} and {f.detail('go_package')} {f.detail('go_package_version')}; "
+                    f"{f.size} bytes")
+        elif f.kind == DEBIAN:
             checks = f"InRelease by {f.trust_root}, Packages, .deb, ELF" + (", lock" if f.locked else "")
             what = f"gosu {f.version}, {f.detail('suite')} package {f.detail('package')}"
         else:

@@ -214,7 +214,21 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
     if gosu.kind == "debian":
         labels[f"{LABEL}.gosu.debian.suite"] = gosu.detail("suite")
         labels[f"{LABEL}.gosu.debian.package"] = gosu.detail("package")
+    if gosu.kind == "rebuild":
+        labels.update(rebuild_labels(gosu))
     return labels
+
+
+def rebuild_labels(gosu: Fetched) -> dict[str, str]:
+    """What a rebuilt gosu was compiled from: Go, the toolchain package, gosu's source, each dependency."""
+    deps = json.loads(gosu.detail("deps") or "[]")
+    return {
+        f"{LABEL}.gosu.rebuild.go-version": gosu.detail("go_version"),
+        f"{LABEL}.gosu.rebuild.toolchain": f"{gosu.detail('go_package')} {gosu.detail('go_package_version')}",
+        f"{LABEL}.gosu.rebuild.source": f"gosu {gosu.detail('package')} ({gosu.detail('suite')}), "
+                                        f"{gosu.detail('orig')} sha256:{gosu.detail('orig_sha256')}",
+        f"{LABEL}.gosu.rebuild.dependencies": ", ".join(f"{m} {mv} from {p} {v}" for p, v, m, mv in deps),
+    }
 
 
 def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, git_rev: tuple[str, str],

@@ -4,7 +4,9 @@ A signature proves who made a file; the lock proves it is the same file we
 reviewed. A fetched binary that differs from its lock entry is rejected even
 when correctly signed, so a re-signed release or a rebuilt package cannot
 slip in. `github` pins tianon's release files; `debian` pins, per arch, the
-package version, the .deb and the binary inside it.
+package version, the .deb and the binary inside it; `rebuild` pins, per arch,
+every input of the compile (orig tarball, toolchain packages, dependency
+packages) and the binary it must give.
 """
 
 from __future__ import annotations
@@ -60,10 +62,59 @@ class DebianLock:
 
 
 @dataclass(frozen=True)
+class RebuildEntry:
+    """One arch of a rebuild: every input that decides its bytes, and the bytes."""
+    orig_sha256: str
+    go_package: str                  # e.g. golang-1.27-go
+    go_package_version: str
+    toolchain_debs: dict[str, str]   # package -> .deb sha256 (golang-1.NN-go for the host, golang-1.NN-src)
+    deps: dict[str, str]             # Debian package -> version
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RebuildLock:
+    suite: str     # where the orig tarball comes from
+    version: str
+    arches: dict[str, RebuildEntry] = field(default_factory=dict)
+
+    def entry(self, arch: str) -> RebuildEntry:
+        entry = self.arches.get(arch)
+        if entry is None:
+            raise VerificationError(f"gosu-{arch}", "not in lock",
+                                    f"the rebuild of gosu {self.version} is locked but has no entry for {arch}; run "
+                                    "`invoke lock --source rebuild --arch all`")
+        return entry
+
+    def check_inputs(self, arch: str, got: RebuildEntry) -> None:
+        want = self.entry(arch)
+        for what, a, b in (("orig tarball sha256", got.orig_sha256, want.orig_sha256),
+                           ("Go toolchain", f"{got.go_package} {got.go_package_version}",
+                            f"{want.go_package} {want.go_package_version}"),
+                           ("toolchain .deb sha256s", got.toolchain_debs, want.toolchain_debs),
+                           ("dependency packages", got.deps, want.deps)):
+            if a != b:
+                raise VerificationError(f"gosu-{arch}", "lock mismatch",
+                                        f"{what}: {a}, but the lock file pins {b}; review the new input, then run "
+                                        "`invoke lock --source rebuild`")
+
+    def check_output(self, arch: str, sha256: str, size: int) -> bool:
+        want = self.entry(arch)
+        if (sha256, size) != (want.sha256, want.size):
+            raise VerificationError(
+                f"gosu-{arch}", "lock mismatch",
+                f"the rebuild's sha256 is {sha256} ({size} bytes) but the lock file pins {want.sha256} "
+                f"({want.size} bytes) for the same inputs; the build is not reproducing, so it is refused")
+        return True
+
+
+@dataclass(frozen=True)
 class Lock:
     version: str
     arches: dict[str, LockEntry] = field(default_factory=dict)
     debian: DebianLock | None = None
+    rebuild: RebuildLock | None = None
 
     def check(self, version: str, arch: str, sha256: str, size: int) -> bool:
         """Raise if the lock disagrees; return False when the version is not locked."""
@@ -95,7 +146,10 @@ def load(path: Path) -> Lock:
         deb = raw.get("debian")
         debian = DebianLock(deb["suite"], deb["version"], {a: DebianEntry(**e) for a, e in deb["arches"].items()}) \
             if deb else None
-        return Lock(github["version"], {a: LockEntry(**e) for a, e in github["arches"].items()}, debian)
+        reb = raw.get("rebuild")
+        rebuild = RebuildLock(reb["suite"], reb["version"],
+                              {a: RebuildEntry(**e) for a, e in reb["arches"].items()}) if reb else None
+        return Lock(github["version"], {a: LockEntry(**e) for a, e in github["arches"].items()}, debian, rebuild)
     except FileNotFoundError:
         raise LockFileError(f"lock file {path} does not exist; restore it from git or run `invoke lock --version V`") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -108,6 +162,9 @@ def save(path: Path, lock: Lock) -> None:
     if lock.debian:
         data["debian"] = {"suite": lock.debian.suite, "version": lock.debian.version,
                           "arches": {a: asdict(e) for a, e in sorted(lock.debian.arches.items())}}
+    if lock.rebuild:
+        data["rebuild"] = {"suite": lock.rebuild.suite, "version": lock.rebuild.version,
+                           "arches": {a: asdict(e) for a, e in sorted(lock.rebuild.arches.items())}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
@@ -136,14 +193,33 @@ def with_debian(lock: Lock, suite: str, fetched) -> Lock:
                             "pass --version to lock one")
     entries = {f.arch: DebianEntry(f.detail("package"), f.detail("deb_sha256"), f.sha256, f.size, f.source)
                for f in fetched}
-    return Lock(lock.version, lock.arches, DebianLock(suite, versions[0], entries))
+    return Lock(lock.version, lock.arches, DebianLock(suite, versions[0], entries), lock.rebuild)
+
+
+def rebuild_entry(f) -> RebuildEntry:
+    """The lock entry of one rebuilt arch, from what the rebuild source reports in its details."""
+    d = dict(f.details)
+    return RebuildEntry(d["orig_sha256"], d["go_package"], d["go_package_version"],
+                        json.loads(d["toolchain_debs"]), {k: v for k, v, *_ in json.loads(d["deps"])},
+                        f.sha256, f.size)
+
+
+def with_rebuild(lock: Lock, suite: str, fetched) -> Lock:
+    """The same lock with its rebuild section replaced by what this run built."""
+    versions = sorted({f.version for f in fetched})
+    if len(versions) != 1:
+        raise LockFileError(f"the arches resolved to different gosu versions ({', '.join(versions)})")
+    entries = {f.arch: rebuild_entry(f) for f in fetched}
+    return Lock(lock.version, lock.arches, lock.debian, RebuildLock(suite, versions[0], entries))
 
 
 def updated(lock: Lock, opts, fetched) -> Lock:
-    """`lock` with the section of `opts.kind` replaced by what this run verified; the other kept."""
+    """`lock` with the section of `opts.kind` replaced by what this run verified; the others kept."""
     if not fetched:
         raise LockFileError("nothing was fetched, so nothing can be locked")
     if opts.kind == "debian":
         return with_debian(lock, opts.suite, fetched)
+    if opts.kind == "rebuild":
+        return with_rebuild(lock, opts.suite, fetched)
     new = from_fetched(opts.version, fetched, opts.fingerprint)
-    return Lock(new.version, new.arches, lock.debian)
+    return Lock(new.version, new.arches, lock.debian, lock.rebuild)

@@ -51,6 +51,10 @@ class FakeArchive:
     valid_until: dt.datetime | None = None
     binaries: dict[str, bytes] = field(default_factory=dict)
     debs: dict[str, bytes] = field(default_factory=dict)
+    # Source packages: name -> (version, {file name: content}), listed in main/source/Sources.
+    sources: dict[str, tuple[str, dict[str, bytes]]] = field(default_factory=dict)
+    # Extra binary stanzas (e.g. a toolchain's packages), arch -> [(name, version, arch, deb bytes)].
+    extra: dict[str, list[tuple[str, str, str, bytes]]] = field(default_factory=dict)
 
     def build(self) -> "FakeArchive":
         dists = self.root / "dists" / self.suite
@@ -66,18 +70,45 @@ class FakeArchive:
                       f"Built-Using: golang-1.99 (= 1.99.1-1)\nFilename: {filename}\nSize: {len(deb)}\n"
                       f"SHA256: {hashlib.sha256(deb).hexdigest()}\n")
             other = f"Package: gosu-other\nVersion: 1\nArchitecture: {name}\nFilename: pool/x.deb\nSize: 1\n"
-            packages = f"{other}\n{stanza}".encode()
+            more = [self._pool_stanza(*e) for e in self.extra.get(name, [])]
+            packages = "\n".join([other, stanza, *more]).encode()
             rel = f"main/binary-{name}/Packages"
             (dists / rel).parent.mkdir(parents=True, exist_ok=True)
             for suffix, data in (("", packages), (".xz", lzma.compress(packages)), (".gz", gzip.compress(packages))):
                 (dists / (rel + suffix)).write_bytes(data)
                 listed[rel + suffix] = data
+        if self.sources:
+            text = "\n".join(self._source_stanza(n, v, files) for n, (v, files) in sorted(self.sources.items()))
+            rel = "main/source/Sources"
+            (dists / rel).parent.mkdir(parents=True, exist_ok=True)
+            for suffix, data in (("", text.encode()), (".xz", lzma.compress(text.encode()))):
+                (dists / (rel + suffix)).write_bytes(data)
+                listed[rel + suffix] = data
         self.write_release(listed)
         return self
+
+    def _pool_stanza(self, package: str, version: str, arch: str, data: bytes) -> str:
+        filename = f"pool/main/{package[0]}/{package}/{package}_{version}_{arch}.deb"
+        (self.root / filename).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / filename).write_bytes(data)
+        return (f"Package: {package}\nVersion: {version}\nArchitecture: {arch}\nFilename: {filename}\n"
+                f"Size: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
+
+    def _source_stanza(self, name: str, version: str, files: dict[str, bytes]) -> str:
+        directory = f"pool/main/{name[0]}/{name}"
+        (self.root / directory).mkdir(parents=True, exist_ok=True)
+        lines = []
+        for fname, data in sorted(files.items()):
+            (self.root / directory / fname).write_bytes(data)
+            lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {fname}")
+        return (f"Package: {name}\nBinary: {name}\nVersion: {version}\nDirectory: {directory}\n"
+                "Checksums-Sha256:\n" + "\n".join(lines) + "\n")
 
     def write_release(self, listed: dict[str, bytes]) -> None:
         dists = self.root / "dists" / self.suite
         lines = [f"Suite: {self.suite}", f"Codename: {self.suite}", "Date: Sat, 01 Nov 2026 00:00:00 UTC"]
+        if self.extra:  # as Debian's Release says: arch-all packages are in each binary-<arch> index too
+            lines.append("No-Support-for-Architecture-all: Packages")
         if self.valid_until:
             lines.append(f"Valid-Until: {self.valid_until:%a, %d %b %Y %H:%M:%S} UTC")
         lines.append("SHA256:")

@@ -109,9 +109,13 @@ def test_repo_lock_pins_debian_trixie_gosu_for_its_eight_arches():
 
 def test_source_flags_are_checked_before_anything_runs():
     r = invoke("fetch", "--source", "ftp")
-    assert r.returncode == 2 and "gosu source 'ftp' is unknown: use one of github, debian, auto" in r.stderr
+    assert r.returncode == 2 and "gosu source 'ftp' is unknown: use one of github, debian, rebuild, auto" in r.stderr
     r = invoke("fetch", "--suite", "trixie")
-    assert r.returncode == 2 and "--suite applies to the debian source only" in r.stderr
+    assert r.returncode == 2 and "--suite applies to the debian and rebuild sources only" in r.stderr
+    r = invoke("fetch", "--source", "debian", "--go", "1.27")
+    assert r.returncode == 2 and "--go applies to the rebuild source only" in r.stderr
+    r = invoke("lock", "--source", "rebuild", "--go", "go1.27")
+    assert r.returncode == 2 and "'go1.27' is not a Go minor version such as 1.27" in r.stderr, r.stderr
     r = invoke("fetch", "--source", "debian", "--key", "k.asc")
     assert r.returncode == 2 and "--key and --fingerprint go together" in r.stderr
     r = invoke("lock", "--source", "auto")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import lzma
@@ -139,23 +140,61 @@ def check_listed(path: Path, name: str, expected: tuple[str, int], where: str) -
     return digest
 
 
-def packages_named(index: bytes, name: str, arch: str) -> list[dict[str, str]]:
-    """Stanzas of the package `name` built for `arch` in a Packages index.
+def packages_named(index: bytes, name: str, arch: str | tuple[str, ...]) -> list[dict[str, str]]:
+    """Stanzas of the package `name` built for `arch` (or any of several) in a Packages index."""
+    return [s for s in stanzas_starting(index, name, arch) if s.get("Package") == name]
 
-    Searched for by its `Package:` line rather than by parsing every one of
+
+def stanzas_starting(index: bytes, prefix: str, arch: str | tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    """Stanzas whose Package starts with `prefix` (and, if given, whose Architecture is `arch` or one of them).
+
+    Searched for by their `Package:` line rather than by parsing every one of
     the index's tens of thousands of paragraphs.
     """
+    wanted = (arch,) if isinstance(arch, str) else arch
     out = []
-    marker = f"\nPackage: {name}\n".encode()
+    marker = f"\nPackage: {prefix}".encode()
     text = b"\n" + index
     pos = text.find(marker)
     while pos >= 0:
         end = text.find(b"\n\n", pos + 1)
         fields = parse_fields(text[pos + 1:end if end >= 0 else len(text)].decode("utf-8", "replace"))
-        if fields.get("Architecture") == arch:
+        if wanted is None or fields.get("Architecture") in wanted:
             out.append(fields)
         pos = text.find(marker, pos + 1)
     return out
+
+
+def sources_named(index: bytes, name: str) -> list[dict[str, str]]:
+    """Stanzas of the source package `name` in a Sources index."""
+    return [s for s in stanzas_starting(index, name) if s.get("Package") == name]
+
+
+def source_file(stanza: dict[str, str], pattern: str, where: str) -> tuple[str, str, int]:
+    """(pool path, sha256, size) of the one file of a Sources stanza whose name matches `pattern`."""
+    directory = stanza.get("Directory", "")
+    if not directory.startswith("pool/") or ".." in directory.split("/"):
+        raise VerificationError(stanza.get("Package", "?"), "malformed index",
+                                f"the Directory of {stanza.get('Package')} in {where} is not a path below pool/")
+    for line in stanza.get("Checksums-Sha256", "").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and re.fullmatch(pattern, parts[2]) and "/" not in parts[2]:
+            return f"{directory}/{parts[2]}", parts[0].lower(), int(parts[1])
+    raise VerificationError(stanza.get("Package", "?"), "no source file",
+                            f"{stanza.get('Package')} {stanza.get('Version')} in {where} lists no file "
+                            f"matching {pattern} in Checksums-Sha256")
+
+
+def arch_all_index(release: Release, host: str) -> str:
+    """Where arch-all packages are listed: the host's Packages when the Release says both carry them.
+
+    A Release with `No-Support-for-Architecture-all: Packages` lists arch-all
+    packages in every binary-<arch>/Packages as well as in binary-all (Debian's
+    archive does), so one index serves a host's whole toolchain.
+    """
+    if release.fields.get("No-Support-for-Architecture-all", "").strip() == "Packages":
+        return f"main/binary-{host}/Packages"
+    return "main/binary-all/Packages"
 
 
 # --- Debian version ordering (deb-version(7)), to choose the newest of several ---
@@ -200,6 +239,13 @@ def compare_versions(a: str, b: str) -> int:
     if ea != eb:
         return -1 if ea < eb else 1
     return _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+def newest_first(items: list, stanza=lambda item: item) -> list:
+    """Items ordered by their stanza's Version, newest first (Debian's ordering)."""
+    def cmp(a, b) -> int:
+        return compare_versions(stanza(a).get("Version", ""), stanza(b).get("Version", ""))
+    return sorted(items, key=functools.cmp_to_key(cmp), reverse=True)
 
 
 def upstream_version(v: str) -> str:

@@ -10,7 +10,9 @@ with a message that says so.
 from __future__ import annotations
 
 import io
+import posixpath
 import tarfile
+from pathlib import Path
 
 AR_MAGIC = b"!<arch>\n"
 HEADER = 60
@@ -42,8 +44,7 @@ def members(data: bytes) -> dict[str, bytes]:
     return out
 
 
-def extract(deb: bytes, path: str) -> bytes:
-    """The content of the regular file `path` (e.g. /usr/sbin/gosu) in the package's data archive."""
+def _data_tar(deb: bytes) -> tuple[str, bytes]:
     parts = members(deb)
     if parts.get("debian-binary", b"").strip() != b"2.0":
         raise DebError("not a format 2.0 Debian package (debian-binary is missing or says otherwise)")
@@ -54,8 +55,14 @@ def extract(deb: bytes, path: str) -> bytes:
     if name.endswith(".zst"):
         raise DebError(f"{name} is zstd-compressed, which Debian's archive does not use; take the package "
                        "from a Debian mirror")
+    return name, parts[name]
+
+
+def extract(deb: bytes, path: str) -> bytes:
+    """The content of the regular file `path` (e.g. /usr/sbin/gosu) in the package's data archive."""
+    name, data = _data_tar(deb)
     try:
-        with tarfile.open(fileobj=io.BytesIO(parts[name]), mode="r:*") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             for info in tar:
                 if info.name.lstrip("./") != path.lstrip("/"):
                     continue
@@ -65,3 +72,83 @@ def extract(deb: bytes, path: str) -> bytes:
     except (tarfile.TarError, EOFError, OSError) as e:
         raise DebError(f"{name} cannot be read: {e}") from None
     raise DebError(f"has no {path}")
+
+
+def _clean(name: str) -> str:
+    path = posixpath.normpath("/" + name.lstrip("./") if name not in (".", "./") else "/")
+    return path.lstrip("/")
+
+
+def files_under(deb: bytes, prefix: str) -> dict[str, bytes]:
+    """{path relative to prefix: content} of every regular file below the directory `prefix`.
+
+    A symlink below it is refused: a Go module's source must be plain files.
+    """
+    name, data = _data_tar(deb)
+    root = prefix.strip("/") + "/"
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            for info in tar:
+                path = _clean(info.name)
+                if not path.startswith(root):
+                    continue
+                if info.issym() or info.islnk():
+                    raise DebError(f"{path} in {name} is a link; only plain files are taken")
+                if info.isreg():
+                    out[path[len(root):]] = tar.extractfile(info).read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DebError(f"{name} cannot be read: {e}") from None
+    if not out:
+        raise DebError(f"has no files under /{root}")
+    return out
+
+
+def unpack(deb: bytes, dest: Path) -> int:
+    """Unpack the whole data archive below `dest`, keeping modes and relative symlinks; returns the file count.
+
+    Directories, regular files and symlinks only; a member or a link target
+    that would land outside `dest` is refused, so a package cannot write
+    anywhere else on the host.
+    """
+    name, data = _data_tar(deb)
+    count, top = 0, dest.resolve()
+    links = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_symlink()} if dest.exists() else set()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            for info in tar:
+                path = _clean(info.name)
+                if not path:
+                    continue
+                target = dest / path
+                if path in links:
+                    raise DebError(f"{path} in {name} would replace a symlink")
+                parts = path.split("/")
+                # Lexical checks cannot see through a chain of links; where a path below one really lands can.
+                if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                    real = target.parent.resolve()
+                    if real != top and top not in real.parents:
+                        raise DebError(f"{path} in {name} would be written outside the package's tree")
+                if info.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    target.chmod(0o755)
+                elif info.isreg():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(tar.extractfile(info).read())
+                    # Only the execute bits matter; the rest is fixed so the tree is the same under any umask.
+                    target.chmod(0o755 if info.mode & 0o111 else 0o644)
+                    count += 1
+                elif info.issym():
+                    link = info.linkname
+                    inside = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
+                    if link.startswith("/") or inside == ".." or inside.startswith("../"):
+                        raise DebError(f"{path} in {name} links to {link}, outside the package's tree")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.symlink_to(link)
+                    links.add(path)
+                    count += 1
+                else:
+                    raise DebError(f"{path} in {name} is neither a file, a directory nor a symlink")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DebError(f"{name} cannot be unpacked: {e}") from None
+    return count

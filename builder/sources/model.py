@@ -11,8 +11,8 @@ from ..arches import Arch
 from ..release import DownloadError
 from ..verify import VerificationError
 
-GITHUB, DEBIAN = "github", "debian"
-KINDS = (GITHUB, DEBIAN)
+GITHUB, DEBIAN, REBUILD = "github", "debian", "rebuild"
+KINDS = (GITHUB, DEBIAN, REBUILD)
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,15 @@ class FetchOptions:
     parallel: int = 9
     # github: tianon's release at `source`, trusted through key_file/fingerprint.
     # debian: Debian's archive at `source`, `suite`, trusted through archive_keys.
+    # rebuild: gosu's source from `suite` of that archive, the Go toolchain and
+    # dependency sources from `suites`, compiled here (sources/rebuild.py).
     kind: str = GITHUB
     suite: str = ""
     archive_keys: tuple[tuple[Path, str], ...] = ()
+    suites: tuple[str, ...] = ()
+    go: str = ""                                   # "1.NN"; empty: the newest the suites carry
+    modules: tuple[tuple[str, str], ...] = ()      # Go module path -> Debian -dev package
+    host_arch: str = ""
     # Why this source was chosen when the request said `auto` (printed once).
     chosen_because: str = ""
 
