@@ -6,7 +6,7 @@ import sys
 
 from invoke import Exit, task
 
-from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
+from builder import (config, tools, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
                      publish as publish_stage, testarchive, testmirror)
 from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
@@ -73,6 +73,10 @@ def _stage(c, name, run, **kw):
 
 def _up(c) -> None:
     local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
+    settings = config.tool_settings(c.config)
+    for name in ("cosign", "oras"):
+        where = tools.ensure(settings, name, local_stage.native_arch(), sys.stdout)
+        print(f"up: tools: {name} at {where}")
 
 
 def _fetch(c, enforce_lock=True, for_lock=False, **kw):
@@ -122,7 +126,7 @@ def test(c, k=None, x=False, no_up=False):
     if not no_up:
         try:
             _up(c)
-        except (local_stage.SetupError, EngineError, OSError, ValueError) as e:
+        except (local_stage.SetupError, EngineError, OSError, ValueError, tools.ToolError) as e:
             print(f"test: warning: `invoke up` failed ({e}); tests that need the engine will skip", file=sys.stderr)
     args = (["-k", k] if k else []) + (["-x"] if x else [])
     c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
@@ -211,7 +215,7 @@ def up(c):
     """Make this machine ready: Docker engine, qemu emulation, a registry on 127.0.0.1, seeded bases."""
     try:
         _up(c)
-    except (local_stage.SetupError, EngineError, ValueError) as e:
+    except (local_stage.SetupError, EngineError, ValueError, tools.ToolError) as e:
         raise Exit(f"up: error: {e}", code=1)
 
 

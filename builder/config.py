@@ -248,3 +248,18 @@ def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str,
     """(flavor, arch) pairs an assemble must find a push record for."""
     from .images import plan
     return [(t.flavor.name, t.arch.dpkg) for t in plan(image_settings(c_config.images), flavor, arch, arch)]
+
+
+def tool_settings(c_config) -> "ToolSettings":
+    """cosign and oras: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
+    from .tools import Pin, Tool, ToolSettings
+    t, deb = c_config.tools, c_config.gosu["debian"]
+    tools = {}
+    for name in ("cosign", "oras"):
+        spec = t[name]
+        tools[name] = Tool(name, spec["package"], spec["member"],
+                           {arch: Pin(str(p["version"]), str(p["deb_sha256"]).lower())
+                            for arch, p in spec["pins"].items()})
+    return ToolSettings(project_path(t["dir"]), deb["mirror"], t["suite"], archive_keys(deb, None, None), tools,
+                        timeout=float(c_config.gosu["timeout"]) * 2, retries=int(c_config.gosu["retries"]),
+                        backoff=float(c_config.gosu["backoff"]))
