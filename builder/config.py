@@ -7,6 +7,7 @@ package reads configuration, so every stage is a function of its arguments.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -217,7 +218,15 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
                          fingerprint=fingerprint, source=source, suite=suite, go=go)
     cache = c_config.publish.get("layer_cache")
-    return Request(settings, tuple(targets), opts, ROOT, project_path(cache) if cache else None)
+    return Request(settings, tuple(targets), opts, ROOT, project_path(cache) if cache else None,
+                   store=project_path(c_config.images.get("store") or ".cache/images"),
+                   revision=source_revision(ROOT))
+
+
+def source_revision(root: Path, environ=os.environ) -> "Revision":
+    """The commit built and the build's one timestamp: SOURCE_DATE_EPOCH if set, else the commit's time."""
+    from .images import git_revision
+    return git_revision(root, environ.get("SOURCE_DATE_EPOCH"))
 
 
 REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")

@@ -1,21 +1,24 @@
-"""The build stage: a verified gosu + the entrypoint on a digest-pinned base, per flavor and arch."""
+"""The build stage: a verified gosu + the entrypoint on a digest-pinned base, per flavor and arch.
+
+Each image is assembled (builder/append.py) from the base's layers as the
+registry serves them, then loaded into the engine so it can run there.
+Nothing runs inside the image while it is built.""" 
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import arches
+from . import append, arches, load as loader
+from .accounts import Account
 from .arches import Arch
 from .engine import Engine
 from .fetch import Fetched
 from .registry import Registry, RegistryError, credentials_for
+from .store import Store
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 LABEL = "org.base-gosu"
@@ -81,16 +84,37 @@ class Base:
     digest: str           # the platform's own manifest digest (FROM ...@digest)
     standin_for: str = ""  # the real base this one stands in for ("" when it is the real base)
 
+    @property
+    def host(self) -> str:
+        return split_ref(self.ref)[0]
+
+    @property
+    def repo(self) -> str:
+        return split_ref(self.ref)[1]
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The checkout an image is built from: its commit, and the one timestamp every file and field gets."""
+    commit: str
+    epoch: int
+
+    @property
+    def created(self) -> str:
+        return append.iso(self.epoch)
+
 
 @dataclass(frozen=True)
 class Built:
     target: Target
     tag: str
-    image_id: str
+    image_id: str     # the config digest, which is also the engine's image ID once loaded
     gosu: Fetched
     base: Base
     inputs: str
     labels: dict
+    image: append.Image
+    store: Store
 
     @property
     def trial(self) -> str:
@@ -169,12 +193,21 @@ def trial_reasons(base: Base, gosu: Fetched) -> str:
     return "; ".join(reasons)
 
 
-def git_revision(root: Path) -> tuple[str, str]:
-    """(commit, commit time): labels that are stable for a given checkout."""
+def git_revision(root: Path, source_date_epoch: str | None = None) -> Revision:
+    """The checkout's commit, and SOURCE_DATE_EPOCH if given, else the commit's time."""
     def git(*args):
         p = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else ""
-    return git("rev-parse", "HEAD") or "unknown", git("log", "-1", "--format=%cI") or "1970-01-01T00:00:00Z"
+    commit = git("rev-parse", "HEAD") or "unknown"
+    value = source_date_epoch if source_date_epoch not in (None, "") else git("log", "-1", "--format=%ct") or "0"
+    if not value.isdigit():
+        raise ValueError(f"SOURCE_DATE_EPOCH is {value!r}: give whole seconds since 1970 (e.g. `git log -1 "
+                         "--format=%ct`), or unset it to use the commit's time")
+    return Revision(commit, int(value))
+
+
+def entrypoint_bytes(root: Path | None = None) -> bytes:
+    return ((root or IMAGES.parent) / "images" / "entrypoint.sh").read_bytes()
 
 
 def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fetched) -> str:
@@ -182,21 +215,23 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
         "gosu_source": [gosu.kind, gosu.trust_root, gosu.pinned], "trial": trial_reasons(base, gosu),
-        "dockerfile": hashlib.sha256((IMAGES / "Dockerfile").read_bytes()).hexdigest(),
-        "entrypoint": hashlib.sha256((IMAGES / "entrypoint.sh").read_bytes()).hexdigest(),
+        "assembly": append.CODE,
+        "entrypoint": hashlib.sha256(entrypoint_bytes()).hexdigest(),
         "user": [settings.ops_user, settings.ops_uid, settings.ops_gid],
     }
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetched, inputs: str,
-                 git_rev: tuple[str, str]) -> dict[str, str]:
-    """Everything an auditor reads off an image: where each input came from and who vouched for it."""
-    revision, created = git_rev
+                 rev: Revision) -> dict[str, str]:
+    """Every label an image carries, in one place: where each input came from and who vouched for it.
+
+    They name every input, so `invoke reproduce` can rebuild the image from them.
+    """
     labels = {
         "org.opencontainers.image.source": settings.source_url,
-        "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.revision": rev.commit,
+        "org.opencontainers.image.created": rev.created,
         "org.opencontainers.image.title": f"{settings.repository}:{target.flavor.name}",
         "org.opencontainers.image.base.name": base.ref,
         "org.opencontainers.image.base.digest": base.index_digest,
@@ -206,6 +241,8 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
         f"{LABEL}.gosu.source": gosu.kind,
         f"{LABEL}.gosu.trust-root": gosu.trust_root,
         f"{LABEL}.flavor": target.flavor.name,
+        f"{LABEL}.ops": f"{settings.ops_user}:{settings.ops_uid}:{settings.ops_gid}",
+        f"{LABEL}.source-date-epoch": str(rev.epoch),
         f"{LABEL}.inputs": inputs,
         f"{LABEL}.trial": trial_reasons(base, gosu),
     }
@@ -231,21 +268,46 @@ def rebuild_labels(gosu: Fetched) -> dict[str, str]:
     }
 
 
-def build(engine: Engine, settings: ImageSettings, target: Target, gosu: Fetched, git_rev: tuple[str, str],
-          no_cache: bool = False) -> Built:
-    """`git_rev` is git_revision() of the checkout: (commit, commit time)."""
+def recipe(settings: ImageSettings, target: Target, base: Base, gosu: Fetched, gosu_bytes: bytes, entrypoint: bytes,
+           rev: Revision, labels: dict[str, str]) -> append.Recipe:
+    return append.Recipe(
+        base=append.BaseRef(base.host, base.repo, base.digest), gosu=gosu_bytes, entrypoint=entrypoint,
+        account=Account(settings.ops_user, settings.ops_uid, settings.ops_gid, f"home/{settings.ops_user}"),
+        epoch=rev.epoch, labels=labels,
+        note=f"base-gosu: gosu {gosu.version}, entrypoint, user {settings.ops_user} "
+             f"{settings.ops_uid}:{settings.ops_gid}")
+
+
+def gosu_bytes(gosu: Fetched) -> bytes:
+    data = gosu.path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != gosu.sha256:
+        raise ValueError(f"{gosu.path}: gosu {gosu.arch} changed since it was verified; run the build again")
+    return data
+
+
+def build(store: Store, settings: ImageSettings, target: Target, gosu: Fetched, rev: Revision,
+          registry_for=None) -> Built:
+    """Assemble one image (no engine involved); `load` puts images into the engine."""
+    registry_for = registry_for or loader.registry_client({})
     base = resolve_base(settings, target.flavor, target.arch)
     inputs = inputs_digest(settings, target, base, gosu)
-    labels = image_labels(settings, target, base, gosu, inputs, git_rev)
+    labels = image_labels(settings, target, base, gosu, inputs, rev)
+    r = recipe(settings, target, base, gosu, gosu_bytes(gosu), entrypoint_bytes(), rev, labels)
+    try:
+        image = append.assemble(r, store, registry_for(base.host))
+    except RegistryError as e:
+        raise ValueError(f"cannot read base {base.ref}@{base.digest[:19]}: {e}") from None
     tag = settings.tag(target.flavor.name, target.arch.dpkg)
-    with tempfile.TemporaryDirectory(prefix="build-") as ctx:
-        shutil.copyfile(gosu.path, Path(ctx) / "gosu")
-        shutil.copyfile(IMAGES / "entrypoint.sh", Path(ctx) / "entrypoint.sh")
-        engine.build(Path(ctx), tag, str(target.arch.platform), dockerfile=IMAGES / "Dockerfile",
-                     build_args={"BASE_IMAGE": f"{base.repo_ref}@{base.digest}", "GOSU_SHA256": gosu.sha256,
-                                 "OPS_USER": settings.ops_user, "OPS_UID": str(settings.ops_uid),
-                                 "OPS_GID": str(settings.ops_gid)},
-                     labels=labels, no_cache=no_cache)
-    info = engine.inspect(tag)
-    return Built(target, tag, info["Id"], gosu, base, inputs, labels)
+    return Built(target, tag, image.config_digest, gosu, base, inputs, labels, image, store)
 
+
+def load(engine: Engine, built: list[Built], registry_for=None) -> int:
+    """Put built images into the engine under their tags; returns how many had to be loaded."""
+    if not built:
+        return 0
+    registry_for = registry_for or loader.registry_client({})
+    by_repo: dict[str, list[Built]] = {}
+    for b in built:
+        by_repo.setdefault(b.tag.rsplit(":", 1)[0], []).append(b)
+    return sum(loader.load(engine, group[0].store, registry_for, [(b.tag, b.image) for b in group], repo)
+               for repo, group in by_repo.items())

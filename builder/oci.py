@@ -1,4 +1,4 @@
-"""Images as OCI artifacts: push an engine image by digest, assemble multi-arch indexes.
+"""Images as OCI artifacts: push assembled (or engine) images by digest, assemble multi-arch indexes.
 
 Pushing blobs and manifests ourselves (rather than `docker push` of a tag)
 means per-arch images go up by digest without touching any tag, and the
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine import Engine
-from .registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, sha256_digest
+from .registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, RegistryError, sha256_digest
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,30 @@ def push_image(engine: Engine, image: str, registry: Registry, repo: str, mount_
     })
     digest = registry.put_manifest(repo, sha256_digest(manifest), manifest, OCI_MANIFEST)
     return Pushed(repo, digest, len(manifest), platform_of(config), config.get("config", {}).get("Labels") or {})
+
+
+def push_assembled(store, image, registry: Registry, repo: str, base_registry: Registry,
+                   mount_from: tuple[str, ...] = ()) -> Pushed:
+    """Upload an assembled image's blobs and manifest by digest; no tag is created or moved.
+
+    Blobs the registry has are skipped; the base's layers are mounted from
+    `mount_from` (same registry) when it can, else read from the store or
+    the base's registry and sent.
+    """
+    from .append import base_layer
+    for desc in image.layers:
+        digest = desc["digest"]
+        if registry.blob_exists(repo, digest):
+            continue
+        if mount_from and registry.mount_blob(repo, digest, mount_from):
+            continue
+        data = store.get(digest) or base_layer(store, base_registry, image, digest)
+        registry.upload_blob(repo, data, digest)
+    registry.upload_blob(repo, image.config, image.config_digest)
+    digest = registry.put_manifest(repo, image.digest, image.manifest, OCI_MANIFEST)
+    if digest != image.digest:
+        raise RegistryError(f"registry {registry.host} stored manifest {image.digest[:19]} as {digest[:19]}")
+    return Pushed(repo, digest, len(image.manifest), image.platform, image.labels)
 
 
 def index_body(children: list[Pushed], annotations: dict | None = None) -> bytes:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import engines, fetch as fetch_stage, images, oci, publish as pub
+from . import engines, fetch as fetch_stage, images, publish as pub
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -24,6 +24,14 @@ class Request:
     fetch: FetchOptions
     root: Path
     layer_cache: Path | None = None
+    store: Path | None = None
+    revision: images.Revision | None = None
+
+    def image_store(self) -> images.Store:
+        return images.Store(self.store or self.root / ".cache" / "images")
+
+    def source(self) -> images.Revision:
+        return self.revision or images.git_revision(self.root)
 
 
 def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
@@ -34,17 +42,30 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
     return {f.arch: f for f in report.fetched}
 
 
-def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
+def assemble_images(req: Request, log=sys.stderr, registry_for=None) -> list[images.Built]:
+    """fetch + verify gosu, then assemble every target; the engine is not needed."""
     gosu = fetch_for(req, log)
-    revision = images.git_revision(req.root)
+    revision, store = req.source(), req.image_store()
+    registry_for = registry_for or images.loader.registry_client({})
     built = []
     for t in req.targets:
         start = time.monotonic()
-        b = images.build(engine, req.settings, t, gosu[t.arch.dpkg], revision)
-        log.write(f"built {b.tag} ({b.image_id[:19]}, base {describe_base(b.base)}, gosu {b.gosu.version} "
-                  f"from {b.gosu.kind}) in {time.monotonic() - start:.1f} s" + (f" [trial: {b.trial}]" if b.trial else "")
-                  + "\n")
+        b = images.build(store, req.settings, t, gosu[t.arch.dpkg], revision, registry_for)
+        log.write(f"assembled {b.tag} ({b.image_id[:19]}, manifest {b.image.digest[:19]}, base {describe_base(b.base)}, "
+                  f"gosu {b.gosu.version} from {b.gosu.kind}) in {time.monotonic() - start:.2f} s"
+                  + (f" [trial: {b.trial}]" if b.trial else "") + "\n")
         built.append(b)
+    return built
+
+
+def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
+    """Assemble every target, then load them into the engine (one `docker load`) so they can run."""
+    registry_for = images.loader.registry_client({})
+    built = assemble_images(req, log, registry_for)
+    start = time.monotonic()
+    loaded = images.load(engine, built, registry_for)
+    log.write(f"engine: {loaded} image(s) loaded, {len(built) - loaded} already there "
+              f"({time.monotonic() - start:.2f} s)\n")
     return built
 
 
@@ -131,7 +152,8 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     pub.check_trial([(f"{req.settings.repository}:{p.target.name}", p.trial) for p in planned], dest, allow_trial)
     states = _states(registry, dest, planned)
     _check_shrink(req, states, allow_shrink)
-    revision = images.git_revision(req.root)
+    rev = req.source()
+    revision = (rev.commit, rev.created)
     have = {}
     for p in planned:
         existing = pub.reusable(states[p.target.flavor.name], pub.platform_key(pub.platform_dict(p.target.arch)),
@@ -156,7 +178,7 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     children = dict(have)
     if todo:
         built = smoke(dataclasses.replace(req, targets=todo), engine, log)
-        pushed = pub.push_all(engine, registry, dest, built, log, oci.LayerCache(req.layer_cache))
+        pushed = pub.push_all(registry, dest, built, log)
         children.update((b.target.name, child) for b, child in zip(built, pushed))
     return [children[t.name] for t in req.targets]
 

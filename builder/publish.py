@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import oci
-from .engine import Engine
 from .images import LABEL, Built, split_ref
-from .registry import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_digest
+from .registry import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, credentials_for, sha256_digest
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
@@ -243,21 +242,20 @@ def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: b
         "pinned in keys/, or pass --allow-trial to publish it anyway. Nothing was pushed")
 
 
-def push_child(engine: Engine, registry: Registry, dest: Destination, built: Built, log,
-               cache: oci.LayerCache | None = None) -> Child:
-    """Upload one smoke-tested image by digest; no tag is created or moved.
+def push_child(registry: Registry, dest: Destination, built: Built, log) -> Child:
+    """Upload one smoke-tested, assembled image by digest; no tag is created or moved.
 
     Whether the registry already serves an image's inputs is decided before
     building (pipeline._triage), so every image that reaches here is pushed;
-    blobs the registry has are still skipped by upload_blob.
+    blobs the registry has are skipped, and the base's layers are mounted
+    when the base lives in the same registry.
     """
     target = built.target
     before = registry.bytes_uploaded
     base_host, base_repo, _ = split_ref(built.base.ref)
     mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
-    pushed = oci.push_image(engine, built.tag, registry, dest.repository, mount, cache)
-    if pushed.labels.get(f"{LABEL}.inputs") != built.inputs:
-        raise PublishError(f"{built.tag} changed in the engine while it was being pushed; re-run publish")
+    base_registry = registry if base_host == registry.host else Registry(base_host, credentials_for(base_host))
+    pushed = oci.push_assembled(built.store, built.image, registry, dest.repository, base_registry, mount)
     sent = registry.bytes_uploaded - before
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded)\n")
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
@@ -265,9 +263,8 @@ def push_child(engine: Engine, registry: Registry, dest: Destination, built: Bui
                  built.labels["org.opencontainers.image.created"], uploaded=sent, trial=built.trial)
 
 
-def push_all(engine: Engine, registry: Registry, dest: Destination, built: list[Built], log,
-             cache: oci.LayerCache | None = None) -> list[Child]:
-    return [push_child(engine, registry, dest, b, log, cache) for b in built]
+def push_all(registry: Registry, dest: Destination, built: list[Built], log) -> list[Child]:
+    return [push_child(registry, dest, b, log) for b in built]
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:

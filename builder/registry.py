@@ -167,15 +167,34 @@ class Registry:
         if self.blob_exists(repo, digest):
             return digest
         for source in mount_from:
-            resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push",
-                                 params={"mount": digest, "from": source})
+            resp = self._mount(repo, digest, source)
             if resp.status_code == 201:
-                self.blobs_mounted += 1
                 return digest
             if resp.status_code == 202:  # not mountable here: the registry opened a normal upload instead
                 return self._finish_upload(resp, repo, data, digest)
         resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push")
         return self._finish_upload(resp, repo, data, digest)
+
+    def _mount(self, repo: str, digest: str, source: str) -> requests.Response:
+        resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push",
+                             params={"mount": digest, "from": source})
+        if resp.status_code == 201:
+            self.blobs_mounted += 1
+        return resp
+
+    def mount_blob(self, repo: str, digest: str, sources: tuple[str, ...]) -> bool:
+        """Link a blob from another repository of this registry without having its bytes at hand."""
+        for source in sources:
+            resp = self._mount(repo, digest, source)
+            if resp.status_code == 201:
+                return True
+            if resp.status_code == 202 and resp.headers.get("Location"):
+                # The registry opened an upload instead: cancel it, the caller sends the bytes.
+                location = resp.headers["Location"]
+                if location.startswith("/"):
+                    location = self.base[: -len("/v2")] + location
+                self._request("DELETE", location, repo, "pull,push")
+        return False
 
     def _finish_upload(self, resp: requests.Response, repo: str, data: bytes, digest: str) -> str:
         _expect(resp, 202, self.host, f"start upload to {repo}")
