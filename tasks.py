@@ -6,8 +6,8 @@ import sys
 
 from invoke import Exit, task
 
-from builder import (config, tools, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
-                     publish as publish_stage, testarchive, testmirror)
+from builder import (config, tools, fetch as fetch_stage, load as load_stage, local as local_stage, lock as lockfile,
+                     pipeline, publish as publish_stage, reproduce as reproduce_stage, testarchive, testmirror)
 from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
 
@@ -275,3 +275,22 @@ def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None,
         raise Exit(f"error: {e}", code=2)
     _stage(c, "smoke", functools.partial(pipeline.smoke, under=under), flavor=flavor, arch=arch, source=source,
            gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
+
+
+@task(help={"ref": "published image: HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index checks every "
+                   "platform)",
+            "mirror": "where its gosu can be fetched if the cache lacks it (default: gosu.mirror, else GitHub)",
+            "key": FETCH_HELP["key"], "fingerprint": FETCH_HELP["fingerprint"]})
+def reproduce(c, ref, mirror=None, key=None, fingerprint=None):
+    """Rebuild a published image from the inputs its labels name; say identical (exit 0) or what differs (exit 1)."""
+    try:
+        settings, store, options_for = config.reproduce_setup(c.config, mirror, key, fingerprint)
+        verdicts = reproduce_stage.reproduce(ref, config.ROOT, store, settings.flavors, settings,
+                                             reproduce_stage.gosu_getter(options_for),
+                                             load_stage.registry_client({}))
+    except (reproduce_stage.ReproduceError, RegistryError, ValueError, OSError) as e:
+        raise Exit(f"reproduce: error: {e}", code=2)
+    for v in verdicts:
+        print("\n".join(v.lines()))
+    if not all(v.identical for v in verdicts):
+        raise Exit(code=1)

@@ -24,7 +24,7 @@ from .layer import DIR, FILE, Entry
 SHADOW_UTILS, BUSYBOX = "shadow-utils", "busybox"
 
 
-class AccountError(Exception):
+class AccountError(ValueError):
     pass
 
 

@@ -30,7 +30,7 @@ CODE = hashlib.sha256(b"".join((_HERE / f).read_bytes() for f in
                                ("append.py", "layer.py", "basefs.py", "accounts.py"))).hexdigest()
 
 
-class AssemblyError(Exception):
+class AssemblyError(ValueError):
     pass
 
 

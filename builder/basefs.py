@@ -28,7 +28,7 @@ META = frozenset({
 SUBSET_VERSION = "1"
 
 
-class BaseFsError(Exception):
+class BaseFsError(ValueError):
     pass
 
 

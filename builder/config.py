@@ -272,3 +272,15 @@ def tool_settings(c_config) -> "ToolSettings":
     return ToolSettings(project_path(t["dir"]), deb["mirror"], t["suite"], archive_keys(deb, None, None), tools,
                         timeout=float(c_config.gosu["timeout"]) * 2, retries=int(c_config.gosu["retries"]),
                         backoff=float(c_config.gosu["backoff"]))
+
+
+def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
+    """(image settings, store, options_for(version, arch)) for `invoke reproduce`."""
+    from .store import Store
+    settings = image_settings(c_config.images)
+    store = Store(project_path(c_config.images.get("store") or ".cache/images"))
+
+    def options_for(version: str, arch: str) -> FetchOptions:
+        return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
+                             fingerprint=fingerprint, enforce_lock=False)
+    return settings, store, options_for

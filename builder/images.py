@@ -210,13 +210,14 @@ def entrypoint_bytes(root: Path | None = None) -> bytes:
     return ((root or IMAGES.parent) / "images" / "entrypoint.sh").read_bytes()
 
 
-def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fetched) -> str:
+def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fetched,
+                  entrypoint: bytes | None = None) -> str:
     """Everything that determines the image's content; equal digests mean nothing to push."""
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
         "gosu_source": [gosu.kind, gosu.trust_root, gosu.pinned], "trial": trial_reasons(base, gosu),
         "assembly": append.CODE,
-        "entrypoint": hashlib.sha256(entrypoint_bytes()).hexdigest(),
+        "entrypoint": hashlib.sha256(entrypoint if entrypoint is not None else entrypoint_bytes()).hexdigest(),
         "user": [settings.ops_user, settings.ops_uid, settings.ops_gid],
     }
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import os
+import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 from invoke import Config
 
-from builder import config, local, pipeline, testmirror
+from builder import config, layer, local, pipeline, testmirror
 from builder.engine import Engine
+from builder.local import native_arch
 
 from .conftest import ROOT, skip_or_fail
 
 ARCHES = ("amd64", "arm64")
+UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def project_config(runtime: Path | None = None) -> Config:
@@ -70,3 +77,47 @@ class Rig:
 @pytest.fixture(scope="session")
 def rig():
     return Rig()
+
+
+@contextlib.contextmanager
+def emulation_disabled(arch: str):
+    """Switch the qemu binfmt handler for `arch` off, for as short a time as the block takes."""
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{UNAME[arch]}"
+    if native_arch() == arch or not entry.exists() or not os.access(entry, os.W_OK):
+        skip_or_fail(f"needs a writable binfmt entry {entry} to break {arch} emulation")
+    entry.write_text("0")
+    try:
+        yield
+    finally:
+        entry.write_text("1")
+
+
+def exported_tree(engine: Engine, image: str, wanted) -> dict[str, tuple]:
+    """`docker export` of a container made (not run) from `image`: path -> layer.listing() tuple, for wanted paths."""
+    cid = engine.run("create", image, "true").stdout.strip()
+    try:
+        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+            out = Path(tmp) / "fs.tar"
+            engine.run("export", "--output", str(out), cid, timeout=300)
+            keep = io.BytesIO()
+            with tarfile.open(out) as src, tarfile.open(fileobj=keep, mode="w", format=tarfile.GNU_FORMAT) as dst:
+                for ti in src:
+                    name = ti.name.strip("/").removeprefix("./")
+                    if wanted(name):
+                        ti.name = name
+                        dst.addfile(ti, src.extractfile(ti) if ti.isreg() else None)
+            return layer.listing(keep.getvalue())
+    finally:
+        engine.run("rm", "--force", cid, check=False)
+
+
+def file_text(engine: Engine, image: str, path: str) -> str:
+    cid = engine.run("create", image, "true").stdout.strip()
+    try:
+        p = subprocess.run(["docker", "cp", f"{cid}:{path}", "-"], capture_output=True)
+        if p.returncode != 0:
+            return ""
+        with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+            return t.extractfile(t.getmembers()[0]).read().decode()
+    finally:
+        engine.run("rm", "--force", cid, check=False)

@@ -21,7 +21,7 @@ from builder.publish import Destination, PublishError
 from builder.registry import AuthError, Registry, RegistryError, credentials_for
 
 from .conftest import ROOT, skip_or_fail
-from .engine import ARCHES, rig  # noqa: F401 - fixture
+from .engine import ARCHES, UNAME, emulation_disabled, rig  # noqa: F401 - fixture
 from .registries import AuthRegistry, Fault, Proxy, free_port
 
 pytestmark = pytest.mark.engine
@@ -30,7 +30,6 @@ REPO = "org/base-gosu"
 # A second build of alpine that differs only in its inputs (the ops uid): the "already published" state.
 OLD = dict(repository="base-gosu-test/uid10002", ops_uid=10002, ops_gid=10002)
 PLATFORMS = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
-UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 @pytest.fixture
@@ -53,7 +52,7 @@ def publish_built(built: list, client: Registry, engine, log=None):
     """publish after build and smoke, for images test_smoke already checked: push by digest, then assemble."""
     log = log or io.StringIO()
     dest = Destination(client.host, REPO)
-    children = pub.push_all(engine, client, dest, built, log)
+    children = pub.push_all(client, dest, built, log)
     return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log,
                              allow_trial=True)
 
@@ -65,18 +64,6 @@ def old_state(rig, reg) -> dict[str, str | None]:
     before = tag_digests(client, rig)
     assert all(before.values())
     return before
-
-
-@contextlib.contextmanager
-def emulation_disabled(arch: str):
-    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{UNAME[arch]}"
-    if native_arch() == arch or not entry.exists() or not os.access(entry, os.W_OK):
-        skip_or_fail(f"needs a writable binfmt entry {entry} to break {arch} emulation")
-    entry.write_text("0")
-    try:
-        yield
-    finally:
-        entry.write_text("1")
 
 
 def run_invoke(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -145,7 +132,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
 
 def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
     before = old_state(rig, reg)
-    for a in ARCHES:  # cached layers: the arm64 build then needs no emulation, its smoke run does
+    for a in ARCHES:  # assembly needs no emulation; the arm64 smoke run does
         rig.built("alpine", a)
     client, log = reg.client(), io.StringIO()
     with emulation_disabled("arm64"):
