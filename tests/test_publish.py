@@ -21,12 +21,13 @@ from builder.publish import Destination, PublishError
 from builder.registry import AuthError, Registry, RegistryError, credentials_for
 
 from .conftest import ROOT, skip_or_fail
-from .engine import ARCHES, UNAME, emulation_disabled, rig  # noqa: F401 - fixture
+from .engine import ARCHES, UNAME, emulation_disabled, project_config, rig  # noqa: F401 - fixture
 from .registries import AuthRegistry, Fault, Proxy, free_port
 
 pytestmark = pytest.mark.engine
 
-REPO = "org/base-gosu"
+# The configured repository (INVOKE_IMAGES_REPOSITORY keeps engineers sharing an engine apart).
+REPO = project_config().images["repository"]
 # A second build of alpine that differs only in its inputs (the ops uid): the "already published" state.
 OLD = dict(repository="base-gosu-test/uid10002", ops_uid=10002, ops_gid=10002)
 PLATFORMS = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
@@ -139,8 +140,8 @@ def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
         with pytest.raises(pipeline.PipelineError, match="smoke check"):
             pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, Destination(reg.host, REPO),
                              log, allow_trial=True)
-    assert "SMOKE FAILED org/base-gosu:alpine-arm64" in log.getvalue()
-    assert "SMOKE FAILED org/base-gosu:alpine-amd64" not in log.getvalue()
+    assert f"SMOKE FAILED {REPO}:alpine-arm64" in log.getvalue()
+    assert f"SMOKE FAILED {REPO}:alpine-amd64" not in log.getvalue()
     assert client.bytes_uploaded == 0, "nothing is pushed unless every arch passed"
     assert tag_digests(client, rig) == before
 
