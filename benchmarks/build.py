@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark image builds per flavor/arch, cold (--no-cache) and warm; prints a table.
+"""Benchmark image assembly against `docker build`, per flavor/arch and for the whole build; prints tables.
 
-Baseline: `FROM <the same base digest>` + `RUN true`, built --no-cache in the
-same interleaved rounds, i.e. what the engine costs before our layers.
+Per image: assembly (base read from the registry, layer computed, loaded into
+the engine) against `docker build` of tests/reference/Dockerfile (the
+distribution's own useradd/adduser, under emulation for foreign arches),
+cold (empty store / --no-cache) and warm (nothing changed).
+Whole build: `invoke build` of every flavor x arch, cold and warm, against
+one `FROM <base digest>` + `RUN true` --no-cache build per image, i.e. what
+the engine costs before any work of ours. Rounds are interleaved; medians.
 
     .venv/bin/python benchmarks/build.py [--rounds 3] [--arch amd64,arm64]
 
@@ -12,7 +17,9 @@ Needs `invoke up` and `invoke test-mirror`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import shutil
 import statistics
 import sys
 import tempfile
@@ -27,6 +34,28 @@ from builder.engine import Engine  # noqa: E402
 from tests.engine import project_config  # noqa: E402
 
 
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def reference_build(engine: Engine, req, t, gosu, base, tag: str, no_cache: bool) -> None:
+    with tempfile.TemporaryDirectory() as ctx:
+        shutil.copyfile(gosu.path, Path(ctx) / "gosu")
+        shutil.copyfile(ROOT / "images" / "entrypoint.sh", Path(ctx) / "entrypoint.sh")
+        s = req.settings
+        engine.build(Path(ctx), tag, str(t.arch.platform), dockerfile=ROOT / "tests" / "reference" / "Dockerfile",
+                     build_args={"BASE_IMAGE": f"{base.repo_ref}@{base.digest}", "OPS_USER": s.ops_user,
+                                 "OPS_UID": str(s.ops_uid), "OPS_GID": str(s.ops_gid)}, no_cache=no_cache)
+
+
+def trivial_build(engine: Engine, t, base, tag: str) -> None:
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text(f"FROM {base.repo_ref}@{base.digest}\nRUN true\n")
+        engine.build(Path(ctx), tag, str(t.arch.platform), no_cache=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -34,27 +63,56 @@ def main() -> None:
     a = ap.parse_args()
     cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
     req = config.build_request(cfg, arch=a.arch)
-    gosu = pipeline.fetch_for(req, io.StringIO())
+    req = dataclasses.replace(req, settings=dataclasses.replace(
+        req.settings, repository=f"{req.settings.repository}-bench"))
     engine = Engine()
-    revision = images.git_revision(ROOT)
+    gosu = pipeline.fetch_for(req, io.StringIO())
+    bases = {t.name: images.resolve_base(req.settings, t.flavor, t.arch) for t in req.targets}
+    rev = req.source()
     times: dict[tuple[str, str], list[float]] = {}
+
+    def note(key, seconds):
+        times.setdefault(key, []).append(seconds)
+
     for _ in range(a.rounds):
+        with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+            store = images.Store(Path(tmp))
+            for t in req.targets:
+                tag = req.settings.tag(t.flavor.name, t.arch.dpkg)
+                ref_tag = f"{req.settings.repository}-reference:{t.name}"
+                engine.remove_image(tag)
+
+                def assemble():
+                    images.load(engine, [images.build(store, req.settings, t, gosu[t.arch.dpkg], rev)])
+                note((t.name, "assembly cold"), timed(assemble))
+                note((t.name, "assembly warm"), timed(assemble))
+                note((t.name, "docker build cold"), timed(lambda: reference_build(
+                    engine, req, t, gosu[t.arch.dpkg], bases[t.name], ref_tag, True)))
+                note((t.name, "docker build warm"), timed(lambda: reference_build(
+                    engine, req, t, gosu[t.arch.dpkg], bases[t.name], ref_tag, False)))
         for t in req.targets:
-            base = images.resolve_base(req.settings, t.flavor, t.arch)
-            with tempfile.TemporaryDirectory() as ctx:
-                Path(ctx, "Dockerfile").write_text(f"FROM {base.repo_ref}@{base.digest}\nRUN true\n")
-                start = time.perf_counter()
-                engine.build(Path(ctx), f"base-gosu-bench/baseline:{t.name}", str(t.arch.platform), no_cache=True)
-                times.setdefault((t.name, "baseline"), []).append(time.perf_counter() - start)
-            for label, no_cache in (("cold", True), ("warm", False)):
-                start = time.perf_counter()
-                images.build(engine, req.settings, t, gosu[t.arch.dpkg], revision, no_cache=no_cache)
-                times.setdefault((t.name, label), []).append(time.perf_counter() - start)
-    print(f"{'image (median of %d interleaved rounds)' % a.rounds:40} {'baseline s':>10} {'cold s':>8} "
-          f"{'cold/base':>9} {'warm s':>8} {'warm/base':>9}")
+            engine.remove_image(req.settings.tag(t.flavor.name, t.arch.dpkg))
+        with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+            whole = dataclasses.replace(req, store=Path(tmp))
+            note(("all", "assembly cold"), timed(lambda: pipeline.build(whole, engine, io.StringIO())))
+            note(("all", "assembly warm"), timed(lambda: pipeline.build(whole, engine, io.StringIO())))
+        note(("all", "trivial"), sum(timed(lambda t=t: trivial_build(
+            engine, t, bases[t.name], f"{req.settings.repository}-trivial:{t.name}")) for t in req.targets))
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"per image (median of {a.rounds} interleaved rounds; docker build = tests/reference/Dockerfile)")
+    print(f"{'image':16} {'docker cold s':>13} {'assembly cold s':>15} {'ratio':>6} {'docker warm s':>13} "
+          f"{'assembly warm s':>15} {'ratio':>6}")
     for t in req.targets:
-        b, c, w = (statistics.median(times[(t.name, k)]) for k in ("baseline", "cold", "warm"))
-        print(f"{t.name:40} {b:10.2f} {c:8.2f} {c / b:9.2f} {w:8.2f} {w / b:9.2f}")
+        dc, ac, dw, aw = (med[(t.name, k)] for k in ("docker build cold", "assembly cold", "docker build warm",
+                                                     "assembly warm"))
+        print(f"{t.name:16} {dc:13.2f} {ac:15.2f} {ac / dc:6.2f} {dw:13.2f} {aw:15.2f} {aw / dw:6.2f}")
+    n = len(req.targets)
+    base, cold, warm = med[("all", "trivial")], med[("all", "assembly cold")], med[("all", "assembly warm")]
+    print(f"\nwhole build of {n} images (fetch + verify gosu, assemble, load into the engine)")
+    print(f"{'baseline: ' + str(n) + ' x FROM base + RUN true, --no-cache':44} {base:6.2f} s")
+    print(f"{'invoke build, cold (empty store, not loaded)':44} {cold:6.2f} s  {cold / base:5.2f}x baseline")
+    print(f"{'invoke build, nothing changed':44} {warm:6.2f} s  {warm / base:5.2f}x baseline")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,16 +44,34 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
 
 
 def assemble_images(req: Request, log=sys.stderr, registry_for=None) -> list[images.Built]:
-    """fetch + verify gosu, then assemble every target; the engine is not needed."""
+    """fetch + verify gosu, then assemble every target; the engine is not needed.
+
+    One worker per arch (two at most): different arches never share base
+    layers, so no base is read twice, and inflating and compressing layers
+    release the GIL.
+    """
     gosu = fetch_for(req, log)
     revision, store = req.source(), req.image_store()
-    registry_for = registry_for or images.loader.registry_client({})
+    by_arch: dict[str, list[images.Target]] = {}
+    for t in req.targets:
+        by_arch.setdefault(t.arch.dpkg, []).append(t)
+
+    def work(targets: list[images.Target]) -> list[tuple[images.Built, float]]:
+        clients = registry_for or images.loader.registry_client({})
+        out = []
+        for t in targets:
+            start = time.monotonic()
+            out.append((images.build(store, req.settings, t, gosu[t.arch.dpkg], revision, clients),
+                        time.monotonic() - start))
+        return out
+
+    with ThreadPoolExecutor(max_workers=min(2, len(by_arch))) as pool:
+        done = {b.target.name: (b, s) for group in pool.map(work, by_arch.values()) for b, s in group}
     built = []
     for t in req.targets:
-        start = time.monotonic()
-        b = images.build(store, req.settings, t, gosu[t.arch.dpkg], revision, registry_for)
+        b, seconds = done[t.name]
         log.write(f"assembled {b.tag} ({b.image_id[:19]}, manifest {b.image.digest[:19]}, base {describe_base(b.base)}, "
-                  f"gosu {b.gosu.version} from {b.gosu.kind}) in {time.monotonic() - start:.2f} s"
+                  f"gosu {b.gosu.version} from {b.gosu.kind}) in {seconds:.2f} s"
                   + (f" [trial: {b.trial}]" if b.trial else "") + "\n")
         built.append(b)
     return built
