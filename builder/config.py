@@ -217,8 +217,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     needed = ",".join(dict.fromkeys(t.arch.dpkg for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
                          fingerprint=fingerprint, source=source, suite=suite, go=go)
-    cache = c_config.publish.get("layer_cache")
-    return Request(settings, tuple(targets), opts, ROOT, project_path(cache) if cache else None,
+    return Request(settings, tuple(targets), opts, ROOT,
                    store=project_path(c_config.images.get("store") or ".cache/images"),
                    revision=source_revision(ROOT))
 

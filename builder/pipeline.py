@@ -24,7 +24,6 @@ class Request:
     targets: tuple[images.Target, ...]
     fetch: FetchOptions
     root: Path
-    layer_cache: Path | None = None
     store: Path | None = None
     revision: images.Revision | None = None
 
