@@ -276,7 +276,6 @@ def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None,
     _stage(c, "smoke", functools.partial(pipeline.smoke, under=under), flavor=flavor, arch=arch, source=source,
            gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
 
-
 @task(help={"ref": "published image: HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index checks every "
                    "platform)",
             "mirror": "where its gosu can be fetched if the cache lacks it (default: gosu.mirror, else GitHub)",

@@ -274,12 +274,12 @@ def tool_settings(c_config) -> "ToolSettings":
 
 
 def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
-    """(image settings, store, options_for(version, arch)) for `invoke reproduce`."""
+    """(image settings, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
     from .store import Store
     settings = image_settings(c_config.images)
     store = Store(project_path(c_config.images.get("store") or ".cache/images"))
 
-    def options_for(version: str, arch: str) -> FetchOptions:
+    def options_for(version: str, arch: str, kind: str) -> FetchOptions:
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
-                             fingerprint=fingerprint, enforce_lock=False)
+                             fingerprint=fingerprint, enforce_lock=False, source=kind)
     return settings, store, options_for

@@ -11,6 +11,8 @@ files that differ.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -134,9 +136,16 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
     arch = arches.from_platform(spec)
     name = labels["org.opencontainers.image.base.name"]
     repo_ref = name.rsplit(":", 1)[0] if ":" in name.split("/")[-1] else name
-    base = Base(name, repo_ref, labels["org.opencontainers.image.base.digest"], labels[f"{LABEL}.base.platform-digest"])
+    base = Base(name, repo_ref, labels["org.opencontainers.image.base.digest"], labels[f"{LABEL}.base.platform-digest"],
+                labels.get(f"{LABEL}.base.standin-for", ""))
+    kind = labels.get(f"{LABEL}.gosu.source", "github")
+    details = tuple((k, labels[f"{LABEL}.gosu.{kind}.{k}"]) for k in ("suite", "package")
+                    if f"{LABEL}.gosu.{kind}.{k}" in labels)
+    # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
+    unpinned = any(r.strip().startswith("gosu is trusted through key") for r in labels.get(f"{LABEL}.trial", "").split(";"))
     gosu = Fetched(arch.dpkg, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
-                   True, False, False, "")
+                   True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
+                   pinned=not unpinned, details=details)
     rev = Revision(labels["org.opencontainers.image.revision"], int(labels[f"{LABEL}.source-date-epoch"]))
     return Inputs(settings, Target(flavor, arch), base, gosu, rev)
 
@@ -144,7 +153,7 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
 def rebuild(inp: Inputs, root: Path, store: Store, gosu_bytes: bytes, registry_for) -> append.Image:
     entrypoint = revision_file(root, inp.revision.commit, "images/entrypoint.sh")
     inputs = images.inputs_digest(inp.settings, inp.target, inp.base, inp.gosu, entrypoint)
-    labels = images.labels_for(inp.settings, inp.target, inp.base, inp.gosu, inp.revision, inputs)
+    labels = images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision)
     r = images.recipe(inp.settings, inp.target, inp.base, inp.gosu, gosu_bytes, entrypoint, inp.revision, labels)
     return append.assemble(r, store, registry_for(inp.base.host))
 
@@ -205,15 +214,14 @@ def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], se
 def gosu_getter(options_for):
     """gosu_for(Fetched) -> bytes: from the verified cache by sha256, else fetched and verified again.
 
-    `options_for(version, arch)` gives the FetchOptions (mirror, key) to fetch with.
+    `options_for(version, arch, source kind)` gives the FetchOptions (mirror, key) to fetch with.
     """
     from . import fetch as fetch_stage
-    import hashlib
-    import io
+    from .release import Cache
 
     def get(wanted: Fetched) -> bytes:
-        opts = options_for(wanted.version, wanted.arch)
-        blob = fetch_stage.Cache(opts.cache_dir).blob(wanted.sha256)
+        opts = options_for(wanted.version, wanted.arch, wanted.kind)
+        blob = Cache(opts.cache_dir).blob(wanted.sha256)
         data = blob.read_bytes() if blob.is_file() else b""
         if hashlib.sha256(data).hexdigest() == wanted.sha256:
             return data
