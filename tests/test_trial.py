@@ -7,6 +7,7 @@ through a key that is not pinned in keys/. Real engine, real registries.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -44,8 +45,7 @@ def _labels(engine, tag: str) -> dict:
 def test_debian_gosu_on_the_real_alpine_base_is_a_production_image(rig):
     req = rig.request("alpine", "amd64")
     from builder import config
-    req = req.__class__(req.settings, req.targets, config.fetch_options(rig.cfg.gosu, source="debian", arch="amd64"),
-                        req.root, req.layer_cache)
+    req = dataclasses.replace(req, fetch=config.fetch_options(rig.cfg.gosu, source="debian", arch="amd64"))
     [built] = pipeline.build(req, rig.engine, io.StringIO())
     labels = _labels(rig.engine, built.tag)
     assert labels["org.base-gosu.gosu.source"] == "debian"
