@@ -14,7 +14,10 @@ import tarfile
 from dataclasses import dataclass
 
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
-GZIP_LEVEL = 6
+# Fixed, so the digest depends on the content only. 3 rather than 6: a third of
+# the CPU for a layer about 5% larger (gosu dominates it), which keeps a cold
+# build of every image under the cost of as many trivial `docker build`s.
+GZIP_LEVEL = 3
 
 
 @dataclass(frozen=True)

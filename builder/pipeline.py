@@ -42,12 +42,13 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, fetch_stage.Fetched]:
     return {f.arch: f for f in report.fetched}
 
 
-def assemble_images(req: Request, log=sys.stderr, registry_for=None) -> list[images.Built]:
+def assemble_images(req: Request, log=sys.stderr, then=None) -> list[images.Built]:
     """fetch + verify gosu, then assemble every target; the engine is not needed.
 
     One worker per arch (two at most): different arches never share base
     layers, so no base is read twice, and inflating and compressing layers
-    release the GIL.
+    release the GIL. `then(built)`, if given, runs in the worker on each
+    arch's images as soon as they are assembled (the engine load).
     """
     gosu = fetch_for(req, log)
     revision, store = req.source(), req.image_store()
@@ -56,12 +57,14 @@ def assemble_images(req: Request, log=sys.stderr, registry_for=None) -> list[ima
         by_arch.setdefault(t.arch.dpkg, []).append(t)
 
     def work(targets: list[images.Target]) -> list[tuple[images.Built, float]]:
-        clients = registry_for or images.loader.registry_client({})
+        clients = images.loader.registry_client({})
         out = []
         for t in targets:
             start = time.monotonic()
             out.append((images.build(store, req.settings, t, gosu[t.arch.dpkg], revision, clients),
                         time.monotonic() - start))
+        if then:
+            then([b for b, _ in out], clients)
         return out
 
     with ThreadPoolExecutor(max_workers=min(2, len(by_arch))) as pool:
@@ -77,13 +80,11 @@ def assemble_images(req: Request, log=sys.stderr, registry_for=None) -> list[ima
 
 
 def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
-    """Assemble every target, then load them into the engine (one `docker load`) so they can run."""
-    registry_for = images.loader.registry_client({})
-    built = assemble_images(req, log, registry_for)
-    start = time.monotonic()
-    loaded = images.load(engine, built, registry_for)
-    log.write(f"engine: {loaded} image(s) loaded, {len(built) - loaded} already there "
-              f"({time.monotonic() - start:.2f} s)\n")
+    """Assemble every target and load each arch's images into the engine (one `docker load` each) to run them."""
+    start, loaded = time.monotonic(), []
+    built = assemble_images(req, log, then=lambda group, clients: loaded.append(images.load(engine, group, clients)))
+    log.write(f"engine: {sum(loaded)} image(s) loaded, {len(built) - sum(loaded)} already there "
+              f"({time.monotonic() - start:.2f} s in all)\n")
     return built
 
 
