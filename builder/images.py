@@ -306,9 +306,5 @@ def load(engine: Engine, built: list[Built], registry_for=None) -> int:
     """Put built images into the engine under their tags; returns how many had to be loaded."""
     if not built:
         return 0
-    registry_for = registry_for or loader.registry_client({})
-    by_repo: dict[str, list[Built]] = {}
-    for b in built:
-        by_repo.setdefault(b.tag.rsplit(":", 1)[0], []).append(b)
-    return sum(loader.load(engine, group[0].store, registry_for, [(b.tag, b.image) for b in group], repo)
-               for repo, group in by_repo.items())
+    return loader.load(engine, built[0].store, registry_for or loader.registry_client({}),
+                       [(b.tag, b.image) for b in built])

@@ -46,15 +46,9 @@ def write_archive(path: Path, images: list[tuple[str, Image]], layer_bytes) -> N
         _add(tar, "manifest.json", json.dumps(manifest).encode())
 
 
-def loaded_ids(engine: Engine, repository: str) -> dict[str, str]:
-    """tag -> image ID for every tag of `repository` in the engine."""
-    out = engine.run("images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", repository).stdout
-    return dict(line.split() for line in out.splitlines() if line.count(" ") == 1)
-
-
-def load(engine: Engine, store: Store, registry_for, images: list[tuple[str, Image]], repository: str) -> int:
+def load(engine: Engine, store: Store, registry_for, images: list[tuple[str, Image]]) -> int:
     """Make each tag name its image in the engine; returns how many had to be loaded."""
-    have = loaded_ids(engine, repository)
+    have = engine.image_ids([tag for tag, _ in images])
     todo = [(tag, img) for tag, img in images if have.get(tag) != img.config_digest]
     if not todo:
         return 0
@@ -73,7 +67,7 @@ def load(engine: Engine, store: Store, registry_for, images: list[tuple[str, Ima
         except EngineError:  # the engine lacks a base layer: send them all
             write_archive(archive, todo, everything)
             engine.run("load", "--quiet", "--input", str(archive), timeout=900)
-    have = loaded_ids(engine, repository)
+    have = engine.image_ids([tag for tag, _ in todo])
     wrong = [f"{tag} is {have.get(tag)}, not {img.config_digest}" for tag, img in todo
              if have.get(tag) != img.config_digest]
     if wrong:
