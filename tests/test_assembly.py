@@ -160,3 +160,11 @@ def test_differences_name_fields_and_files():
     ours = {"usr/local/bin/entrypoint": (FILE, 0o755, 0, 0, 11, "bbbb"), "app": (DIR, 0o755, 1, 1, 0, "")}
     assert reproduce.file_differences(pub, ours) == [
         "file /usr/local/bin/entrypoint: size 10 != 11, content aaaa != bbbb (published != rebuilt)"]
+
+
+@pytest.mark.parametrize("ref,want", [
+    ("127.0.0.1:5000/org/base-gosu:alpine", ("127.0.0.1:5000", "org/base-gosu", "alpine")),
+    ("ghcr.io/org/base-gosu@sha256:" + "a" * 64, ("ghcr.io", "org/base-gosu", "sha256:" + "a" * 64)),
+])
+def test_reproduce_takes_a_tag_or_a_digest(ref, want):
+    assert reproduce.parse_ref(ref) == want
