@@ -30,6 +30,11 @@ NEEDED = ("org.opencontainers.image.revision", "org.opencontainers.image.source"
           f"{LABEL}.ops", f"{LABEL}.source-date-epoch")
 
 
+# Where a Debian or rebuilt gosu came from (suite, package, Go toolchain, dependencies): facts of the
+# fetch, not of the bytes. The bytes are checked by sha256; these labels are carried over as published.
+PROVENANCE = (f"{LABEL}.gosu.debian.", f"{LABEL}.gosu.rebuild.")
+
+
 class ReproduceError(Exception):
     pass
 
@@ -117,6 +122,7 @@ class Inputs:
     base: Base
     gosu: Fetched
     revision: Revision
+    provenance: dict[str, str]   # labels only gosu's source can vouch for, taken as published
 
 
 def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor], settings: ImageSettings) -> Inputs:
@@ -139,21 +145,21 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
     base = Base(name, repo_ref, labels["org.opencontainers.image.base.digest"], labels[f"{LABEL}.base.platform-digest"],
                 labels.get(f"{LABEL}.base.standin-for", ""))
     kind = labels.get(f"{LABEL}.gosu.source", "github")
-    details = tuple((k, labels[f"{LABEL}.gosu.{kind}.{k}"]) for k in ("suite", "package")
-                    if f"{LABEL}.gosu.{kind}.{k}" in labels)
     # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
     unpinned = any(r.strip().startswith("gosu is trusted through key") for r in labels.get(f"{LABEL}.trial", "").split(";"))
     gosu = Fetched(arch.dpkg, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
                    True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
-                   pinned=not unpinned, details=details)
+                   pinned=not unpinned)
     rev = Revision(labels["org.opencontainers.image.revision"], int(labels[f"{LABEL}.source-date-epoch"]))
-    return Inputs(settings, Target(flavor, arch), base, gosu, rev)
+    provenance = {k: v for k, v in labels.items() if k.startswith(PROVENANCE)}
+    return Inputs(settings, Target(flavor, arch), base, gosu, rev, provenance)
 
 
 def rebuild(inp: Inputs, root: Path, store: Store, gosu_bytes: bytes, registry_for) -> append.Image:
     entrypoint = revision_file(root, inp.revision.commit, "images/entrypoint.sh")
     inputs = images.inputs_digest(inp.settings, inp.target, inp.base, inp.gosu, entrypoint)
-    labels = images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision)
+    labels = {**images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision),
+              **inp.provenance}
     r = images.recipe(inp.settings, inp.target, inp.base, inp.gosu, gosu_bytes, entrypoint, inp.revision, labels)
     return append.assemble(r, store, registry_for(inp.base.host))
 
