@@ -105,7 +105,8 @@ class Image:
     @property
     def platform(self) -> dict:
         c = self.config_doc
-        return {"architecture": c["architecture"], "os": c["os"], **({"variant": c["variant"]} if c.get("variant") else {})}
+        variant = {"variant": c["variant"]} if c.get("variant") else {}
+        return {"architecture": c["architecture"], "os": c["os"], **variant}
 
     @property
     def labels(self) -> dict:

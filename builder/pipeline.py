@@ -72,7 +72,8 @@ def assemble_images(req: Request, log=sys.stderr, then=None) -> list[images.Buil
     built = []
     for t in req.targets:
         b, seconds = done[t.name]
-        log.write(f"assembled {b.tag} ({b.image_id[:19]}, manifest {b.image.digest[:19]}, base {describe_base(b.base)}, "
+        log.write(f"assembled {b.tag} ({b.image_id[:19]}, manifest {b.image.digest[:19]}, "
+                  f"base {describe_base(b.base)}, "
                   f"gosu {b.gosu.version} from {b.gosu.kind}) in {seconds:.2f} s"
                   + (f" [trial: {b.trial}]" if b.trial else "") + "\n")
         built.append(b)

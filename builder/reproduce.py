@@ -104,7 +104,8 @@ def file_differences(published: dict[str, tuple], rebuilt: dict[str, tuple]) -> 
         if p == r:
             continue
         if p is None or r is None:
-            out.append(f"file /{path}: {'only in the published image' if r is None else 'missing from the published image'}")
+            where = "only in the published image" if r is None else "missing from the published image"
+            out.append(f"file /{path}: {where}")
             continue
         what = [f"{n} {_show(n, x)} != {_show(n, y)}" for n, x, y in zip(names, p, r) if x != y]
         out.append(f"file /{path}: {', '.join(what)} (published != rebuilt)")
@@ -146,7 +147,8 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
                 labels.get(f"{LABEL}.base.standin-for", ""))
     kind = labels.get(f"{LABEL}.gosu.source", "github")
     # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
-    unpinned = any(r.strip().startswith("gosu is trusted through key") for r in labels.get(f"{LABEL}.trial", "").split(";"))
+    reasons = labels.get(f"{LABEL}.trial", "").split(";")
+    unpinned = any(r.strip().startswith("gosu is trusted through key") for r in reasons)
     gosu = Fetched(arch.dpkg, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
                    True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
                    pinned=not unpinned)
