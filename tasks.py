@@ -6,8 +6,9 @@ import sys
 
 from invoke import Exit, task
 
-from builder import (config, tools, fetch as fetch_stage, load as load_stage, local as local_stage, lock as lockfile,
-                     pipeline, publish as publish_stage, reproduce as reproduce_stage, testarchive, testmirror)
+from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
+                     publish as publish_stage, reproduce as reproduce_stage, testarchive, testmirror, tools)
+from builder.assembly import load as load_stage
 from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
 

@@ -275,7 +275,7 @@ def tool_settings(c_config) -> "ToolSettings":
 
 def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
     """(image settings, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
-    from .store import Store
+    from .assembly.store import Store
     settings = image_settings(c_config.images)
     store = Store(project_path(c_config.images.get("store") or ".cache/images"))
 

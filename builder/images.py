@@ -12,13 +12,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import append, arches, load as loader
-from .accounts import Account
+from . import arches
+from .assembly import append, load as loader
+from .assembly.accounts import Account
 from .arches import Arch
 from .engine import Engine
 from .fetch import Fetched
 from .registry import Registry, RegistryError, credentials_for
-from .store import Store
+from .assembly.store import Store
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 LABEL = "org.base-gosu"

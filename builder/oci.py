@@ -135,7 +135,7 @@ def push_assembled(store, image, registry: Registry, repo: str, base_registry: R
     `mount_from` (same registry) when it can, else read from the store or
     the base's registry and sent.
     """
-    from .append import base_layer
+    from .assembly.append import base_layer
     for desc in image.layers:
         digest = desc["digest"]
         if registry.blob_exists(repo, digest):

@@ -18,11 +18,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import append, arches, images, layer
+from . import arches, images
+from .assembly import append, layer
 from .fetch import Fetched
 from .images import LABEL, Base, Flavor, ImageSettings, Revision, Target, split_ref
 from .registry import OCI_MANIFEST, DOCKER_MANIFEST, Registry
-from .store import Store
+from .assembly.store import Store
 
 NEEDED = ("org.opencontainers.image.revision", "org.opencontainers.image.source", "org.opencontainers.image.title",
           "org.opencontainers.image.base.name", "org.opencontainers.image.base.digest",

@@ -13,10 +13,10 @@ import os
 import time
 from collections.abc import Callable
 
-from . import smoke_userns, smoke_volumes
+from .checks import userns as smoke_userns, volumes as smoke_volumes
 from .arches import UNAME
 from .engine import IDENTITY, Engine, EngineError
-from .smokekit import IDS, Ctx, SmokeFailure, Subject
+from .checks.kit import IDS, Ctx, SmokeFailure, Subject
 
 __all__ = ["CHECKS", "USERNS_CHECKS", "IDS", "Ctx", "SmokeFailure", "Subject", "run_all", "checks_for"]
 

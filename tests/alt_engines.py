@@ -17,7 +17,7 @@ from contextlib import ExitStack
 
 from builder import config, engines, pipeline
 from builder.engine import Engine
-from builder.smokekit import Subject
+from builder.checks.kit import Subject
 
 from .conftest import skip_or_fail
 

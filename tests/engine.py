@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from invoke import Config
 
-from builder import config, layer, local, pipeline, testmirror
+from builder import config, local, pipeline, testmirror
+from builder.assembly import layer
 from builder.engine import Engine
 from builder.local import native_arch
 

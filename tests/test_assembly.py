@@ -8,9 +8,10 @@ import tarfile
 
 import pytest
 
-from builder import accounts, basefs, layer, reproduce
-from builder.accounts import Account
-from builder.layer import DIR, FILE, SYMLINK, Entry
+from builder import reproduce
+from builder.assembly import accounts, basefs, layer
+from builder.assembly.accounts import Account
+from builder.assembly.layer import DIR, FILE, SYMLINK, Entry
 
 EPOCH = 1_764_000_000          # 2025-11-24T16:00:00Z
 DAY = EPOCH // 86400

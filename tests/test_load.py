@@ -11,10 +11,11 @@ import tarfile
 
 import pytest
 
-from builder import append, load, local
-from builder.accounts import Account
+from builder import local
+from builder.assembly import append, load
+from builder.assembly.accounts import Account
 from builder.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, sha256_digest
-from builder.store import Store
+from builder.assembly.store import Store
 
 from .engine import rig  # noqa: F401 - fixture
 from .registries import free_port

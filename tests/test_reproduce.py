@@ -13,7 +13,8 @@ import tarfile
 
 import pytest
 
-from builder import layer, local, pipeline, publish as pub
+from builder import local, pipeline, publish as pub
+from builder.assembly import layer
 from builder.publish import Destination
 from builder.registry import OCI_MANIFEST, Registry, sha256_digest
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .smokekit import IDS, Ctx
+from .kit import IDS, Ctx
 
 # What CHOWN_PATHS must refuse, however it is spelled.
 SYSTEM_PATHS = ("/", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/usr/local/bin",

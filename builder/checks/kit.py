@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine import Engine
+from ..engine import Engine
 
 
 class SmokeFailure(AssertionError):

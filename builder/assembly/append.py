@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import accounts, basefs, layer
 from .layer import DIR, FILE, Entry
-from .registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry
+from ..registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry
 from .store import Store, digest_of
 
 ENTRYPOINT = "/usr/local/bin/entrypoint"

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from .append import Image, base_layer
-from .engine import Engine, EngineError
-from .registry import Registry
+from ..engine import Engine, EngineError
+from ..registry import Registry
 from .store import Store
 
 
@@ -77,7 +77,7 @@ def load(engine: Engine, store: Store, registry_for, images: list[tuple[str, Ima
 
 def registry_client(cache: dict):
     """registry_for(host): one client per registry host for a run."""
-    from .registry import credentials_for
+    from ..registry import credentials_for
 
     def get(host: str) -> Registry:
         if host not in cache:

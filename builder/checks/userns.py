@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .smokekit import IDS, Ctx
+from .kit import IDS, Ctx
 
 MARK = "echo started > /app/started"
 

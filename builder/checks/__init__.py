@@ -1,0 +1,1 @@
+"""Smoke checks beyond the general list, and what every check is written with (kit)."""
