@@ -28,20 +28,12 @@ def fetch(opts: FetchOptions, log=sys.stderr) -> FetchReport:
     except PinnedKeyError as e:
         report.failures = [Failure(a.dpkg, str(opts.key_file), e.reason, f"{opts.key_file.name}: {e.reason}: {e}")
                            for a in opts.arches]
-    report.fetched.sort(key=lambda f: f.arch)
-    report.failures.sort(key=lambda f: f.arch)
-    return report
+    return report.sorted()
 
 
 def _fetch_all(opts: FetchOptions, cache: Cache, source: Source, keyring: Keyring,
                report: FetchReport, log) -> None:
-    missing: list[Arch] = []
-    for arch in opts.arches:
-        hit = _from_cache(opts, cache, keyring, arch, report)
-        if hit:
-            report.fetched.append(hit)
-        else:
-            missing.append(arch)
+    missing = report.take_cached(opts.arches, lambda a: _from_cache(opts, cache, keyring, a, report))
     if not missing:
         return
     session = make_session(opts.retries, opts.backoff)

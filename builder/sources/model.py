@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import lock as lockfile
 from ..arches import Arch
 from ..release import DownloadError
-from ..verify import VerificationError
+from ..verify import PinnedKeyError, VerificationError, pinned_keyring
 
 GITHUB, DEBIAN, REBUILD = "github", "debian", "rebuild"
 KINDS = (GITHUB, DEBIAN, REBUILD)
@@ -84,6 +84,22 @@ class FetchReport:
     def ok(self) -> bool:
         return not self.failures
 
+    def take_cached(self, arches, lookup) -> list[Arch]:
+        """Hand on every arch `lookup(arch)` finds verified in the cache; return the arches still to fetch."""
+        missing = []
+        for arch in arches:
+            hit = lookup(arch)
+            if hit:
+                self.fetched.append(hit)
+            else:
+                missing.append(arch)
+        return missing
+
+    def sorted(self) -> "FetchReport":
+        self.fetched.sort(key=lambda f: f.arch)
+        self.failures.sort(key=lambda f: f.arch)
+        return self
+
     def fail_all(self, arches, e) -> None:
         """One failure that stops every arch (the release's checksums, the archive's InRelease)."""
         self.failures += [Failure(a.dpkg, e.file, e.reason, str(e)) for a in arches]
@@ -99,3 +115,20 @@ class FetchReport:
                 self.failures.append(Failure(arch.dpkg, e.file, e.reason, str(e)))
 
 
+
+
+def with_archive_keys(opts: FetchOptions, run) -> FetchReport:
+    """run(keyring, report) in a keyring of exactly the pinned archive keys; an unusable key fails every arch."""
+    report = FetchReport()
+    if not opts.archive_keys:
+        report.failures = [Failure(a.dpkg, "archive keys", "pinned key",
+                                   "no archive key is configured (gosu.debian.fingerprints)") for a in opts.arches]
+        return report
+    (first_file, first_fpr), *more = opts.archive_keys
+    try:
+        with pinned_keyring(first_file, first_fpr, *more) as keyring:
+            run(keyring, report)
+    except PinnedKeyError as e:
+        report.failures = [Failure(a.dpkg, "archive keys", e.reason, f"archive keys: {e.reason}: {e}")
+                           for a in opts.arches]
+    return report.sorted()

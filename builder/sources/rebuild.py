@@ -22,11 +22,11 @@ from pathlib import Path
 
 from ..arches import Arch
 from ..release import Cache, DownloadError, Source, make_session
-from ..verify import Keyring, PinnedKeyError, VerificationError, check_elf, is_project_key, pinned_keyring, sha256_file
+from ..verify import Keyring, VerificationError, check_elf, is_project_key, sha256_file
 from . import archive as deb_archive, deb, gobuild, gomod, toolchain
 from .archive import Archive
 from .inputs import Inputs, Pins, Session, gather
-from .model import REBUILD, Failure, FetchOptions, FetchReport, Fetched
+from .model import REBUILD, FetchOptions, FetchReport, Fetched, with_archive_keys
 from .. import lock as lockfile
 
 GOCODE = "usr/share/gocode/src"
@@ -49,21 +49,8 @@ class RebuildRecord:
 
 
 def fetch(opts: FetchOptions, log=sys.stderr) -> FetchReport:
-    report = FetchReport()
     cache = Cache(opts.cache_dir)
-    try:
-        (first_file, first_fpr), *more = opts.archive_keys
-        with pinned_keyring(first_file, first_fpr, *more) as keyring:
-            _fetch_all(opts, cache, keyring, report, log)
-    except PinnedKeyError as e:
-        report.failures = [Failure(a.dpkg, "archive keys", e.reason, f"archive keys: {e.reason}: {e}")
-                           for a in opts.arches]
-    except ValueError:
-        report.failures = [Failure(a.dpkg, "archive keys", "pinned key",
-                                   "no archive key is configured (gosu.debian.fingerprints)") for a in opts.arches]
-    report.fetched.sort(key=lambda f: f.arch)
-    report.failures.sort(key=lambda f: f.arch)
-    return report
+    return with_archive_keys(opts, lambda keyring, report: _fetch_all(opts, cache, keyring, report, log))
 
 
 def _cache_key(opts: FetchOptions) -> str:
@@ -84,14 +71,9 @@ def _pins(opts: FetchOptions) -> Pins:
 
 
 def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: FetchReport, log) -> None:
-    missing: list[Arch] = []
     checked: dict[str, bool] = {}
-    for arch in opts.arches:
-        hit = _from_cache(opts, cache, keyring, arch, report, checked) if opts.version else None
-        if hit:
-            report.fetched.append(hit)
-        else:
-            missing.append(arch)
+    missing = report.take_cached(
+        opts.arches, lambda a: _from_cache(opts, cache, keyring, a, report, checked) if opts.version else None)
     if not missing:
         return
     stage = cache.staging()
