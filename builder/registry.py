@@ -209,11 +209,28 @@ class Registry:
         return digest
 
     def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
+        return self.put_manifest_subject(repo, ref, body, media_type)[0]
+
+    def put_manifest_subject(self, repo: str, ref: str, body: bytes, media_type: str) -> tuple[str, bool]:
+        """(digest, whether the registry processed the manifest's `subject`): a registry that serves the
+        referrers API says so with an OCI-Subject header (OCI distribution spec 1.1)."""
         resp = self._request("PUT", f"{self.base}/{repo}/manifests/{ref}", repo, "pull,push", data=body,
                              headers={"Content-Type": media_type})
         _expect(resp, 201, self.host, f"put manifest {repo}:{ref}")
         self.bytes_uploaded += len(body)
-        return resp.headers.get("Docker-Content-Digest") or sha256_digest(body)
+        return resp.headers.get("Docker-Content-Digest") or sha256_digest(body), "OCI-Subject" in resp.headers
+
+    def get_referrers(self, repo: str, digest: str) -> dict | None:
+        """The referrers API's index for `digest`, or None when the registry does not serve that API."""
+        resp = self._request("GET", f"{self.base}/{repo}/referrers/{digest}", repo,
+                             headers={"Accept": OCI_INDEX})
+        if resp.status_code != 200:
+            return None
+        try:
+            doc = resp.json()
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("manifests"), list) else None
 
     def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, str] | None:
         resp = self._request("GET", f"{self.base}/{repo}/manifests/{ref}", repo, headers={"Accept": ACCEPT})
