@@ -20,6 +20,7 @@ from .engine import Engine
 from .fetch import Fetched
 from .registry import Registry, RegistryError, credentials_for
 from .assembly.store import Store
+from .audit import goinfo
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 LABEL = "org.base-gosu"
@@ -220,6 +221,9 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
         "assembly": append.CODE,
         "entrypoint": hashlib.sha256(entrypoint if entrypoint is not None else entrypoint_bytes()).hexdigest(),
         "user": [settings.ops_user, settings.ops_uid, settings.ops_gid],
+        # Already implied by gosu's sha256; its own key so that images published before these labels
+        # existed count as changed and are rebuilt (with their SBOM and provenance), not reused.
+        "gosu_build": list(gosu_build(gosu)),
     }
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -242,6 +246,7 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
         f"{LABEL}.gosu.sha256": gosu.sha256,
         f"{LABEL}.gosu.source": gosu.kind,
         f"{LABEL}.gosu.trust-root": gosu.trust_root,
+        **dict(zip((f"{LABEL}.gosu.go-version", f"{LABEL}.gosu.module-version"), gosu_build(gosu))),
         f"{LABEL}.flavor": target.flavor.name,
         f"{LABEL}.ops": f"{settings.ops_user}:{settings.ops_uid}:{settings.ops_gid}",
         f"{LABEL}.source-date-epoch": str(rev.epoch),
@@ -256,6 +261,20 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
     if gosu.kind == "rebuild":
         labels.update(rebuild_labels(gosu))
     return labels
+
+
+def gosu_build(gosu: Fetched) -> tuple[str, str]:
+    """(Go version, main module version) as gosu's own build information says: a pure function of its bytes.
+
+    A binary built outside module mode (Debian's GOPATH builds) has no main
+    module: its module version is "". One without build information at all
+    (not a Go binary) has neither.
+    """
+    try:
+        info = goinfo.parse(gosu_bytes(gosu), str(gosu.path))
+    except goinfo.GoInfoError:
+        return "", ""
+    return info.go_version, info.main.version if info.main else ""
 
 
 def rebuild_labels(gosu: Fetched) -> dict[str, str]:

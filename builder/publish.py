@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import oci
+from . import audit, oci
 from .images import LABEL, Built, split_ref
 from .registry import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, credentials_for, sha256_digest
 
@@ -256,8 +256,12 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> Chil
     mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
     base_registry = registry if base_host == registry.host else Registry(base_host, credentials_for(base_host))
     pushed = oci.push_assembled(built.store, built.image, registry, dest.repository, base_registry, mount)
+    # Referrers only once their subject is in the registry, and before any tag moves: nothing ever points
+    # at an image that was not pushed, and a tag never names an image without its SBOM and provenance.
+    attached = audit.attach(registry, dest.repository, built, pushed.descriptor(), lambda _host: base_registry)
     sent = registry.bytes_uploaded - before
-    log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded)\n")
+    log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded); SBOM "
+              f"{attached.sbom[:19]}, provenance {attached.provenance[:19]} attached\n")
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
                  pushed.size, built.inputs, built.gosu.version, built.labels["org.opencontainers.image.revision"],
                  built.labels["org.opencontainers.image.created"], uploaded=sent, trial=built.trial)
