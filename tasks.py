@@ -9,6 +9,7 @@ from invoke import Exit, task
 from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
                      publish as publish_stage, reproduce as reproduce_stage, testarchive, testmirror, tools)
 from builder.assembly import load as load_stage
+from builder.audit import show as show_stage
 from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
 
@@ -294,3 +295,34 @@ def reproduce(c, ref, mirror=None, key=None, fingerprint=None):
         print("\n".join(v.lines()))
     if not all(v.identical for v in verdicts):
         raise Exit(code=1)
+
+
+SHOW_HELP = {
+    "ref": "published image: HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index gives every platform's "
+           "document, keyed by platform, unless --platform names one)",
+    "platform": "only this platform's document, e.g. linux/amd64 or linux/arm64",
+}
+
+
+def _show(kind, ref, platform, output=None):
+    try:
+        host, repo, reference = show_stage.parse_ref(ref)
+        text = show_stage.show(load_stage.registry_client({})(host), repo, reference, kind, platform)
+        if output:
+            config.cli_path(output).write_bytes(text)
+        else:
+            sys.stdout.write(text.decode())
+    except (show_stage.ShowError, RegistryError, OSError) as e:
+        raise Exit(f"{kind}: error: {e}", code=1)
+
+
+@task(help={**SHOW_HELP, "output": "write the JSON to this file instead of standard output"})
+def sbom(c, ref, platform=None, output=None):
+    """Print the CycloneDX SBOM a published image carries (read from the registry alone)."""
+    _show("sbom", ref, platform, output)
+
+
+@task(help=SHOW_HELP)
+def provenance(c, ref, platform=None):
+    """Print the in-toto provenance (SLSA v1) a published image carries (read from the registry alone)."""
+    _show("provenance", ref, platform)
