@@ -87,6 +87,10 @@ class Proxy:
     requests: list[tuple[str, str, int | str]] = field(default_factory=list)
     bearer: tuple[str, str] | None = None
     tokens_issued: int = 0
+    # A registry with the OCI 1.1 referrers API in front of one without it (docker-registry 2.8): a manifest
+    # with a `subject` is answered with OCI-Subject and listed at /v2/<repo>/referrers/<digest>.
+    referrers_api: bool = False
+    referrers: dict[str, list[dict]] = field(default_factory=dict)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -161,6 +165,10 @@ def _handler(proxy: Proxy):
                     "WWW-Authenticate": f'Bearer realm="http://{proxy.host}/token",service="test-registry"{scope}'})
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            listed = re.match(r"/v2/(.+)/referrers/(sha256:[0-9a-f]{64})", urlsplit(self.path).path)
+            if proxy.referrers_api and listed and self.command == "GET":
+                proxy.requests.append((self.command, self.path, "referrers API"))
+                return self._referrers(listed.group(2))
             fault = proxy.fault_for(self.command, self.path)
             proxy.requests.append((self.command, self.path, fault or "forwarded"))
             if fault == "reset":
@@ -183,6 +191,9 @@ def _handler(proxy: Proxy):
                 self.close_connection = True
                 return
             self.send_response(resp.status_code)
+            if proxy.referrers_api and self.command == "PUT" and "/manifests/" in self.path and \
+                    resp.status_code == 201 and body:
+                self._record_subject(body, resp.headers.get("Docker-Content-Digest", ""))
             for k, v in resp.headers.items():
                 if k.lower() not in ("connection", "content-length", "transfer-encoding", "content-encoding"):
                     self.send_header(k, v)
@@ -190,6 +201,29 @@ def _handler(proxy: Proxy):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(resp.content)
+
+        def _record_subject(self, body: bytes, digest: str):
+            doc = json.loads(body)
+            if "subject" not in doc:
+                return
+            desc = {"mediaType": doc.get("mediaType", ""), "digest": digest, "size": len(body),
+                    "artifactType": doc.get("artifactType") or doc.get("config", {}).get("mediaType", "")}
+            if doc.get("annotations"):
+                desc["annotations"] = doc["annotations"]
+            with proxy._lock:
+                listed = proxy.referrers.setdefault(doc["subject"]["digest"], [])
+                if all(d["digest"] != digest for d in listed):
+                    listed.append(desc)
+            self.send_header("OCI-Subject", doc["subject"]["digest"])
+
+        def _referrers(self, digest: str):
+            wanted = parse_qs(urlsplit(self.path).query).get("artifactType", [""])[0]
+            found = [d for d in proxy.referrers.get(digest, []) if not wanted or d["artifactType"] == wanted]
+            index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": found}
+            headers = {"Content-Type": "application/vnd.oci.image.index.v1+json"}
+            if wanted:
+                headers["OCI-Filters-Applied"] = "artifactType"
+            return self._reply(200, json.dumps(index).encode(), headers)
 
         do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
 
