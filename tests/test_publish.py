@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from cyclonedx.validation.json import JsonStrictValidator
 
 from builder import local, pipeline, publish as pub
+from builder.audit import goinfo, provenance, referrers, sbom
 from builder.local import native_arch
 from builder.publish import Destination, PublishError
 from builder.registry import AuthError, Registry, RegistryError, credentials_for
@@ -122,6 +127,17 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
     finally:
         engine.remove_image(ref)
 
+    attached = {m["digest"]: check_referrers(client, m, rig) for m in index["manifests"]}
+    shown = run_invoke("sbom", ref, "--platform", "linux/amd64", "--output", str(tmp_path / "sbom.json"),
+                       env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password})
+    assert shown.returncode == 0, shown.stderr
+    amd64 = next(m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == "amd64")
+    assert json.loads((tmp_path / "sbom.json").read_text())["metadata"]["component"]["version"] == amd64
+    shown = run_invoke("provenance", ref, env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password})
+    assert shown.returncode == 0, shown.stderr
+    assert {p: s["subject"][0]["digest"]["sha256"] for p, s in json.loads(shown.stdout).items()} == \
+        {pub.platform_key(m["platform"]): m["digest"].split(":")[1] for m in index["manifests"]}
+
     again, log2 = Registry(reg.host, creds, retries=2, backoff=0.05), io.StringIO()
     report2 = pipeline.publish(req, rig.engine, again, dest, log2, allow_trial=True)
     assert report2.noop and again.bytes_uploaded == 0, log2.getvalue()
@@ -129,6 +145,52 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
     assert "smoke:" not in log2.getvalue(), "unchanged inputs are neither rebuilt nor smoke-tested"
     assert log2.getvalue().count("up to date, nothing to do") == 3
     assert tag_digests(again, rig) == digests
+    assert {d: referrers.referrers(again, REPO, d) for d in attached} == attached, "a no-op attaches nothing"
+
+
+def _apk_db(client: Registry, layers: list[dict]) -> dict[str, str]:
+    """name -> version from the last of the base's layers that holds apk's database, read with tarfile."""
+    found = {}
+    for desc in layers:
+        with tarfile.open(fileobj=io.BytesIO(client.get_blob(REPO, desc["digest"]))) as t:
+            names = {ti.name.removeprefix("./"): ti for ti in t}
+            if "lib/apk/db/installed" in names:
+                text = t.extractfile(names["lib/apk/db/installed"]).read().decode()
+                found = dict(re.findall(r"^P:(.+)\nV:(.+)$", text, re.M))
+    return found
+
+
+def check_referrers(client: Registry, desc: dict, rig) -> list[dict]:
+    """From the registry alone: both referrers of a published image, and what they say about it."""
+    digest = desc["digest"]
+    found = referrers.referrers(client, REPO, digest)
+    assert sorted(d["artifactType"] for d in found) == [sbom.MEDIA_TYPE, provenance.MEDIA_TYPE], found
+    manifest = json.loads(client.get_manifest(REPO, digest)[0])
+    labels = json.loads(client.get_blob(REPO, manifest["config"]["digest"]))["config"]["Labels"]
+    with tarfile.open(fileobj=io.BytesIO(client.get_blob(REPO, manifest["layers"][-1]["digest"]))) as t:
+        gosu = t.extractfile("usr/local/bin/gosu").read()
+
+    [s] = [d for d in found if d["artifactType"] == sbom.MEDIA_TYPE]
+    doc = referrers.fetch(client, REPO, s)
+    assert JsonStrictValidator(sbom.SCHEMA).validate_str(doc.decode()) is None
+    bom = json.loads(doc)
+    assert bom["metadata"]["component"]["version"] == digest
+    parts = {c["bom-ref"]: c for c in bom["components"]}
+    assert parts["gosu"]["hashes"][0]["content"] == labels["org.base-gosu.gosu.sha256"] == \
+        hashlib.sha256(gosu).hexdigest()
+    go = goinfo.parse(gosu).go_version
+    assert labels["org.base-gosu.gosu.go-version"] == go and f"pkg:golang/stdlib@v{go[2:]}" in parts
+    apk = {c["name"]: c["version"] for c in parts.values() if c.get("purl", "").startswith("pkg:apk/alpine/")}
+    assert apk == _apk_db(client, manifest["layers"][:-1]) and {"musl", "busybox"} <= set(apk)
+
+    [p] = [d for d in found if d["artifactType"] == provenance.MEDIA_TYPE]
+    statement = json.loads(referrers.fetch(client, REPO, p))
+    assert statement["subject"] == [{"name": REPO, "digest": {"sha256": digest.split(":")[1]}}]
+    deps = {d["name"]: d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["gosu"]["digest"]["sha256"] == labels["org.base-gosu.gosu.sha256"]
+    assert deps["base"]["digest"]["sha256"] == labels["org.base-gosu.base.platform-digest"].split(":")[1]
+    assert deps["gosu"]["annotations"]["trustRoot"] == rig.mirror.fingerprint
+    return found
 
 
 def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
