@@ -213,7 +213,7 @@ def entrypoint_bytes(root: Path | None = None) -> bytes:
 
 
 def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fetched,
-                  entrypoint: bytes | None = None) -> str:
+                  entrypoint: bytes | None = None, gosu_data: bytes | None = None) -> str:
     """Everything that determines the image's content; equal digests mean nothing to push."""
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
@@ -223,13 +223,13 @@ def inputs_digest(settings: ImageSettings, target: Target, base: Base, gosu: Fet
         "user": [settings.ops_user, settings.ops_uid, settings.ops_gid],
         # Already implied by gosu's sha256; its own key so that images published before these labels
         # existed count as changed and are rebuilt (with their SBOM and provenance), not reused.
-        "gosu_build": list(gosu_build(gosu)),
+        "gosu_build": list(gosu_build(gosu, gosu_data)),
     }
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetched, inputs: str,
-                 rev: Revision) -> dict[str, str]:
+                 rev: Revision, gosu_data: bytes | None = None) -> dict[str, str]:
     """Every label an image carries, in one place: where each input came from and who vouched for it.
 
     They name every input, so `invoke reproduce` can rebuild the image from them.
@@ -246,7 +246,7 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
         f"{LABEL}.gosu.sha256": gosu.sha256,
         f"{LABEL}.gosu.source": gosu.kind,
         f"{LABEL}.gosu.trust-root": gosu.trust_root,
-        **dict(zip((f"{LABEL}.gosu.go-version", f"{LABEL}.gosu.module-version"), gosu_build(gosu))),
+        **dict(zip((f"{LABEL}.gosu.go-version", f"{LABEL}.gosu.module-version"), gosu_build(gosu, gosu_data))),
         f"{LABEL}.flavor": target.flavor.name,
         f"{LABEL}.ops": f"{settings.ops_user}:{settings.ops_uid}:{settings.ops_gid}",
         f"{LABEL}.source-date-epoch": str(rev.epoch),
@@ -263,15 +263,15 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
     return labels
 
 
-def gosu_build(gosu: Fetched) -> tuple[str, str]:
+def gosu_build(gosu: Fetched, data: bytes | None = None) -> tuple[str, str]:
     """(Go version, main module version) as gosu's own build information says: a pure function of its bytes.
 
     A binary built outside module mode (Debian's GOPATH builds) has no main
     module: its module version is "". One without build information at all
-    (not a Go binary) has neither.
+    (not a Go binary) has neither. `data`: gosu's bytes when they are at hand (else read from gosu.path).
     """
     try:
-        info = goinfo.parse(gosu_bytes(gosu), str(gosu.path))
+        info = goinfo.parse(data if data is not None else gosu_bytes(gosu), str(gosu.path))
     except goinfo.GoInfoError:
         return "", ""
     return info.go_version, info.main.version if info.main else ""

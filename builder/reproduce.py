@@ -160,8 +160,9 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
 
 def rebuild(inp: Inputs, root: Path, store: Store, gosu_bytes: bytes, registry_for) -> append.Image:
     entrypoint = revision_file(root, inp.revision.commit, "images/entrypoint.sh")
-    inputs = images.inputs_digest(inp.settings, inp.target, inp.base, inp.gosu, entrypoint)
-    labels = {**images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision),
+    inputs = images.inputs_digest(inp.settings, inp.target, inp.base, inp.gosu, entrypoint, gosu_bytes)
+    labels = {**images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision,
+                                    gosu_bytes),
               **inp.provenance}
     r = images.recipe(inp.settings, inp.target, inp.base, inp.gosu, gosu_bytes, entrypoint, inp.revision, labels)
     return append.assemble(r, store, registry_for(inp.base.host))

@@ -94,7 +94,8 @@ def _layer(*entries) -> bytes:
 
 def test_layers_in_order_with_whiteouts_status_d_and_symlinked_os_release(tmp_path):
     store = Store(tmp_path)
-    lower = _layer(("usr/lib/os-release", b"ID=debian\nVERSION_ID=12\n"), ("etc/os-release", ("->", "../usr/lib/os-release")),
+    lower = _layer(("usr/lib/os-release", b"ID=debian\nVERSION_ID=12\n"),
+                   ("etc/os-release", ("->", "../usr/lib/os-release")),
                    ("var/lib/dpkg/status", STATUS.encode()),
                    ("var/lib/dpkg/status.d/base-files", b"Package: base-files\nVersion: 12.4\nArchitecture: amd64\n"),
                    ("var/lib/dpkg/status.d/base-files.md5sums", b"abc  etc/issue\n"))

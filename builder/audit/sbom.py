@@ -95,14 +95,17 @@ def os_components(f: Facts) -> list[Component]:
     return out
 
 
+def platform_name(p: dict) -> str:
+    return "/".join(p[k] for k in ("os", "architecture", "variant") if p.get(k))
+
+
 def build(f: Facts) -> Bom:
     created = dt.datetime.fromtimestamp(f.epoch, dt.timezone.utc)
     image = Component(
         type=ComponentType.CONTAINER, name=f.title, version=f.manifest_digest, bom_ref=f.manifest_digest,
         purl=_purl(str(PackageURL("oci", None, f.title.split(":")[0].rsplit("/", 1)[-1], f.manifest_digest,
                                   {"arch": f.platform["architecture"]}))),
-        properties=_props(flavor=f.flavor, platform="/".join(
-                              f.platform[k] for k in ("os", "architecture", "variant") if f.platform.get(k)), base_name=f.base_name,
+        properties=_props(flavor=f.flavor, platform=platform_name(f.platform), base_name=f.base_name,
                           base_digest=f.base_digest, base_platform_digest=f.base_platform_digest,
                           base_standin_for=f.standin_for, trial=f.trial, revision=f.revision))
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"oci:{f.manifest_digest}"),
