@@ -256,5 +256,6 @@ def test_artifact_manifest_shape():
                                                                                                "size")}
     assert m["config"] == {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2, "data": "e30=",
                            "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}
-    assert m["layers"] == [{"mediaType": sbom.MEDIA_TYPE, "digest": sha256_digest(b"{}\n"), "size": 3}]
+    assert m["layers"] == [{"mediaType": sbom.MEDIA_TYPE, "digest": sha256_digest(b"{}\n"), "size": 3,
+                            "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"}}]
     assert referrers.tag_for(subject["digest"]) == "sha256-" + "a" * 64

@@ -19,6 +19,10 @@ from ..registry import OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_
 EMPTY = b"{}"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 CREATED = "org.opencontainers.image.created"
+TITLE = "org.opencontainers.image.title"
+# File names `oras pull` writes the documents to (it skips a layer without a title).
+FILENAMES = {"application/vnd.cyclonedx+json": "sbom.cdx.json",
+             "application/vnd.in-toto+json": "provenance.intoto.json"}
 
 
 def canonical(obj) -> bytes:
@@ -35,7 +39,8 @@ def artifact_manifest(subject: dict, artifact_type: str, document: bytes, create
     return canonical({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
         "config": empty_descriptor(),
-        "layers": [{"mediaType": artifact_type, "digest": sha256_digest(document), "size": len(document)}],
+        "layers": [{"mediaType": artifact_type, "digest": sha256_digest(document), "size": len(document),
+                    "annotations": {TITLE: FILENAMES.get(artifact_type, "document.json")}}],
         "subject": {k: subject[k] for k in ("mediaType", "digest", "size")},
         "annotations": {CREATED: created},
     })
