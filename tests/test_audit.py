@@ -16,7 +16,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from builder import audit, publish as pub
 from builder.assembly.store import Store
-from builder.audit import basepkgs, goinfo, packages, provenance, referrers, sbom
+from builder.audit import basepkgs, goinfo, packages, provenance, referrers, sbom, show
 from builder.publish import Destination
 from builder.registry import OCI_MANIFEST, RegistryError, sha256_digest
 
@@ -215,6 +215,8 @@ def test_referrers_api_when_the_registry_has_it(rig, reg):
     finally:
         proxy.close()
     assert referrers.referrers(reg.client(), REPO, child.digest) == [], "the registry behind has neither"
+    with pytest.raises(show.ShowError, match="carries no sbom"):
+        show.show(reg.client(), REPO, child.digest, "sbom")
 
 
 @pytest.mark.engine
@@ -259,3 +261,56 @@ def test_artifact_manifest_shape():
     assert m["layers"] == [{"mediaType": sbom.MEDIA_TYPE, "digest": sha256_digest(b"{}\n"), "size": 3,
                             "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"}}]
     assert referrers.tag_for(subject["digest"]) == "sha256-" + "a" * 64
+
+
+def test_builder_names_the_ci_run_only_when_there_is_one():
+    env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "org/base-gosu", "GITHUB_RUN_ID": "42",
+           "GITHUB_RUN_ATTEMPT": "2"}
+    assert provenance.ci_run_url(env) == "https://github.com/org/base-gosu/actions/runs/42/attempts/2"
+    assert provenance.ci_run_url({k: v for k, v in env.items() if k != "GITHUB_RUN_ID"}) == ""
+
+
+@pytest.mark.engine
+def test_sbom_of_a_rebuilt_gosu_names_its_debian_inputs(rig):
+    """The rebuild source's facts (what sources/rebuild.py records) on the session's image: still schema-valid."""
+    import dataclasses
+    from builder.assembly import load
+    from builder.audit import facts
+    from builder.sources import rebuild
+    b = rig.built("alpine", "amd64")
+    f = facts.gather(b, load.registry_client({}))
+    deps = [["golang-golang-x-sys-dev", "0.50.0+dfsg-1~bpo13+1", "golang.org/x/sys",
+             "v0.50.0-debian.0.50.0-dfsg-1-bpo13-1"]]
+    gosu = dataclasses.replace(b.gosu, kind="rebuild", details=(
+        ("package", "1.19-1"), ("suite", "unstable"), ("go_version", "go1.27.4"),
+        ("go_package_version", "1.27.4-1~bpo13+1"), ("deps", json.dumps(deps)),
+        ("toolchain_debs", json.dumps({"golang-1.27-go": "a" * 64, "golang-1.27-src": "b" * 64}))))
+    f = dataclasses.replace(f, gosu=gosu, rebuilt=tuple(rebuild.components(gosu, "amd64")))
+    doc = sbom.document(f)
+    _validate(doc)
+    refs = _components(json.loads(doc))
+    assert "pkg:deb/debian/golang-1.27-go@1.27.4-1~bpo13%2B1?arch=amd64" in refs
+    assert refs["pkg:deb/debian/golang-1.27-src@1.27.4-1~bpo13%2B1?arch=all"]["hashes"][0]["content"] == "b" * 64
+    assert _prop(refs["gosu"], "gosu-source") == "rebuild"
+
+
+@pytest.mark.engine
+def test_sbom_names_the_modules_of_the_real_gosu_1_14(rig):
+    """tianon's signed 1.14 (Go 1.16.7, the layout before Go 1.18): stdlib, runc and x/sys, with their sums."""
+    import dataclasses
+    from builder.assembly import load
+    from builder.audit import facts
+    from .conftest import SHARED
+    real = SHARED / "gosu-release" / "1.14" / "gosu-amd64"
+    if not real.is_file():
+        skip_or_fail(f"{real} not found")
+    b = rig.built("alpine", "amd64")
+    f = dataclasses.replace(facts.gather(b, load.registry_client({})), go=goinfo.read(real))
+    doc = sbom.document(f)
+    _validate(doc)
+    refs = _components(json.loads(doc))
+    assert {"pkg:golang/stdlib@v1.16.7", "pkg:golang/github.com/opencontainers/runc@v1.0.1",
+            "pkg:golang/golang.org/x/sys@v0.0.0-20210817142637-7d9622a276b7"} <= set(refs)
+    assert _prop(refs["pkg:golang/github.com/opencontainers/runc@v1.0.1"], "go-sum").startswith("h1:")
+    assert refs["gosu"]["purl"] == "pkg:golang/github.com/tianon/gosu@v1.14.0", "main module is (devel)"
+    assert "(devel)" in _prop(refs["gosu"], "gosu-module-version-from")

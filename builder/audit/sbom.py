@@ -70,14 +70,16 @@ def gosu_component(f: Facts) -> tuple[Component, list[Component]]:
                                properties=_props(go_version=info.go_version)))
         for d in info.deps:
             use = d.replaced_by if d.replaced_by and d.replaced_by.version else d
-            ref = f"pkg:golang/{use.path}@{use.version}"
-            parts.append(Component(type=ComponentType.LIBRARY, name=use.path, version=use.version, bom_ref=ref,
-                                   purl=_purl(ref), properties=_props(go_sum=use.sum, replaces=(
+            space, _, name = use.path.rpartition("/")
+            purl = PackageURL("golang", space or None, name, use.version)  # "+incompatible" encoded once, here
+            parts.append(Component(type=ComponentType.LIBRARY, name=use.path, version=use.version,
+                                   bom_ref=purl.to_string(), purl=purl, properties=_props(go_sum=use.sum, replaces=(
                                        f"{d.path} {d.version}" if use is not d else ""))))
     for c in f.rebuilt:
         if c["purl"].startswith("pkg:deb/"):
+            purl = _purl(c["purl"])
             parts.append(Component(type=ComponentType.LIBRARY, name=c["name"], version=c["version"],
-                                   bom_ref=c["purl"], purl=_purl(c["purl"]), hashes=_sha256(c.get("sha256", "")),
+                                   bom_ref=purl.to_string(), purl=purl, hashes=_sha256(c.get("sha256", "")),
                                    properties=_props(role="built gosu (rebuild source)")))
     return gosu, parts
 
