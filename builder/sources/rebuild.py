@@ -236,7 +236,7 @@ def _fetched(opts: FetchOptions, arch: Arch, rec: RebuildRecord, path: Path, fro
 
 
 def components(f: Fetched, host_arch: str) -> list[dict[str, str]]:
-    """What a rebuilt gosu is made of, as package URLs, for an SBOM to name (issue 11).
+    """What a rebuilt gosu is made of, as package URLs, for the SBOM to name.
 
     The binary's own build information says the same for the Go side (an SBOM
     scanner reading it sees go1.NN.N and each dependency's Debian-named
