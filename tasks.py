@@ -7,7 +7,8 @@ import sys
 from invoke import Exit, task
 
 from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
-                     publish as publish_stage, reproduce as reproduce_stage, testarchive, testmirror, tools)
+                     publish as publish_stage, reproduce as reproduce_stage, signing, testarchive, testmirror, tools,
+                     trustcheck)
 from builder.assembly import load as load_stage
 from builder.audit import show as show_stage
 from builder.engine import Engine, EngineError
@@ -50,8 +51,13 @@ PUBLISH_HELP = {
     "allow_shrink": "let a tag lose platforms it serves now (refused by default)",
     "allow_trial": "let trial images (stand-in bases, gosu trusted through a test key) go to a registry other "
                    "than the local one (refused by default)",
+    "sign_key": "sign (and attest) with this cosign key file or KMS URI, its password from COSIGN_PASSWORD "
+                "(default: signing.key; the local registry: the key pair `invoke up` made)",
+    "keyless": "sign with the CI runner's OIDC identity (cosign keyless; default: signing.keyless)",
+    "unsigned": "publish to a registry other than the local one without signatures (refused by default)",
 }
-PUBLISH_ERRORS = (pipeline.PipelineError, publish_stage.PublishError, RegistryError, EngineError, ValueError)
+PUBLISH_ERRORS = (pipeline.PipelineError, publish_stage.PublishError, RegistryError, EngineError, ValueError,
+                  signing.SigningError)
 
 
 def _request(c, **kw):
@@ -79,6 +85,9 @@ def _up(c) -> None:
     for name in ("cosign", "oras"):
         where = tools.ensure(settings, name, local_stage.native_arch(), sys.stdout)
         print(f"up: tools: {name} at {where}")
+    pub = signing.make_local_key(tools.path(settings, "cosign"), config.project_path(c.config.signing.local_key),
+                                 sys.stdout)
+    print(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}")
 
 
 def _fetch(c, enforce_lock=True, for_lock=False, **kw):
@@ -141,14 +150,23 @@ def _destination(c, registry, repository):
         raise Exit(f"error: {e}", code=2)
 
 
-def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, **fetch_kw):
+def _signer(c, name, dest, sign_key, keyless, unsigned):
+    try:
+        return config.signer(c.config, dest, sign_key, keyless, unsigned)
+    except (signing.SigningError, tools.ToolError, ValueError) as e:
+        raise Exit(f"{name}: error: {e}", code=2)
+
+
+def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, sign_key=None,
+             keyless=False, unsigned=False, **fetch_kw):
     req = _request(c, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch_kw)
     dest, client = _destination(c, registry, repository)
+    signer = _signer(c, name, dest, sign_key, keyless, unsigned)
     try:
         if dry_run:
             pipeline.dry_run(req, client, dest, sys.stdout, allow_shrink, allow_trial)
         else:
-            pipeline.publish(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial)
+            pipeline.publish(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer)
     except PUBLISH_ERRORS as e:
         raise Exit(f"{name}: error: {e}", code=1)
 
@@ -156,14 +174,16 @@ def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink,
 @task(help=PUBLISH_HELP)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
             allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
-            fingerprint=None):
-    """Build and smoke-test every flavor/arch, push each by digest, then move each flavor's three tags."""
-    _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, source=source,
-             gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
+            fingerprint=None, sign_key=None, keyless=False, unsigned=False):
+    """Build and smoke-test every flavor/arch, push, sign and attest each by digest, sign each index, move tags."""
+    _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, sign_key,
+             keyless, unsigned, source=source, gosu_version=gosu_version, suite=suite, go=go, mirror=mirror,
+             key=key, fingerprint=fingerprint)
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items()
-               if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial")},
+               if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial", "sign_key",
+                            "keyless", "unsigned")},
             "source": FETCH_HELP["source"].replace("(default: gosu.source, github)", "(default: auto)")})
 def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=None, go=None, mirror=None, key=None,
             fingerprint=None):
@@ -179,13 +199,14 @@ def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=N
             "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
          allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
-         fingerprint=None):
-    """Split publish, part 1 (one machine per arch): build, smoke-test, push by digest; moves no tag."""
+         fingerprint=None, sign_key=None, keyless=False, unsigned=False):
+    """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
     req = _request(c, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version, suite=suite, go=go,
                    mirror=mirror, key=key, fingerprint=fingerprint)
     dest, client = _destination(c, registry, repository)
+    signer = _signer(c, "push", dest, sign_key, keyless, unsigned)
     try:
-        children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial)
+        children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer)
         for path in publish_stage.write_records(config.cli_path(digests_dir), children):
             print(f"push: wrote {path}")
     except (*PUBLISH_ERRORS, OSError) as e:
@@ -196,9 +217,10 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
             "flavor": "comma-separated flavors whose records must all be there (default: all configured)",
             "arch": PUBLISH_HELP["arch"], "registry": PUBLISH_HELP["registry"],
             "repository": PUBLISH_HELP["repository"], "dry_run": PUBLISH_HELP["dry_run"],
-            "allow_shrink": PUBLISH_HELP["allow_shrink"], "allow_trial": PUBLISH_HELP["allow_trial"]})
+            "allow_shrink": PUBLISH_HELP["allow_shrink"], "allow_trial": PUBLISH_HELP["allow_trial"],
+            **{k: PUBLISH_HELP[k] for k in ("sign_key", "keyless", "unsigned")}})
 def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, dry_run=False,
-             allow_shrink=False, allow_trial=False):
+             allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False):
     """Split publish, part 2: check every expected arch was pushed, write each flavor's index, move its tags."""
     try:
         expected = config.expected_targets(c.config, flavor, config.publish_arches(c.config, arch))
@@ -206,8 +228,9 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
     except (ValueError, publish_stage.PublishError) as e:
         raise Exit(f"assemble: error: {e}", code=2)
     dest, client = _destination(c, registry, repository)
+    signer = _signer(c, "assemble", dest, sign_key, keyless, unsigned)
     try:
-        pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial)
+        pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer)
     except PUBLISH_ERRORS as e:
         raise Exit(f"assemble: error: {e}", code=1)
 
@@ -326,3 +349,25 @@ def sbom(c, ref, platform=None, output=None):
 def provenance(c, ref, platform=None):
     """Print the in-toto provenance (SLSA v1) a published image carries (read from the registry alone)."""
     _show("provenance", ref, platform)
+
+
+@task(iterable=["key"],
+      help={"ref": "HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index checks every platform)",
+            "key": "a trusted cosign public key file or KMS URI; repeat it for a key rotation (default: "
+                   "signing.trusted_keys, else the local registry's public key)",
+            "identity": "keyless: the certificate identity regexp to require (signing.identity)",
+            "issuer": "keyless: the OIDC issuer to require (signing.issuer)"})
+def verify(c, ref, key=None, identity=None, issuer=None):
+    """Before `FROM`: check every signature, both attestations and gosu's hash of a published image (exit 0: all hold)."""
+    from builder.registry import Registry, credentials_for
+    try:
+        trust = config.trust(c.config, key, identity, issuer)
+        host, repo, tag = reproduce_stage.parse_ref(ref)
+        cosign = tools.ensure(config.tool_settings(c.config), "cosign", local_stage.native_arch())
+        checker = trustcheck.Checker(cosign, trust, Registry(host, credentials_for(host)), repo)
+        digest, rows = trustcheck.check(checker, tag)
+    except (ValueError, trustcheck.TrustError, RegistryError, tools.ToolError) as e:
+        raise Exit(f"verify: error: {e}", code=2)
+    print("\n".join(trustcheck.table(ref, digest, rows)))
+    if not all(r.ok for r in rows):
+        raise Exit(code=1)

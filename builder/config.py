@@ -283,3 +283,46 @@ def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None,
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return settings, store, options_for
+
+
+def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
+           environ=os.environ) -> "Signer | None":
+    """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
+    from . import tools
+    from .local import native_arch
+    from .signing import Signer, choose
+    s = c_config.signing
+    identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),
+                      unsigned, dest.local, project_path(s["local_key"]), dest.registry)
+    if identity is None:
+        return None
+    if identity.key and "://" not in identity.key:
+        identity = dataclasses.replace(identity, key=str(cli_path(identity.key) if key else
+                                                         project_path(identity.key)))
+    cosign = tools.path(tool_settings(c_config), "cosign")
+    if not cosign.is_file():
+        cosign = tools.ensure(tool_settings(c_config), "cosign", native_arch())
+    return Signer(cosign, identity, dict(environ))
+
+
+def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None):
+    """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer."""
+    from .trustcheck import Trust
+    s = c_config.signing
+    identity, issuer = identity or s.get("identity") or "", issuer or s.get("issuer") or ""
+    if keys:
+        paths = [cli_path(k) if "://" not in k else k for k in keys]
+    elif identity or issuer:
+        paths = []
+    else:
+        configured = [k.strip() for k in str(s.get("trusted_keys") or "").split(",") if k.strip()]
+        paths = [project_path(k) if "://" not in k else k for k in configured] or \
+            [project_path(s["local_key"]).with_suffix(".pub")]
+    if not paths and not (identity and issuer):
+        raise ValueError("keyless verification needs both --identity REGEX and --issuer URL "
+                         "(signing.identity, signing.issuer)")
+    for p in paths:
+        if isinstance(p, Path) and not p.is_file():
+            raise ValueError(f"trusted key {p} does not exist (--key, signing.trusted_keys; `invoke up` makes the "
+                             "local registry's)")
+    return Trust(tuple(str(p) for p in paths), identity, issuer)

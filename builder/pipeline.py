@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import engines, fetch as fetch_stage, images, publish as pub
+from . import engines, fetch as fetch_stage, images, publish as pub, signing, statements
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -166,10 +166,13 @@ def _check_shrink(req: Request, states: dict[str, dict], allow_shrink: bool) -> 
         pub.check_shrink(floating, platforms, allow_shrink)
 
 
-def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False):
+def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
+            signer: signing.Signer | None = None):
     """(planned, tag states, registry children keyed by target name for inputs already published, revision)."""
     planned = prepare(req, log)
     pub.check_trial([(f"{req.settings.repository}:{p.target.name}", p.trial) for p in planned], dest, allow_trial)
+    if signer:
+        signer.preflight()
     states = _states(registry, dest, planned)
     _check_shrink(req, states, allow_shrink)
     rev = req.source()
@@ -184,13 +187,15 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
 
 
 def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-         allow_trial: bool = False) -> list:
+         allow_trial: bool = False, signer: signing.Signer | None = None) -> list:
     """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
 
     An image whose inputs digest the registry already serves is neither built
     nor pushed: a nightly run with nothing new costs a few registry reads.
+    With a signer, each image is signed and attested by digest once pushed
+    (one already signed is left as it is).
     """
-    planned, _, have, _ = _triage(req, registry, dest, allow_shrink, log, allow_trial)
+    planned, _, have, _ = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer)
     for child in have.values():
         log.write(f"push: {child.flavor}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
                   f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
@@ -200,15 +205,20 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
         built = smoke(dataclasses.replace(req, targets=todo), engine, log)
         pushed = pub.push_all(registry, dest, built, log)
         children.update((b.target.name, child) for b, child in zip(built, pushed))
+    if signer:
+        for child in children.values():
+            signing.seal(signer, registry, dest, child.digest, statements.documents, log)
     return [children[t.name] for t in req.targets]
 
 
 def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-            allow_trial: bool = False):
-    """build -> smoke -> push every arch by digest -> one index per flavor -> move tags, in that order."""
+            allow_trial: bool = False, signer: signing.Signer | None = None):
+    """build -> smoke -> push every arch by digest (signed, attested) -> one index per flavor (signed) -> move
+    tags, in that order."""
     start = time.monotonic()
-    children = push(req, engine, registry, dest, log, allow_shrink, allow_trial)
-    report = assemble(children, registry, dest, _pushed_targets(req), log, allow_shrink, allow_trial=allow_trial)
+    children = push(req, engine, registry, dest, log, allow_shrink, allow_trial, signer)
+    report = assemble(children, registry, dest, _pushed_targets(req), log, allow_shrink, allow_trial=allow_trial,
+                      signer=signer)
     summary = "nothing changed, zero bytes pushed" if report.noop else \
         f"{len(report.moved)} tag(s) moved, {report.bytes_uploaded} bytes uploaded"
     log.write(f"publish: {dest.registry}/{dest.repository}: {summary} ({time.monotonic() - start:.1f} s)\n")
@@ -216,16 +226,27 @@ def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_
 
 
 def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | None, log=sys.stderr,
-             allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False):
-    """Indexes and tags from push records (made here, or on other machines in a split publish)."""
+             allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False,
+             signer: signing.Signer | None = None):
+    """Indexes and tags from push records (made here, or on other machines in a split publish).
+
+    With a signer, every child must be (or is now) signed and attested and
+    every index is signed by digest before any tag moves to it.
+    """
     pub.check_trial([(f"{dest.repository}:{c.flavor}-{c.arch}", c.trial) for c in children], dest, allow_trial)
+    if signer and not dry_run:
+        signer.preflight()
     plans = pub.plan(registry, dest, children, expected, allow_shrink)
     report = pub.Report(plans, children)
     if dry_run:
         log.write(f"assemble plan for {dest.registry}/{dest.repository} (dry run: nothing is written):\n")
         log.write("\n".join(pub.describe(plans, dest)) + "\n")
         return report
-    report.moved = pub.apply(registry, dest, plans, log)
+    seal = None
+    if signer:
+        def seal(digest: str, per_arch: bool) -> None:
+            signing.seal(signer, registry, dest, digest, statements.documents if per_arch else None, log)
+    report.moved = pub.apply(registry, dest, plans, log, seal)
     report.bytes_uploaded = registry.bytes_uploaded
     return report
 

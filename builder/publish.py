@@ -357,8 +357,12 @@ def _restore(registry: Registry, dest: Destination, move: TagMove) -> bool:
         return False
 
 
-def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log) -> list[str]:
+def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log, seal=None) -> list[str]:
     """Check every child is present, write every index by digest, then move the tags.
+
+    `seal(digest, per_arch)`, if given, signs (and for a per-arch image
+    attests) each child and index by digest before any tag moves, so a tag
+    never points at an unsigned image; a failure there moves no tag.
 
     If a tag move fails, the tags already moved by this call are put back to
     the index they had; a tag this call created points at a complete,
@@ -370,7 +374,11 @@ def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log) -
             if registry.get_manifest(dest.repository, c.digest) is None:
                 raise PublishError(f"{dest.ref(c.digest)} ({p.flavor} {c.arch}) is not in the registry; "
                                    "re-run its push. No tag was moved")
+            if seal:
+                seal(c.digest, True)
         registry.put_manifest(dest.repository, p.index_digest, p.index, OCI_INDEX)
+        if seal:
+            seal(p.index_digest, False)
     moved: list[TagMove] = []
     try:
         for p in todo:
