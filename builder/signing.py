@@ -56,7 +56,7 @@ def choose(key: str, keyless: bool, unsigned: bool, local: bool, local_key: Path
     if key:
         return Identity(key=key)
     if local:
-        return Identity(key=str(local_key), local=True)
+        return Identity(key=str(local_key.with_suffix(".key")), local=True)
     raise SigningError(
         f"{registry} is not this machine's local registry, and nothing would sign what is published there: give "
         "--sign-key FILE_OR_KMS_URI (config signing.key; its password in COSIGN_PASSWORD) or --keyless in CI "

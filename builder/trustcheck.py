@@ -99,6 +99,8 @@ class Checker:
         if not signing.has(self.registry, self.repo, digest, "att"):
             return Row(check, what, digest, f"no attestations ({signing.sig_tag(digest, 'att')} is absent)"), None
         out, why = self._cosign(["verify-attestation", "--type", kind], digest, "verify-attestation")
+        if not out and "subject digest" in why:
+            return Row(check, what, digest, f"its subject is another image, not this manifest (cosign: {why})"), None
         if not out:
             return Row(check, what, digest, f"no {kind} attestation by a trusted {self.trust.describe()} ({why})"), \
                 None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from invoke import Config
 
-from builder import config, local, pipeline, testmirror
+from builder import config, local, pipeline, signing, testmirror, tools
 from builder.assembly import layer
 from builder.engine import Engine
 from builder.local import native_arch
@@ -54,6 +54,8 @@ class Rig:
             local.up(config.local_settings(self.cfg.local), self.engine, log)
             debian = config.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
             self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", debian, log)
+            self.cosign = tools.ensure(config.tool_settings(self.cfg), "cosign", native_arch(), log)
+            signing.make_local_key(self.cosign, config.project_path(self.cfg.signing.local_key), log)
         except Exception as e:  # noqa: BLE001 - report setup output with the failure
             sys.stderr.write(log.getvalue())
             raise RuntimeError(f"engine test setup failed: {e}") from e

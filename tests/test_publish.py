@@ -288,7 +288,7 @@ def test_refused_credentials_are_one_clear_error_without_the_secret(rig, reg):
     with pytest.raises(AuthError, match="refused anonymous access"):
         Registry(reg.host, None, retries=0).get_manifest(REPO, "alpine")
 
-    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run", "--allow-trial",
+    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run", "--allow-trial", "--unsigned",
                    env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": "wrong-pass-123"})
     assert p.returncode == 1, p.stdout + p.stderr
     assert f"publish: error: registry {reg.host} refused the credentials" in p.stderr

@@ -19,14 +19,14 @@ def invoke(*args, env=None):
 def test_list_shows_every_task_with_help():
     out = invoke("--list").stdout
     for name in ("fetch", "lock", "up", "down", "build", "smoke", "release", "publish", "push", "assemble", "test",
-                 "test-mirror", "reproduce"):
+                 "test-mirror", "reproduce", "verify"):
         line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
         assert len(line.split(None, 1)[1]) > 10
 
 
 def test_every_option_has_help():
     for name in ("fetch", "lock", "build", "smoke", "release", "publish", "push", "assemble", "test", "test-mirror",
-                 "reproduce"):
+                 "reproduce", "verify"):
         out = invoke("--help", name).stdout
         opts = [l for l in out.splitlines() if l.strip().startswith("-")]
         assert opts and all(len(l.split("  ")[-1].strip()) > 5 and l.strip().count(" ") > 2 for l in opts), out
@@ -137,6 +137,26 @@ def test_publish_arguments_are_checked_before_anything_runs(tmp_path):
     assert r.returncode == 2 and f"no push records (*.json) in {tmp_path / 'none'}" in r.stderr, r.stderr
     r = invoke("assemble", "--digests-dir", str(tmp_path), "--arch", "sparc")
     assert r.returncode == 2 and "unknown architecture 'sparc'" in r.stderr, r.stderr
+
+
+def test_publish_elsewhere_needs_a_signing_identity_before_anything_runs(tmp_path):
+    """No engine, no registry: the refusal comes before a single byte could be sent."""
+    r = invoke("publish", "--registry", "127.0.0.1:9", "--flavor", "alpine")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "publish: error: 127.0.0.1:9 is not this machine's local registry, and nothing would sign" in r.stderr
+    assert "--sign-key FILE_OR_KMS_URI" in r.stderr and "--keyless" in r.stderr and "--unsigned" in r.stderr
+    r = invoke("assemble", "--digests-dir", str(tmp_path / "none"), "--registry", "127.0.0.1:9")
+    assert r.returncode == 2 and "no push records" in r.stderr, r.stderr
+    r = invoke("push", "--digests-dir", str(tmp_path), "--registry", "127.0.0.1:9", "--flavor", "alpine")
+    assert r.returncode == 2 and "push: error: 127.0.0.1:9 is not this machine's local registry" in r.stderr
+    r = invoke("publish", "--registry", "127.0.0.1:9", "--sign-key", "k.key", "--keyless")
+    assert r.returncode == 2 and "choose one" in r.stderr, r.stderr
+    r = invoke("publish", "--registry", "127.0.0.1:9", "--sign-key", "k.key", "--unsigned")
+    assert r.returncode == 2 and "--unsigned contradicts" in r.stderr, r.stderr
+    r = invoke("verify", "127.0.0.1:9/org/base-gosu:alpine", "--key", str(tmp_path / "nope.pub"))
+    assert r.returncode == 2 and f"trusted key {tmp_path / 'nope.pub'} does not exist" in r.stderr, r.stderr
+    r = invoke("verify", "127.0.0.1:9/org/base-gosu:alpine", "--identity", "^https://github.com/")
+    assert r.returncode == 2 and "needs both --identity REGEX and --issuer URL" in r.stderr, r.stderr
 
 
 def test_smoke_engine_is_checked_before_anything_runs():
