@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from builder import pipeline
+from builder import config, oci, pipeline
 from builder.publish import Destination
-from builder.registry import Registry
+from builder.registry import OCI_INDEX, Registry
 
 from .conftest import ROOT
-from .engine import rig  # noqa: F401 - fixture
+from .engine import project_config, rig  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.engine
 
-# Its own repository in the local registry, so tests never move the main job's tags.
-REPO = "base-gosu-test/published"
+# Its own repository in the local registry, so tests never move the main job's tags (and engineers sharing a
+# registry, each with their INVOKE_IMAGES_REPOSITORY, never move each other's).
+REPO = f"{project_config().images['repository']}-example"
 IMAGE = "base-gosu-test/heartbeat:latest"
 HOST_UID = 4321
 
@@ -41,11 +44,18 @@ def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
     # (Those an earlier run already linked into REPO need neither.)
     base_layers = {d["digest"] for a in ("amd64", "arm64") for d in rig.built("alpine", a).image.layers[:-1]}
     unlinked = {d for d in base_layers if not client.blob_exists(REPO, d)}
-    report = pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO())
+    # Signed with the local key pair, as `invoke publish` to the local registry does.
+    report = pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
+                              signer=config.signer(rig.cfg, dest))
     assert report.noop or client.blobs_mounted >= len(unlinked), (client, unlinked)
 
-    rig.engine.run("build", "--network", "none", "--pull", "--build-arg", f"BASE={dest.ref('alpine')}",
-                   "--tag", IMAGE, str(ROOT / "examples" / "heartbeat"), timeout=600)
+    # The app's build verifies its base, then builds FROM it by the digest it verified.
+    env = {**os.environ, "INVOKE": str(ROOT / ".venv" / "bin" / "invoke")}
+    build = subprocess.run(["sh", "examples/heartbeat/build.sh", dest.ref("alpine"), IMAGE, "--network", "none"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    index_digest = client.get_manifest(REPO, "alpine")[2]
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert f"verify {dest.ref('alpine')} -> {index_digest}" in build.stdout and "9/9 checks hold" in build.stdout
     data = tmp_path / "data"
     data.mkdir()
     os.chown(data, HOST_UID, HOST_UID)
@@ -70,3 +80,21 @@ def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in data.iterdir()}
     assert owners == {(HOST_UID, HOST_UID)}
     print(f"docker stop returned in {took:.2f} s")
+
+
+def test_heartbeat_build_refuses_a_base_whose_tag_moved_to_an_unsigned_image(rig):
+    client = Registry(f"127.0.0.1:{rig.cfg.local['registry_port']}")
+    dest = Destination(client.host, REPO, local=True)
+    got = client.get_manifest(REPO, "alpine")
+    if got is None:
+        pytest.skip("runs after test_heartbeat_runs_as_volume_owner_and_stops_on_term published the base")
+    index = json.loads(got[0])
+    index.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = "moved-unsigned"
+    client.put_manifest(REPO, "moved", oci.canonical(index), OCI_INDEX)
+    env = {**os.environ, "INVOKE": str(ROOT / ".venv" / "bin" / "invoke")}
+    build = subprocess.run(["sh", "examples/heartbeat/build.sh", dest.ref("moved"), "base-gosu-test/never:built"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert build.returncode == 1, build.stdout + build.stderr
+    assert "signature                    index" in build.stderr and "FAILED: unsigned: no signature" in build.stderr
+    assert f"build.sh: {dest.ref('moved')} did not verify; not building on it" in build.stderr
+    assert rig.engine.run("image", "inspect", "base-gosu-test/never:built", check=False).returncode != 0

@@ -298,8 +298,11 @@ def test_refused_credentials_are_one_clear_error_without_the_secret(rig, reg):
 
 def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
     digests_dir = tmp_path / "digests"
-    env = {"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password}
-    common = ("--flavor", "alpine", "--registry", reg.host)
+    # Each push job signs and attests its arch, the assemble job signs the index: one key, from CI's secrets.
+    subprocess.run([str(rig.cosign), "generate-key-pair", "--output-key-prefix", str(tmp_path / "ci")], check=True,
+                   env={**os.environ, "COSIGN_PASSWORD": "ci-key-pass-5"}, capture_output=True, timeout=60)
+    env = {"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password, "COSIGN_PASSWORD": "ci-key-pass-5"}
+    common = ("--flavor", "alpine", "--registry", reg.host, "--sign-key", str(tmp_path / "ci.key"))
     refused = run_invoke("push", *common, "--arch", "amd64", "--digests-dir", str(digests_dir), env=env)
     assert refused.returncode == 1 and "is a trial image" in refused.stderr and not digests_dir.exists()
     common += ("--allow-trial",)
@@ -331,7 +334,11 @@ def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
     index = json.loads(reg.client().get_manifest(REPO, "alpine")[0])
     assert {m["digest"] for m in index["manifests"]} == {
         json.loads((digests_dir / f"alpine-{a}.json").read_text())["digest"] for a in ARCHES}
-    assert reg.password not in "".join(p.stdout + p.stderr for p in (amd, early, arm, dry, done))
+    assert done.stdout.count(" signed (key ") == 1, "push signed the children; assemble signs only the index"
+    verify = run_invoke("verify", f"{reg.host}/{REPO}:alpine", "--key", str(tmp_path / "ci.pub"), env=env)
+    assert verify.returncode == 0 and "9/9 checks hold" in verify.stdout, verify.stdout + verify.stderr
+    outputs = "".join(p.stdout + p.stderr for p in (amd, early, arm, dry, done, verify))
+    assert reg.password not in outputs and "ci-key-pass-5" not in outputs
 
 
 def test_bearer_token_registry(rig, tmp_path):
