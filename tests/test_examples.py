@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import json
 import os
 import subprocess
@@ -98,3 +99,33 @@ def test_heartbeat_build_refuses_a_base_whose_tag_moved_to_an_unsigned_image(rig
     assert "signature                    index" in build.stderr and "FAILED: unsigned: no signature" in build.stderr
     assert f"build.sh: {dest.ref('moved')} did not verify; not building on it" in build.stderr
     assert rig.engine.run("image", "inspect", "base-gosu-test/never:built", check=False).returncode != 0
+
+
+def verify_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"<!-- verify-test -->\n```sh\n(.*?)```", text, re.S).group(1)
+
+
+def test_readme_verify_commands_hold_on_a_signed_base_and_fail_on_a_moved_tag(rig):
+    """The README's "Verify before you build" block, as written, against the base the first test published."""
+    host = f"127.0.0.1:{rig.cfg.local['registry_port']}"
+    if Registry(host).get_manifest(REPO, "alpine") is None:
+        pytest.skip("runs after test_heartbeat_runs_as_volume_owner_and_stops_on_term published the base")
+    block = verify_block()
+    first, rest = block.split("\n", 1)
+    assert first == "REF=127.0.0.1:5000/org/base-gosu:alpine KEY=.cache/signing/local.pub"
+    tools = ROOT / ".cache" / "tools" / "bin"
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
+
+    def run(tag: str) -> subprocess.CompletedProcess:
+        script = f"REF={host}/{REPO}:{tag} KEY=.cache/signing/local.pub\n" + \
+            rest.replace("./run verify", f"{ROOT / '.venv' / 'bin' / 'invoke'} verify")
+        return subprocess.run(["sh", "-eu", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    ok = run("alpine")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "9/9 checks hold" in ok.stdout and ok.stdout.count(": signed, attested, gosu sha256 ") == 2, ok.stdout
+    if Registry(host).get_manifest(REPO, "moved") is not None:  # made by the test before
+        moved = run("moved")
+        assert moved.returncode != 0 and "FAILED: unsigned" in moved.stdout, moved.stdout + moved.stderr
