@@ -358,7 +358,7 @@ def provenance(c, ref, platform=None):
             "identity": "keyless: the certificate identity regexp to require (signing.identity)",
             "issuer": "keyless: the OIDC issuer to require (signing.issuer)"})
 def verify(c, ref, key=None, identity=None, issuer=None):
-    """Before `FROM`: check every signature, both attestations and gosu's hash of a published image (exit 0: all hold)."""
+    """Before `FROM`: check a published image's signatures, attestations and gosu's sha256 (exit 0: all hold)."""
     from builder.registry import Registry, credentials_for
     try:
         trust = config.trust(c.config, key, identity, issuer)

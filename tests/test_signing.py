@@ -277,3 +277,17 @@ def test_tamper_matrix(rig, signed, tmp_path):
     cosign_copied = cosign_verify(rig, s, tmp_path, f"{s.reg.host}/{t6}:alpine")
     print(f"cosign verify on a signature copied from another repository: exit {cosign_copied.returncode}")
     assert cosign_copied.returncode == 0, "cosign itself does not compare the payload's repository"
+
+
+def test_local_key_pair_is_made_once_and_opens_without_a_password(rig, tmp_path):
+    log = io.StringIO()
+    pub_key = signing.make_local_key(rig.cosign, tmp_path / "local", log)
+    assert pub_key == tmp_path / "local.pub" and f"public key {pub_key}" in log.getvalue()
+    made = (tmp_path / "local.key").read_bytes()
+    again = io.StringIO()
+    assert signing.make_local_key(rig.cosign, tmp_path / "local", again) == pub_key and again.getvalue() == ""
+    assert (tmp_path / "local.key").read_bytes() == made
+    identity = signing.choose("", False, False, True, tmp_path / "local", "127.0.0.1:5000")
+    assert identity == signing.Identity(key=str(tmp_path / "local.key"), local=True)
+    # A COSIGN_PASSWORD meant for another key does not get in the way of the local one.
+    signing.Signer(rig.cosign, identity, {**os.environ, "COSIGN_PASSWORD": "for-another-key"}).preflight()
