@@ -1,49 +1,45 @@
-"""The documents attested to each per-arch manifest: its SBOM (CycloneDX) and provenance (SLSA v1).
+"""The documents attested to each per-arch manifest: the SBOM and provenance the audit stage attached.
 
-PLACEHOLDER until issue 11 lands: the audit stage will produce the real
-SBOM and provenance for every pushed manifest. Until then `documents` builds
-minimal ones from what the image's own labels record (gosu's version and
-sha256, the base, the revision), enough to attest and to check gosu's sha256
-against the label. The lead replaces `documents` with issue 11's; the
-signing code only needs its signature: (registry, repository, manifest
-digest) -> {cosign attestation type: predicate}.
+publish attaches both as OCI referrers right after each manifest
+(builder/audit); signing attests the very same documents with cosign, read
+back from the registry, so one set of facts is both attached and signed:
+the CycloneDX SBOM as it is (`--type cyclonedx`), and the SLSA v1 predicate
+of the in-toto provenance (`--type slsaprovenance1`; cosign wraps it in its
+own statement whose subject is the manifest).
 """
 
 from __future__ import annotations
 
-from . import oci
-from .images import LABEL
+from .audit import show
 from .registry import Registry
+from .signing import SigningError
+
+
+class DocumentError(SigningError):
+    pass
 
 
 def documents(registry: Registry, repo: str, digest: str) -> dict[str, dict]:
-    labels = oci.child_config(registry, repo, digest).get("config", {}).get("Labels") or {}
-    gosu = {"type": "application", "name": "gosu", "version": labels.get(f"{LABEL}.gosu.version", ""),
-            "hashes": [{"alg": "SHA-256", "content": labels.get(f"{LABEL}.gosu.sha256", "")}],
-            "purl": f"pkg:golang/github.com/tianon/gosu@v{labels.get(f'{LABEL}.gosu.version', '')}"}
-    sbom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
-            "metadata": {"component": {"type": "container", "name": repo, "version": digest}},
-            "components": [gosu]}
-    provenance = {
-        "buildDefinition": {
-            "buildType": "https://github.com/org/base-gosu/build@v1",
-            "externalParameters": {"revision": labels.get("org.opencontainers.image.revision", "")},
-            "resolvedDependencies": [
-                {"uri": labels.get("org.opencontainers.image.base.name", ""),
-                 "digest": {"sha256": labels.get(f"{LABEL}.base.platform-digest", "").removeprefix("sha256:")}},
-                {"uri": "gosu", "digest": {"sha256": labels.get(f"{LABEL}.gosu.sha256", "")}},
-            ]},
-        "runDetails": {"builder": {"id": "https://github.com/org/base-gosu"}},
-    }
-    return {"cyclonedx": sbom, "slsaprovenance1": provenance}
+    """{cosign attestation type: predicate} for one per-arch manifest."""
+    image = show.Image("", digest)
+    try:
+        sbom = show.document(registry, repo, image, "sbom")
+        provenance = show.document(registry, repo, image, "provenance")
+    except show.ShowError as e:
+        raise DocumentError(f"nothing to attest: {e}") from None
+    subjects = {s.get("digest", {}).get("sha256") for s in provenance.get("subject", [])}
+    if digest.split(":", 1)[1] not in subjects:
+        raise DocumentError(f"{registry.host}/{repo}@{digest}: its provenance referrer names another subject "
+                            f"({', '.join(sorted(map(str, subjects)))}); not attesting it")
+    return {"cyclonedx": sbom, "slsaprovenance1": provenance["predicate"]}
 
 
 def gosu_sha256(sbom: dict) -> str | None:
-    """gosu's SHA-256 as a CycloneDX SBOM lists it (any depth), or None."""
+    """gosu's SHA-256 as a CycloneDX SBOM lists it (the component with bom-ref `gosu`, at any depth), or None."""
     stack = list(sbom.get("components") or [])
     while stack:
         c = stack.pop()
-        if c.get("name") == "gosu":
+        if c.get("bom-ref") == "gosu" or c.get("name") == "gosu":
             for h in c.get("hashes") or []:
                 if h.get("alg") in ("SHA-256", "sha256"):
                     return h.get("content")
