@@ -6,8 +6,8 @@ import sys
 
 from invoke import Exit, task
 
-from builder import (config, fetch as fetch_stage, local as local_stage, lock as lockfile, pipeline,
-                     publish as publish_stage, reproduce as reproduce_stage, signing, testarchive, testmirror, tools,
+from builder import (config, fetch as fetch_stage, images as images_stage, local as local_stage, lock as lockfile,
+                     pipeline, publish as publish_stage, reproduce as reproduce_stage, signing, testarchive, testmirror, tools,
                      trustcheck)
 from builder.assembly import load as load_stage
 from builder.audit import show as show_stage
@@ -329,7 +329,7 @@ SHOW_HELP = {
 
 def _show(kind, ref, platform, output=None):
     try:
-        host, repo, reference = show_stage.parse_ref(ref)
+        host, repo, reference = images_stage.parse_ref(ref)
         text = show_stage.show(load_stage.registry_client({})(host), repo, reference, kind, platform)
         if output:
             config.cli_path(output).write_bytes(text)
@@ -362,7 +362,7 @@ def verify(c, ref, key=None, identity=None, issuer=None):
     from builder.registry import Registry, credentials_for
     try:
         trust = config.trust(c.config, key, identity, issuer)
-        host, repo, tag = reproduce_stage.parse_ref(ref)
+        host, repo, tag = images_stage.parse_ref(ref)
         cosign = tools.ensure(config.tool_settings(c.config), "cosign", local_stage.native_arch())
         checker = trustcheck.Checker(cosign, trust, Registry(host, credentials_for(host)), repo)
         digest, rows = trustcheck.check(checker, tag)

@@ -150,6 +150,15 @@ def split_ref(ref: str) -> tuple[str, str, str]:
     return "registry-1.docker.io", name if "/" in name else f"library/{name}", tag
 
 
+def parse_ref(ref: str) -> tuple[str, str, str]:
+    """(host, repo, tag or digest) of HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:..."""
+    if "@" in ref:
+        name, digest = ref.split("@", 1)
+        host, repo, _ = split_ref(name)
+        return host, repo, digest
+    return split_ref(ref)
+
+
 def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch) -> Base:
     """The flavor's base for this arch, pinned by digest: the first candidate that resolves."""
     tried = []

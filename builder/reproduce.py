@@ -21,7 +21,7 @@ from pathlib import Path
 from . import arches, images
 from .assembly import append, layer
 from .fetch import Fetched
-from .images import LABEL, Base, Flavor, ImageSettings, Revision, Target, split_ref
+from .images import LABEL, Base, Flavor, ImageSettings, Revision, Target, parse_ref
 from .registry import OCI_MANIFEST, DOCKER_MANIFEST, Registry
 from .assembly.store import Store
 
@@ -57,15 +57,6 @@ class Verdict:
             return [f"identical: {self.ref} ({self.platform}) manifest {self.published}"]
         return [f"differs: {self.ref} ({self.platform}): published manifest {self.published}, rebuilt "
                 f"{self.rebuilt}", *(f"  {d}" for d in self.differences)]
-
-
-def parse_ref(ref: str) -> tuple[str, str, str]:
-    """(host, repo, tag or digest) of `host/repo:tag` or `host/repo@sha256:...`."""
-    if "@" in ref:
-        name, digest = ref.split("@", 1)
-        host, repo, _ = split_ref(name)
-        return host, repo, digest
-    return split_ref(ref)
 
 
 def git(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from builder import reproduce
+from builder import images, reproduce
 from builder.assembly import accounts, basefs, layer
 from builder.assembly.accounts import Account
 from builder.assembly.layer import DIR, FILE, SYMLINK, Entry
@@ -168,4 +168,4 @@ def test_differences_name_fields_and_files():
     ("ghcr.io/org/base-gosu@sha256:" + "a" * 64, ("ghcr.io", "org/base-gosu", "sha256:" + "a" * 64)),
 ])
 def test_reproduce_takes_a_tag_or_a_digest(ref, want):
-    assert reproduce.parse_ref(ref) == want
+    assert images.parse_ref(ref) == want

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..images import split_ref
 from ..registry import Registry
 from . import provenance, referrers, sbom
 
@@ -26,15 +25,6 @@ class ShowError(ValueError):
 class Image:
     platform: str
     digest: str
-
-
-def parse_ref(ref: str) -> tuple[str, str, str]:
-    """(host, repo, tag or digest) of HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:..."""
-    if "@" in ref:
-        name, digest = ref.split("@", 1)
-        host, repo, _ = split_ref(name)
-        return host, repo, digest
-    return split_ref(ref)
 
 
 def _platform(p: dict) -> str:
