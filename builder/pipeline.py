@@ -89,10 +89,11 @@ def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
     return built
 
 
-def subject_of(b: images.Built, settings: images.ImageSettings) -> "smoke.Subject":
+def subject_of(b: images.Built, settings: images.ImageSettings, by_id: bool = False) -> "smoke.Subject":
+    """`by_id`: start containers from the image ID (the engine that built it runs the checks)."""
     from .smoke import Subject
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.arch.platform), b.gosu.version, b.gosu.sha256,
-                   settings.ops_user, settings.ops_uid, settings.ops_gid)
+                   settings.ops_user, settings.ops_uid, settings.ops_gid, ref=b.image_id if by_id else "")
 
 
 def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSettings | None = None
@@ -108,7 +109,7 @@ def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSet
         checks = smoke_stage.checks_for(runner)
         for b in built:
             engines.copy_image(engine, runner, b.tag)
-            failures += smoke_stage.run_all(runner, subject_of(b, req.settings), log, checks)
+            failures += smoke_stage.run_all(runner, subject_of(b, req.settings, by_id=runner is engine), log, checks)
     if failures:
         for f in failures:
             log.write(f"SMOKE FAILED {f}\n")

@@ -114,7 +114,7 @@ def id_collisions(c: Ctx):
 def restart_idempotent(c: Ctx):
     with c.named() as name:
         c.engine.run("create", "--name", name, "--network", "none", "--platform", c.s.platform, "-e", "USER_ID=2000",
-                     c.s.image, "sh", "-c",
+                     c.s.runs, "sh", "-c",
                      f"{IDS}; grep -c '^{c.s.ops_user}:' /etc/passwd; md5sum /etc/passwd /etc/group")
         outs = [c.engine.run("start", "-a", name).stdout.strip() for _ in range(2)]
         if outs[0] != outs[1] or not outs[0].startswith(f"2000:2000:{c.s.ops_user}\n1\n"):
@@ -162,7 +162,7 @@ def pid1_and_stop(c: Ctx):
     """The app is PID 1 and gets SIGTERM: with --time 2, only a handled TERM exits 42 (SIGKILL gives 137)."""
     app = 'trap "exit 42" TERM; echo "pid $$"; while :; do sleep 0.1; done'
     with c.named() as name:
-        c.engine.run("run", "-d", "--name", name, "--network", "none", "--platform", c.s.platform, c.s.image,
+        c.engine.run("run", "-d", "--name", name, "--network", "none", "--platform", c.s.platform, c.s.runs,
                      "sh", "-c", app)
         deadline = time.monotonic() + 60
         while "pid" not in (logs := c.engine.run("logs", name).stdout) and time.monotonic() < deadline:

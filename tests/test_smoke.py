@@ -88,3 +88,19 @@ def test_entrypoint_behaves_the_same_under_bash(rig, env, want):
     r = rig.engine.container(b.tag, "/usr/local/bin/entrypoint", "true", options=["-e", "USER_ID=1e3",
                                                                                   "--entrypoint", "bash"])
     assert r.returncode != 0 and "USER_ID='1e3'" in r.stderr
+
+
+def test_checks_run_the_built_image_even_if_its_tag_moves(rig):
+    """The engine that built an image smoke-tests it by ID: a concurrent build that re-tags cannot swap it."""
+    alpine, minideb = rig.built("alpine", "amd64"), rig.built("minideb", "amd64")
+    moved = "base-gosu-test/moved:alpine-amd64"
+    rig.engine.tag(minideb.tag, moved)
+    try:
+        subject = pipeline.subject_of(alpine, rig.request("alpine", "amd64").settings, by_id=True)
+        subject = smoke.Subject(**{**subject.__dict__, "image": moved})
+        assert subject.runs == alpine.image_id
+        ctx = smoke.Ctx(rig.engine, subject)
+        ctx.expect("runs the built image", ctx.run("sh", "-c", "test -f /etc/alpine-release && echo alpine"), "alpine")
+        assert smoke.run_all(rig.engine, subject) == []
+    finally:
+        rig.engine.remove_image(moved)

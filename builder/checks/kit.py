@@ -34,6 +34,13 @@ class Subject:
     ops_user: str = "ops"
     ops_uid: int = 10001
     ops_gid: int = 10001
+    # What containers are started from: the image ID where the engine that built the image runs it, so a
+    # concurrent build that moves the tag cannot swap the image under the checks; else the tag.
+    ref: str = ""
+
+    @property
+    def runs(self) -> str:
+        return self.ref or self.image
 
 
 IDS = "echo $(id -u):$(id -g):$(id -un)"
@@ -49,7 +56,7 @@ class Ctx:
         return f"{self.s.ops_uid}:{self.s.ops_gid}:{self.s.ops_user}"
 
     def run(self, *cmd: str, opts: list[str] | None = None, timeout: float = 180):
-        return self.engine.container(self.s.image, *cmd, options=["--platform", self.s.platform, *(opts or [])],
+        return self.engine.container(self.s.runs, *cmd, options=["--platform", self.s.platform, *(opts or [])],
                                      timeout=timeout)
 
     def fail(self, check: str, saw: str):
@@ -98,7 +105,7 @@ class Ctx:
         """`diff` of a container run once with opts and cmd: what it changed in the image's filesystem."""
         with self.named() as name:
             self.engine.run("create", "--name", name, "--network", "none", "--platform", self.s.platform, *opts,
-                            self.s.image, *cmd)
+                            self.s.runs, *cmd)
             self.engine.run("start", "-a", name, check=False)
             return set(self.engine.run("diff", name).stdout.split("\n")) - {""}
 

@@ -131,7 +131,7 @@ def data_volume_recipes(c: Ctx):
     with c.named() as dbdata, c.named() as appdata:
         for name, path in ((dbdata, "/dbdata"), (appdata, "/app")):
             c.engine.run("run", "-d", "--name", name, "--network", "none", "--platform", c.s.platform, "-v", path,
-                         c.s.image)
+                         c.s.runs)
         p = c.run("sh", "-c", "echo x > /dbdata/f", opts=["--volumes-from", dbdata])
         expect_fix_before_failure(c, "data container on /dbdata", p, "/dbdata", "CHOWN_PATHS=/dbdata",
                                   "USER_ID=0 ALLOW_ROOT_ID=1")
@@ -153,7 +153,7 @@ def backup_restore_recipes(c: Ctx):
     show = "cat /dbdata/f /dbdata/sub/g; stat -c '%u:%g' /dbdata/f /dbdata/sub /dbdata/sub/g"
     with c.named() as dbdata, c.named() as dbdata2, c.host_dir(0) as root_dir, c.host_dir(1000) as mine:
         c.engine.run("run", "--name", dbdata, "--network", "none", "--platform", c.s.platform, "-v", "/dbdata",
-                     "-e", "CHOWN_PATHS=/dbdata", c.s.image, "sh", "-c", fill)
+                     "-e", "CHOWN_PATHS=/dbdata", c.s.runs, "sh", "-c", fill)
         backup = ("tar", "cvf", "/backup/backup.tar", "/dbdata")
         p = c.run(*backup, opts=["--volumes-from", f"{dbdata}:ro", "-v", f"{root_dir}:/backup"])
         expect_fix_before_failure(c, "backup into a root-owned directory", p, "/backup", "CHOWN_PATHS=/backup",
@@ -168,7 +168,7 @@ def backup_restore_recipes(c: Ctx):
         if c.owner(root_dir / "backup.tar")[0] != c.host(0):
             c.fail("backup as root", f"backup.tar is owned by {c.owner(root_dir / 'backup.tar')} on the host")
         c.engine.run("create", "--name", dbdata2, "--network", "none", "--platform", c.s.platform, "-v", "/dbdata",
-                     c.s.image)
+                     c.s.runs)
         p = c.expect("restore into a new data container", c.run("sh", "-c", "cd /dbdata && tar xvf "
                                                                 "/backup/backup.tar --strip-components 1 && " + show,
                                                                 opts=["--volumes-from", dbdata2, "-v",
