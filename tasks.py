@@ -35,7 +35,8 @@ FETCH_FLAGS = ("source", "suite", "go", "mirror", "key", "fingerprint")
 
 IMAGE_HELP = {
     "flavor": "comma-separated flavors: minideb, ubuntu, alpine (default: all)",
-    "arch": "comma-separated dpkg architectures (default: this machine's)",
+    "arch": "comma-separated image architectures (dpkg names, plus alpine's armv7), or all: every arch each "
+            "flavor lists in images.flavors (default: this machine's)",
     "gosu_version": FETCH_HELP["version"],
     **{k: FETCH_HELP[k] for k in FETCH_FLAGS},
 }
@@ -43,8 +44,8 @@ IMAGE_HELP = {
 
 PUBLISH_HELP = {
     **IMAGE_HELP,
-    "arch": "comma-separated dpkg architectures every flavor is published for (default: publish.arches, "
-            "else local.arches: amd64,arm64)",
+    "arch": "comma-separated architectures every flavor is published for, or all: each flavor's own list "
+            "(default: publish.arches, else local.arches: amd64,arm64)",
     "registry": "HOST[:PORT] to publish to (default: the local registry, 127.0.0.1:5000)",
     "repository": "repository in that registry (default: images.repository, org/base-gosu)",
     "dry_run": "print what would be built, pushed, skipped and tagged; change nothing",
@@ -195,7 +196,7 @@ def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=N
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items() if k not in ("dry_run",)},
-            "arch": "comma-separated dpkg architectures (default: this machine's)",
+            "arch": IMAGE_HELP["arch"],
             "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
          allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,

@@ -3,6 +3,10 @@
 gosu names its release files by dpkg architecture, registries speak OCI
 platforms, Alpine has its own names and the kernel only trusts the ELF
 header. Everything that converts between them reads this table.
+
+Images have one arch more than gosu: Alpine publishes 32-bit ARM twice
+(armhf for ARMv6, armv7), and gosu's armhf build, made for ARMv6, serves
+both. Image arches are named like gosu's where they are the same thing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ class Arch:
     elf_machine: int
     elf_class: int
     elf_data: int
+    # The gosu build an image of this arch carries, when it is not its own.
+    serves_from: str = ""
+
+    @property
+    def gosu(self) -> str:
+        """The dpkg arch of the gosu binary this arch runs."""
+        return self.serves_from or self.dpkg
 
     @property
     def platform(self) -> Platform:
@@ -42,7 +53,7 @@ class Arch:
 
     @property
     def release_file(self) -> str:
-        return f"gosu-{self.dpkg}"
+        return f"gosu-{self.gosu}"
 
 
 def _p(spec: str) -> Platform:
@@ -61,14 +72,21 @@ ARCHES: tuple[Arch, ...] = (
     Arch("s390x", (_p("linux/s390x"),), "s390x", 22, ELFCLASS64, ELFDATA2MSB),
 )
 
+# Image arches gosu has no release file of its own for.
+IMAGE_ONLY: tuple[Arch, ...] = (
+    Arch("armv7", (_p("linux/arm/v7"),), "armv7", 40, ELFCLASS32, ELFDATA2LSB, serves_from="armhf"),
+)
+IMAGE_ARCHES = ARCHES + IMAGE_ONLY
+
 BY_DPKG = {a.dpkg: a for a in ARCHES}
 NAMES = tuple(BY_DPKG)
+IMAGE_NAMES = tuple(a.dpkg for a in IMAGE_ARCHES)
 
 # `uname -m` inside a container of that arch (what smoke tests compare).
 UNAME = {
     "amd64": "x86_64", "arm64": "aarch64", "armel": "armv5tel", "armhf": "armv7l",
     "i386": "i686", "mips64el": "mips64", "ppc64el": "ppc64le", "riscv64": "riscv64",
-    "s390x": "s390x",
+    "s390x": "s390x", "armv7": "armv7l",
 }
 
 
@@ -76,30 +94,39 @@ class UnknownArch(ValueError):
     pass
 
 
-def get(name: str) -> Arch:
-    """Look up by dpkg name, accepting OCI and Alpine spellings too."""
+def get(name: str, table: tuple[Arch, ...] = ARCHES) -> Arch:
+    """Look up by dpkg name, accepting OCI and Alpine spellings too (gosu's arches unless `table` says)."""
     key = name.strip().lower()
-    if key in BY_DPKG:
-        return BY_DPKG[key]
-    for arch in ARCHES:
+    for arch in table:
+        if key == arch.dpkg:
+            return arch
+    for arch in table:
         if key == arch.alpine or any(key in (str(p), p.architecture) for p in arch.platforms):
             return arch
     raise UnknownArch(
-        f"unknown architecture {name!r}: use one of {', '.join(NAMES)}"
+        f"unknown architecture {name!r}: use one of {', '.join(a.dpkg for a in table)}"
     )
 
 
-def parse_list(spec: str | None, default: tuple[str, ...] = NAMES) -> list[Arch]:
+def parse_list(spec: str | None, default: tuple[str, ...] = NAMES, table: tuple[Arch, ...] = ARCHES) -> list[Arch]:
     """Parse 'amd64,arm64' (or None for the default) into Arch entries, deduplicated."""
     names = [s for s in (spec.split(",") if spec else default) if s.strip()]
     if not names:
-        raise UnknownArch(f"empty architecture list {spec!r}: use one of {', '.join(NAMES)}")
+        raise UnknownArch(f"empty architecture list {spec!r}: use one of {', '.join(a.dpkg for a in table)}")
     out: list[Arch] = []
     for n in names:
-        a = get(n)
+        a = get(n, table)
         if a not in out:
             out.append(a)
     return out
+
+
+def parse_platform(spec: str) -> Platform:
+    """'linux/arm/v7' -> Platform; refuses what is not os/architecture[/variant]."""
+    parts = spec.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UnknownArch(f"platform {spec!r} is not os/architecture[/variant], e.g. linux/arm/v7")
+    return Platform(*parts)
 
 
 def from_platform(spec: str) -> Arch:

@@ -87,7 +87,7 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
 
 def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, fingerprint, common) -> FetchOptions:
     """gosu.rebuild: the orig tarball from source_suite, the toolchain and dependencies from suites."""
-    from .local import native_arch
+    from .emulation import native_arch
     deb, reb = gosu["debian"], gosu["rebuild"]
     the_suite = (suite or reb["source_suite"]).strip()
     suites = tuple(s.strip() for s in str(reb["suites"]).split(",") if s.strip())
@@ -147,7 +147,7 @@ def local_settings(local: Mapping) -> "LocalSettings":
     return LocalSettings(
         state_dir=project_path(local["state_dir"]),
         registry_port=int(local["registry_port"]),
-        arches=tuple(a.dpkg for a in arches.parse_list(local["arches"])),
+        arches=tuple(a.dpkg for a in arches.parse_list(local["arches"], table=arches.IMAGE_ARCHES)),
         debian_mirror=local["debian_mirror"],
         debian_suite=local["debian_suite"],
         alpine_dir=project_path(local["alpine_dir"]),
@@ -191,11 +191,26 @@ def standins_mode(value) -> str:
         raise ValueError(f"images.use_standins is {value!r}: use auto, true or false") from None
 
 
+def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platform"], ...]:
+    """images.flavors.<flavor>.platforms: 'armhf=linux/arm/v7,...', where the base differs from the arch's own."""
+    out = []
+    for item in (i.strip() for i in str(spec).split(",") if i.strip()):
+        name, sep, platform = item.partition("=")
+        if not sep:
+            raise ValueError(f"images.flavors.{flavor}.platforms: {item!r} is not ARCH=PLATFORM, e.g. armhf=linux/arm/v7")
+        try:
+            out.append((arches.get(name, arches.IMAGE_ARCHES).dpkg, arches.parse_platform(platform)))
+        except arches.UnknownArch as e:
+            raise ValueError(f"images.flavors.{flavor}.platforms: {e}") from None
+    return tuple(out)
+
+
 def image_settings(images: Mapping) -> "ImageSettings":
     from .images import Flavor, ImageSettings
     flavors = {
         name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
-                     tuple(a.dpkg for a in arches.parse_list(f["arches"])))
+                     tuple(a.dpkg for a in arches.parse_list(f["arches"], table=arches.IMAGE_ARCHES)),
+                     flavor_platforms(name, f.get("platforms") or ""))
         for name, f in images["flavors"].items()
     }
     return ImageSettings(
@@ -210,11 +225,11 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
                   default_arch: str | None = None, source: str | None = None,
                   suite: str | None = None, go: str | None = None) -> "Request":
     from .images import plan
-    from .local import native_arch
+    from .emulation import native_arch
     from .pipeline import Request
     settings = image_settings(c_config.images)
     targets = plan(settings, flavor, arch, default_arch or native_arch())
-    needed = ",".join(dict.fromkeys(t.arch.dpkg for t in targets))
+    needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
                          fingerprint=fingerprint, source=source, suite=suite, go=go)
     return Request(settings, tuple(targets), opts, ROOT,
@@ -289,7 +304,7 @@ def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsign
            environ=os.environ) -> "Signer | None":
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
     from . import tools
-    from .local import native_arch
+    from .emulation import native_arch
     from .signing import Signer, choose
     s = c_config.signing
     identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),

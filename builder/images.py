@@ -34,6 +34,20 @@ class Flavor:
     digest: str        # optional pin of the base's index digest
     release: str       # base release, used in tags (alpine-3.20)
     arches: tuple[str, ...]
+    # (arch, platform) where the base's platform is not the arch's canonical one (ubuntu's armhf is arm/v7).
+    platforms: tuple[tuple[str, arches.Platform], ...] = ()
+
+    def platform_of(self, arch: Arch) -> arches.Platform:
+        return dict(self.platforms).get(arch.dpkg, arch.platform)
+
+    def arch_for(self, platform: str) -> Arch:
+        """The flavor's arch whose image has this platform ('linux/arm/v7' is armhf on ubuntu, armv7 on alpine)."""
+        for name in self.arches:
+            a = arches.get(name, arches.IMAGE_ARCHES)
+            if str(self.platform_of(a)) == platform:
+                return a
+        raise ValueError(f"flavor {self.name} has no {platform} image: its platforms are "
+                         f"{', '.join(str(self.platform_of(arches.get(n, arches.IMAGE_ARCHES))) for n in self.arches)}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,10 @@ class Target:
     @property
     def name(self) -> str:
         return f"{self.flavor.name}-{self.arch.dpkg}"
+
+    @property
+    def platform(self) -> arches.Platform:
+        return self.flavor.platform_of(self.arch)
 
 
 @dataclass(frozen=True)
@@ -123,17 +141,21 @@ class Built:
         return self.labels.get(f"{LABEL}.trial", "")
 
 
+ALL = "all"
+
+
 def plan(settings: ImageSettings, flavor_spec: str | None, arch_spec: str | None, default_arch: str) -> list[Target]:
-    """Validate the whole request before anything is built."""
+    """Validate the whole request before anything is built. `arch_spec` "all": every arch of each flavor."""
     names = [f.strip() for f in (flavor_spec.split(",") if flavor_spec else settings.flavors) if f.strip()]
     unknown = [n for n in names if n not in settings.flavors]
     if unknown or not names:
         raise ValueError(f"unknown flavor {', '.join(unknown) or repr(flavor_spec)}: use one of {', '.join(settings.flavors)}")
-    wanted = arches.parse_list(arch_spec, (default_arch,))
+    every = (arch_spec or "").strip().lower() == ALL
+    wanted = [] if every else arches.parse_list(arch_spec, (default_arch,), arches.IMAGE_ARCHES)
     targets = []
     for n in names:
         flavor = settings.flavors[n]
-        for a in wanted:
+        for a in (arches.parse_list(",".join(flavor.arches), table=arches.IMAGE_ARCHES) if every else wanted):
             if a.dpkg not in flavor.arches:
                 raise ValueError(f"flavor {n} has no {a.dpkg} image: its base {flavor.base} exists only for "
                                  f"{', '.join(flavor.arches)}")
@@ -174,24 +196,32 @@ def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch) -> Base:
         if got is None:
             tried.append(f"{ref}: not found in {host}")
             continue
-        return _platform_base(ref, got, flavor, arch, flavor.base if standin else "")
+        return _platform_base(ref, got, flavor.platform_of(arch), flavor.base if standin else "")
     raise ValueError(f"cannot resolve a base for {flavor.name} {arch.dpkg}: " + "; ".join(tried) +
                      ". Offline? Run `invoke up` to seed the local registry (images.base_mirror)")
 
 
-def _platform_base(ref: str, got: tuple[bytes, str, str], flavor: Flavor, arch: Arch, standin_for: str) -> Base:
+def _platform_base(ref: str, got: tuple[bytes, str, str], want: arches.Platform, standin_for: str) -> Base:
     body, media_type, digest = got
     doc = json.loads(body)
     repo_ref = ref.rsplit(":", 1)[0] if ":" in ref.split("/")[-1] else ref
     if "manifests" not in doc:
         return Base(ref, repo_ref, digest, digest, standin_for)
+    # arm/v6 and arm/v7 are different images of one base (alpine publishes both): the variant must match,
+    # except that arm64's v8 is often left unsaid.
     for m in doc["manifests"]:
         p = m.get("platform", {})
-        if p.get("os") == "linux" and any(p.get("architecture") == pl.architecture and
-                                          (not pl.variant or p.get("variant") in (None, pl.variant))
-                                          for pl in arch.platforms):
+        variant = p.get("variant") or ("v8" if p.get("architecture") == "arm64" else None)
+        if (p.get("os"), p.get("architecture"), variant) == (want.os, want.architecture, want.variant):
             return Base(ref, repo_ref, digest, m["digest"], standin_for)
-    raise ValueError(f"base {ref} has no {arch.platform} image; flavor {flavor.name} cannot be built for {arch.dpkg}")
+    raise MissingPlatform(ref, want)
+
+
+class MissingPlatform(ValueError):
+    """The base has no image for the platform: seeding (locally) or another base (elsewhere) can fix it."""
+    def __init__(self, ref: str, platform: arches.Platform):
+        super().__init__(f"base {ref} has no {platform} image")
+        self.ref, self.platform = ref, platform
 
 
 def trial_reasons(base: Base, gosu: Fetched) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -20,16 +19,13 @@ from pathlib import Path
 
 import requests
 
-from . import oci
+from . import emulation, oci
+from .emulation import native_arch
 from .engine import Engine
 from .registry import Registry, RegistryError, is_loopback
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 
-# binfmt_misc entry names registered by Debian's qemu-user-static.
-QEMU = {"amd64": "x86_64", "arm64": "aarch64", "armel": "arm", "armhf": "arm", "i386": "i386",
-        "mips64el": "mips64el", "ppc64el": "ppc64le", "riscv64": "riscv64", "s390x": "s390x"}
-NATIVE = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 class SetupError(Exception):
@@ -52,10 +48,6 @@ class LocalSettings:
     @property
     def registry(self) -> str:
         return f"127.0.0.1:{self.registry_port}"
-
-
-def native_arch() -> str:
-    return NATIVE.get(platform.machine(), platform.machine())
 
 
 def _say(log, text: str) -> None:
@@ -106,22 +98,9 @@ def ensure_engine(s: LocalSettings, engine: Engine, log) -> None:
 
 
 def ensure_emulation(s: LocalSettings, log) -> None:
-    foreign = sorted({QEMU[a] for a in s.arches if a != native_arch()})
-    if not foreign:
-        return
-    root = Path("/proc/sys/fs/binfmt_misc")
-    if all((root / f"qemu-{q}").exists() and "enabled" in (root / f"qemu-{q}").read_text() for q in foreign):
-        _say(log, f"up: emulation: qemu binfmt handlers already enabled for {', '.join(foreign)}")
-        return
-    apt_install(["qemu-user-static", "binfmt-support"], log)
-    if not (root / "status").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(root)], check=True)
-        _say(log, f"up: emulation: mounted binfmt_misc on {root}")
-    for q in foreign:
-        subprocess.run(["update-binfmts", "--enable", f"qemu-{q}"], check=False, capture_output=True)
-        if not (root / f"qemu-{q}").exists():
-            raise SetupError(f"could not enable the qemu-{q} binfmt handler; is qemu-user-static installed?")
-    _say(log, f"up: emulation: enabled qemu binfmt handlers for {', '.join(foreign)}")
+    enabled = emulation.ensure(s.arches, log, "up", install=lambda pkgs: apt_install(pkgs, log))
+    if not enabled and emulation.foreign(s.arches):
+        _say(log, f"up: emulation: qemu binfmt handlers already enabled for {', '.join(emulation.foreign(s.arches))}")
 
 
 def registry_answers(addr: str) -> bool:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import engines, fetch as fetch_stage, images, publish as pub, signing, statements
+from . import emulation, engines, fetch as fetch_stage, images, publish as pub, signing, statements
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -61,7 +61,7 @@ def assemble_images(req: Request, log=sys.stderr, then=None) -> list[images.Buil
         out = []
         for t in targets:
             start = time.monotonic()
-            out.append((images.build(store, req.settings, t, gosu[t.arch.dpkg], revision, clients),
+            out.append((images.build(store, req.settings, t, gosu[t.arch.gosu], revision, clients),
                         time.monotonic() - start))
         if then:
             then([b for b, _ in out], clients)
@@ -92,7 +92,7 @@ def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
 def subject_of(b: images.Built, settings: images.ImageSettings, by_id: bool = False) -> "smoke.Subject":
     """`by_id`: start containers from the image ID (the engine that built it runs the checks)."""
     from .smoke import Subject
-    return Subject(b.tag, b.target.arch.dpkg, str(b.target.arch.platform), b.gosu.version, b.gosu.sha256,
+    return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.gosu.version, b.gosu.sha256,
                    settings.ops_user, settings.ops_uid, settings.ops_gid, ref=b.image_id if by_id else "")
 
 
@@ -102,6 +102,7 @@ def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSet
     names (default: the one that built them; another gets the images copied in)."""
     from . import smoke as smoke_stage
     built = build(req, engine, log)
+    emulation.ensure([b.target.arch.dpkg for b in built], log, "smoke")
     failures = []
     with engines.opened(under or engines.EngineSettings(), log) as runner:
         if runner.mode == engine.mode:
@@ -146,7 +147,7 @@ def prepare(req: Request, log=sys.stderr) -> list[Planned]:
     out = []
     for t in req.targets:
         base = images.resolve_base(req.settings, t.flavor, t.arch)
-        out.append(Planned(t, gosu[t.arch.dpkg], base, images.inputs_digest(req.settings, t, base, gosu[t.arch.dpkg])))
+        out.append(Planned(t, gosu[t.arch.gosu], base, images.inputs_digest(req.settings, t, base, gosu[t.arch.gosu])))
     return out
 
 
@@ -162,7 +163,7 @@ def _states(registry, dest, planned: list[Planned]) -> dict[str, dict]:
 
 def _check_shrink(req: Request, states: dict[str, dict], allow_shrink: bool) -> None:
     for name, tag_states in states.items():
-        platforms = {str(t.arch.platform) for t in req.targets if t.flavor.name == name}
+        platforms = {str(t.platform) for t in req.targets if t.flavor.name == name}
         floating = dict(list(tag_states.items())[:2])
         pub.check_shrink(floating, platforms, allow_shrink)
 
@@ -180,7 +181,7 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     revision = (rev.commit, rev.created)
     have = {}
     for p in planned:
-        existing = pub.reusable(states[p.target.flavor.name], pub.platform_key(pub.platform_dict(p.target.arch)),
+        existing = pub.reusable(states[p.target.flavor.name], pub.platform_key(pub.platform_dict(p.target.platform)),
                                 p.inputs)
         if existing:
             have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
@@ -256,7 +257,7 @@ def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = F
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
     planned, states, have, revision = _triage(req, registry, dest, allow_shrink, log, allow_trial)
     children = [have.get(p.target.name) or pub.Child(
-        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.arch),
+        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.platform),
         "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1, trial=p.trial) for p in planned]
     plans = [pub.plan_flavor(registry, dest, group, allow_shrink, states[name])
              for name, group in pub.check_children(children, _pushed_targets(req)).items()]

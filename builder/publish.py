@@ -149,8 +149,7 @@ def platform_key(p: dict) -> str:
     return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
 
 
-def platform_dict(arch) -> dict:
-    p = arch.platform
+def platform_dict(p) -> dict:
     return {"architecture": p.architecture, "os": p.os, **({"variant": p.variant} if p.variant else {})}
 
 

@@ -132,7 +132,7 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
                                 "ops_uid": int(uid), "ops_gid": int(gid),
                                 "source_url": labels["org.opencontainers.image.source"]})
     spec = "/".join(x for x in (platform["os"], platform["architecture"], platform.get("variant")) if x)
-    arch = arches.from_platform(spec)
+    arch = flavor.arch_for(spec)
     name = labels["org.opencontainers.image.base.name"]
     repo_ref = name.rsplit(":", 1)[0] if ":" in name.split("/")[-1] else name
     base = Base(name, repo_ref, labels["org.opencontainers.image.base.digest"], labels[f"{LABEL}.base.platform-digest"],
@@ -141,7 +141,7 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
     # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
     reasons = labels.get(f"{LABEL}.trial", "").split(";")
     unpinned = any(r.strip().startswith("gosu is trusted through key") for r in reasons)
-    gosu = Fetched(arch.dpkg, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
+    gosu = Fetched(arch.gosu, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
                    True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
                    pinned=not unpinned)
     rev = Revision(labels["org.opencontainers.image.revision"], int(labels[f"{LABEL}.source-date-epoch"]))

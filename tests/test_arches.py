@@ -48,3 +48,20 @@ def test_parse_list_dedups_and_rejects_unknown():
         arches.parse_list("amd64,sparc")
     with pytest.raises(arches.UnknownArch, match="empty"):
         arches.parse_list(",")
+
+
+def test_armv7_is_an_image_arch_served_by_gosu_armhf():
+    armv7 = arches.get("armv7", arches.IMAGE_ARCHES)
+    assert (armv7.gosu, str(armv7.platform), armv7.alpine, armv7.release_file) == (
+        "armhf", "linux/arm/v7", "armv7", "gosu-armhf")
+    assert "armv7" not in arches.NAMES, "gosu publishes no armv7 file: fetch must not ask for one"
+    with pytest.raises(arches.UnknownArch):
+        arches.get("armv7")
+    assert arches.get("armhf", arches.IMAGE_ARCHES).gosu == "armhf"
+
+
+def test_parse_platform():
+    assert arches.parse_platform("linux/arm/v7") == arches.Platform("linux", "arm", "v7")
+    for bad in ("linux", "linux//v7", "a/b/c/d"):
+        with pytest.raises(arches.UnknownArch, match="os/architecture"):
+            arches.parse_platform(bad)

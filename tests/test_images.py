@@ -78,3 +78,46 @@ def test_a_misspelt_switch_is_an_error(monkeypatch):
     monkeypatch.setenv("INVOKE_IMAGES_USE_STANDINS", "flase")
     with pytest.raises(ValueError, match="images.use_standins is 'flase': use auto, true or false"):
         settings()
+
+
+def test_arch_all_is_every_arch_of_each_flavor_with_its_own_platform():
+    targets = images.plan(settings(), "minideb,ubuntu,alpine", "all", "amd64")
+    got = {}
+    for t in targets:
+        got.setdefault(t.flavor.name, []).append(str(t.platform))
+    assert got == {
+        "minideb": ["linux/amd64", "linux/arm64/v8"],
+        "ubuntu": ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/ppc64le", "linux/riscv64", "linux/s390x"],
+        "alpine": ["linux/amd64", "linux/arm64/v8", "linux/arm/v6", "linux/arm/v7", "linux/386", "linux/ppc64le",
+                   "linux/riscv64", "linux/s390x"],
+    }
+    # Alpine's two 32-bit ARM images carry the one gosu armhf build; ubuntu's armhf is ARMv7.
+    alpine = {t.arch.dpkg: t for t in targets if t.flavor.name == "alpine"}
+    assert (alpine["armhf"].arch.gosu, alpine["armv7"].arch.gosu) == ("armhf", "armhf")
+    assert settings().flavors["ubuntu"].arch_for("linux/arm/v7").dpkg == "armhf"
+    assert settings().flavors["alpine"].arch_for("linux/arm/v7").dpkg == "armv7"
+
+
+def test_a_build_for_armv7_fetches_gosu_armhf_only():
+    req = config.build_request(project_config(), "alpine", "armhf,armv7", default_arch="amd64")
+    assert [a.dpkg for a in req.fetch.arches] == ["armhf"]
+
+
+def test_a_bad_platform_override_names_the_setting(monkeypatch):
+    raw = project_config().images
+    raw["flavors"]["ubuntu"]["platforms"] = "armhf:linux/arm/v7"
+    with pytest.raises(ValueError, match=r"images.flavors.ubuntu.platforms: 'armhf:linux/arm/v7' is not ARCH=PLATFORM"):
+        config.image_settings(raw)
+
+
+def test_the_base_platform_must_match_its_variant():
+    index = {"manifests": [
+        {"digest": "sha256:" + "6" * 64, "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
+        {"digest": "sha256:" + "8" * 64, "platform": {"os": "linux", "architecture": "arm64"}},
+    ]}
+    got = (images.json.dumps(index).encode(), "application/vnd.oci.image.index.v1+json", "sha256:" + "1" * 64)
+    v6 = images.arches.Platform("linux", "arm", "v6")
+    assert images._platform_base("r:1", got, v6, "").digest == "sha256:" + "6" * 64
+    assert images._platform_base("r:1", got, images.arches.Platform("linux", "arm64", "v8"), "").digest.endswith("8")
+    with pytest.raises(images.MissingPlatform, match="base r:1 has no linux/arm/v7 image"):
+        images._platform_base("r:1", got, images.arches.Platform("linux", "arm", "v7"), "")

@@ -21,7 +21,7 @@ def documents(built, manifest_digest: str, repository: str = "", registry_for=No
     """(CycloneDX SBOM JSON, in-toto provenance JSON) of one assembled image (an images.Built) whose manifest
     is `manifest_digest`; `repository` names the subject (default: the image's own repository)."""
     from ..assembly import load
-    from ..local import native_arch
+    from ..emulation import native_arch
     from . import facts, provenance, sbom
     if manifest_digest != built.image.digest:
         raise ValueError(f"{built.tag}: manifest {manifest_digest[:19]} is not this image's "
