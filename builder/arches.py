@@ -90,6 +90,13 @@ UNAME = {
 }
 
 
+# GOARCH of the gosu each arch carries (what `gosu --version` reports after "linux/").
+GOARCH = {
+    "amd64": "amd64", "arm64": "arm64", "armel": "arm", "armhf": "arm", "armv7": "arm", "i386": "386",
+    "mips64el": "mips64le", "ppc64el": "ppc64le", "riscv64": "riscv64", "s390x": "s390x",
+}
+
+
 class UnknownArch(ValueError):
     pass
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from .checks import userns as smoke_userns, volumes as smoke_volumes
-from .arches import UNAME
+from . import emulation
+from .arches import GOARCH, UNAME
 from .engine import IDENTITY, Engine, EngineError
 from .checks.kit import IDS, Ctx, SmokeFailure, Subject
 
@@ -24,10 +25,14 @@ BAD_VALUES = ("abc", "-1", "1e3", "1000;id", "", "4294967296", "010")
 
 
 def gosu_version(c: Ctx):
+    """gosu runs, is the verified version, and was built for the image's arch (Go names its target)."""
     p = c.run("--version", opts=["--entrypoint", "gosu"])
     want = c.s.gosu_version.split("-")[0]
     if p.returncode != 0 or p.stdout.split()[:1] != [want]:
         c.fail("gosu version", f"`gosu --version` said {p.stdout.strip()!r}, want {want}")
+    target = f"linux/{GOARCH[c.s.arch]};"
+    if target not in p.stdout.split():
+        c.fail("gosu's target", f"`gosu --version` said {p.stdout.strip()!r}, want a build for {target.rstrip(';')}")
 
 
 def gosu_sha256(c: Ctx):
@@ -46,7 +51,10 @@ def default_user(c: Ctx):
 
 
 def uname_matches_arch(c: Ctx):
-    c.expect("uname -m", c.run("uname", "-m"), UNAME[c.s.arch])
+    """The container runs as its arch: the kernel (or qemu) reports that machine. An arch this host runs
+    without emulation (i386 on x86-64) reports the host's own machine: engines set no 32-bit personality."""
+    native = c.s.arch in emulation.ALSO_NATIVE.get(emulation.native_arch(), ())
+    c.expect("uname -m", c.run("uname", "-m"), UNAME[emulation.native_arch()] if native else UNAME[c.s.arch])
 
 
 def user_id_remap(c: Ctx):

@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arches import Arch
+from ..arches import GOARCH, NAMES, Arch
 from ..verify import VerificationError
 from . import toolchain as tc
 
@@ -31,9 +31,7 @@ LDFLAGS = "-d -w"
 # dpkg arch -> (GOARCH, extra environment), as upstream's Dockerfile builds each
 # release file; armhf is ARMv6 so one binary also serves Raspberry Pi 1/Zero.
 GO_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
-    "amd64": ("amd64", {}), "arm64": ("arm64", {}), "armel": ("arm", {"GOARM": "5"}),
-    "armhf": ("arm", {"GOARM": "6"}), "i386": ("386", {}), "mips64el": ("mips64le", {}),
-    "ppc64el": ("ppc64le", {}), "riscv64": ("riscv64", {}), "s390x": ("s390x", {}),
+    name: (GOARCH[name], {"armel": {"GOARM": "5"}, "armhf": {"GOARM": "6"}}.get(name, {})) for name in NAMES
 }
 # How a foreign binary is run for upstream's checks (qemu-user-static, no binfmt needed).
 EMULATORS = {
