@@ -215,7 +215,8 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
 
 
 @task(help={"digests_dir": "directory holding the push records (*.json) of every push job (required)",
-            "flavor": "comma-separated flavors whose records must all be there (default: all configured)",
+            "flavor": "comma-separated flavors whose records must all be there, and no others (default: all "
+                      "configured)",
             "arch": PUBLISH_HELP["arch"], "registry": PUBLISH_HELP["registry"],
             "repository": PUBLISH_HELP["repository"], "dry_run": PUBLISH_HELP["dry_run"],
             "allow_shrink": PUBLISH_HELP["allow_shrink"], "allow_trial": PUBLISH_HELP["allow_trial"],
