@@ -7,8 +7,8 @@ import sys
 from invoke import Exit, task
 
 from builder import (config, fetch as fetch_stage, images as images_stage, local as local_stage, lock as lockfile,
-                     pipeline, publish as publish_stage, reproduce as reproduce_stage, signing, testarchive, testmirror, tools,
-                     trustcheck)
+                     matrix as matrix_stage, pipeline, publish as publish_stage, reproduce as reproduce_stage, signing,
+                     testarchive, testmirror, tools, trustcheck)
 from builder.assembly import load as load_stage
 from builder.audit import show as show_stage
 from builder.engine import Engine, EngineError
@@ -215,7 +215,8 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
 
 
 @task(help={"digests_dir": "directory holding the push records (*.json) of every push job (required)",
-            "flavor": "comma-separated flavors whose records must all be there (default: all configured)",
+            "flavor": "comma-separated flavors whose records must all be there, and no others (default: all "
+                      "configured)",
             "arch": PUBLISH_HELP["arch"], "registry": PUBLISH_HELP["registry"],
             "repository": PUBLISH_HELP["repository"], "dry_run": PUBLISH_HELP["dry_run"],
             "allow_shrink": PUBLISH_HELP["allow_shrink"], "allow_trial": PUBLISH_HELP["allow_trial"],
@@ -234,6 +235,15 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
         pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer)
     except PUBLISH_ERRORS as e:
         raise Exit(f"assemble: error: {e}", code=1)
+
+
+@task
+def matrix(c):
+    """Print the nightly's image jobs as one line of JSON: {flavor, arch, runner, emulated} per flavor x arch."""
+    try:
+        print(matrix_stage.to_json(config.matrix_jobs(c.config)))
+    except ValueError as e:
+        raise Exit(f"matrix: error: {e}", code=2)
 
 
 @task

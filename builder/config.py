@@ -273,6 +273,25 @@ def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str,
     return [(t.flavor.name, t.arch.dpkg) for t in plan(image_settings(c_config.images), flavor, arch, arch)]
 
 
+def matrix_jobs(c_config) -> list["Job"]:
+    """ci: the nightly's image jobs, one per (flavor, arch) of images.flavors, each with its runner."""
+    from .matrix import jobs
+    ci, runners = c_config.ci, {}
+    for item in (i.strip() for i in str(ci["runners"]).split(",") if i.strip()):
+        name, sep, label = item.partition("=")
+        if not sep or not label.strip():
+            raise ValueError(f"ci.runners: {item!r} is not ARCH=RUNNER-LABEL, e.g. arm64=ubuntu-24.04-arm")
+        try:
+            runners[arches.get(name, arches.IMAGE_ARCHES).dpkg] = label.strip()
+        except arches.UnknownArch as e:
+            raise ValueError(f"ci.runners: {e}") from None
+    try:
+        host = arches.get(str(ci["other_arches_on"]), arches.IMAGE_ARCHES).dpkg
+    except arches.UnknownArch as e:
+        raise ValueError(f"ci.other_arches_on: {e}") from None
+    return jobs(image_settings(c_config.images), runners, host)
+
+
 def tool_settings(c_config) -> "ToolSettings":
     """cosign and oras: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
     from .tools import Pin, Tool, ToolSettings

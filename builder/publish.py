@@ -271,7 +271,8 @@ def push_all(registry: Registry, dest: Destination, built: list[Built], log) -> 
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:
-    """Group by flavor; every expected (flavor, arch) present once, and each flavor's children agree."""
+    """Group by flavor; every expected (flavor, arch) present once and nothing else, and each flavor's children
+    agree."""
     by_flavor: dict[str, list[Child]] = {}
     seen: dict[tuple[str, str], Child] = {}
     for c in children:
@@ -284,6 +285,12 @@ def check_children(children: list[Child], expected: list[tuple[str, str]] | None
     if missing:
         raise PublishError(f"no push record for {', '.join(missing)}: its push job failed or did not run. "
                            "No tag was moved")
+    # A tag gets exactly the platforms asked for: a stray record (another run's, an arch a flavor no longer
+    # lists) must not slip into an index.
+    extra = [f"{f} {a}" for f, a in seen if expected is not None and (f, a) not in expected]
+    if extra:
+        raise PublishError(f"push record for {', '.join(extra)} was not asked for (--flavor, --arch, "
+                           "images.flavors): remove it from the records directory or ask for it. No tag was moved")
     for flavor, group in by_flavor.items():
         for attr, what in (("gosu_version", "gosu versions"), ("release", "base releases")):
             values = sorted({getattr(c, attr) for c in group})

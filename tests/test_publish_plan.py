@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from builder import config, publish as pub
+from builder import arches, config, publish as pub
 from builder.publish import Child, PublishError, TagState
 from builder.registry import credentials_for
 
@@ -16,7 +16,8 @@ from .engine import project_config
 
 def child(arch="amd64", flavor="alpine", **kw) -> Child:
     platform = {"amd64": {"architecture": "amd64", "os": "linux"},
-                "arm64": {"architecture": "arm64", "os": "linux", "variant": "v8"}}[arch]
+                "arm64": {"architecture": "arm64", "os": "linux", "variant": "v8"}}.get(
+                    arch, {"architecture": arch, "os": "linux"})
     args = dict(flavor=flavor, release="3.20", arch=arch, platform=platform, digest=f"sha256:{arch * 8}",
                 size=875, inputs=f"sha256:in-{arch}", gosu_version="1.19", revision="abc", created="2026-11-23")
     return Child(**{**args, **kw})
@@ -49,6 +50,35 @@ def test_assemble_refuses_missing_duplicate_or_mixed_records():
     with pytest.raises(PublishError, match="alpine: its arches were built from different gosu versions"):
         pub.check_children([child("amd64"), child("arm64", gosu_version="1.17")], expected)
     assert set(pub.check_children([child("amd64"), child("arm64")], expected)) == {"alpine"}
+
+
+# What each flavor publishes: every platform its base publishes that gosu runs on.
+PLATFORMS = {
+    "minideb": ["linux/amd64", "linux/arm64/v8"],
+    "ubuntu": ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/ppc64le", "linux/riscv64", "linux/s390x"],
+    "alpine": ["linux/amd64", "linux/arm64/v8", "linux/arm/v6", "linux/arm/v7", "linux/386", "linux/ppc64le",
+               "linux/riscv64", "linux/s390x"],
+}
+
+
+def test_assemble_with_arch_all_expects_each_flavors_own_arches_and_nothing_more(monkeypatch):
+    """What the nightly's assemble (INVOKE_PUBLISH_ARCHES=all) requires: one record per configured pair."""
+    monkeypatch.setenv("INVOKE_PUBLISH_ARCHES", "all")
+    cfg = project_config()
+    assert config.publish_arches(cfg, None) == "all"
+    expected = config.expected_targets(cfg, None, config.publish_arches(cfg, None))
+    flavors = config.image_settings(cfg.images).flavors
+    assert {f: [str(flavors[f].platform_of(arches.get(a, arches.IMAGE_ARCHES))) for g, a in expected if g == f]
+            for f in flavors} == PLATFORMS
+    assert len(expected) == len(set(expected)) == 16
+    assert config.expected_targets(cfg, "minideb", "all") == [("minideb", "amd64"), ("minideb", "arm64")]
+    records = [child(a, flavor=f) for f, a in expected]
+    assert {f: len(g) for f, g in pub.check_children(records, expected).items()} == \
+        {"minideb": 2, "ubuntu": 6, "alpine": 8}
+    with pytest.raises(PublishError, match="no push record for alpine armv7"):
+        pub.check_children([c for c in records if (c.flavor, c.arch) != ("alpine", "armv7")], expected)
+    with pytest.raises(PublishError, match="push record for minideb s390x was not asked for.*No tag was moved"):
+        pub.check_children(records + [child("s390x", flavor="minideb")], expected)
 
 
 def test_index_lists_children_in_a_stable_order():

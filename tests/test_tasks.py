@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from invoke.util import yaml
+
 from .conftest import ROOT, lock_for
+from .engine import project_config
 
 INVOKE = [sys.executable, "-m", "invoke"]
 
@@ -19,7 +22,7 @@ def invoke(*args, env=None):
 def test_list_shows_every_task_with_help():
     out = invoke("--list").stdout
     for name in ("fetch", "lock", "up", "down", "build", "smoke", "release", "publish", "push", "assemble", "test",
-                 "test-mirror", "reproduce", "verify"):
+                 "test-mirror", "reproduce", "verify", "matrix"):
         line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
         assert len(line.split(None, 1)[1]) > 10
 
@@ -165,3 +168,47 @@ def test_smoke_engine_is_checked_before_anything_runs():
     assert "engine 'dokcer' is not one of docker, podman, podman-rootless, docker-userns" in r.stderr
     r = invoke("smoke", env={"INVOKE_SMOKE_ENGINE": "lxc"})
     assert r.returncode == 2 and "engine 'lxc'" in r.stderr, r.stderr
+
+
+def _listed(spec: str) -> list[str]:
+    return [a.strip() for a in str(spec).split(",") if a.strip()]
+
+
+def test_matrix_is_every_arch_of_each_flavor_each_on_its_runner():
+    r = invoke("matrix")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 1, "GITHUB_OUTPUT takes it as one line"
+    jobs = json.loads(r.stdout)["include"]
+    flavors = project_config().images.flavors
+    assert [(j["flavor"], j["arch"]) for j in jobs] == [(f, a) for f in flavors for a in _listed(flavors[f].arches)]
+    amd64 = dict(p.split("=") for p in _listed(project_config().ci.runners))["amd64"]
+    for j in jobs:
+        # GitHub hosts amd64 and arm64 runners; everything else runs on amd64, i386 natively, the rest under qemu.
+        assert j["runner"] == ("ubuntu-24.04-arm" if j["arch"] == "arm64" else amd64), j
+        assert j["emulated"] is (j["arch"] not in ("amd64", "arm64", "i386")), j
+    assert {j["arch"] for j in jobs if j["emulated"]} == {"armhf", "armv7", "ppc64el", "riscv64", "s390x"}
+
+
+def test_matrix_configuration_errors_name_the_key():
+    r = invoke("matrix", env={"INVOKE_CI_OTHER_ARCHES_ON": "sparc"})
+    assert r.returncode == 2 and "matrix: error: ci.other_arches_on: unknown architecture 'sparc'" in r.stderr
+    r = invoke("matrix", env={"INVOKE_CI_RUNNERS": "arm64=ubuntu-24.04-arm"})
+    assert r.returncode == 2 and "ci.other_arches_on is 'amd64', which has no runner in ci.runners (arm64)" in r.stderr
+    r = invoke("matrix", env={"INVOKE_CI_RUNNERS": "amd64,arm64=ubuntu-24.04-arm"})
+    assert r.returncode == 2 and "ci.runners: 'amd64' is not ARCH=RUNNER-LABEL" in r.stderr, r.stderr
+    assert not r.stdout
+
+
+def test_nightly_runs_the_generated_matrix_and_assembles_every_arch():
+    """The workflow takes its jobs from `invoke matrix`, so it cannot drift from invoke.yaml."""
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly.yml").read_text())
+    jobs = wf["jobs"]
+    assert any("./run matrix" in step.get("run", "") for step in jobs["matrix"]["steps"])
+    image = jobs["image"]
+    assert image["needs"] == "matrix"
+    assert image["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.matrix) }}"
+    assert image["runs-on"] == "${{ matrix.runner }}"
+    assert [s for s in image["steps"] if s.get("if") == "matrix.emulated" and "qemu-user-static" in s["run"]]
+    assert wf["env"]["INVOKE_PUBLISH_ARCHES"] == "all"
+    assert jobs["assemble"]["needs"] == "image" and "if" not in jobs["assemble"]
+    assert wf["concurrency"]["group"] and wf["concurrency"]["cancel-in-progress"] is False
