@@ -45,7 +45,7 @@ def reference_build(engine: Engine, req, t, gosu, base, tag: str, no_cache: bool
         shutil.copyfile(gosu.path, Path(ctx) / "gosu")
         shutil.copyfile(ROOT / "images" / "entrypoint.sh", Path(ctx) / "entrypoint.sh")
         s = req.settings
-        engine.build(Path(ctx), tag, str(t.arch.platform), dockerfile=ROOT / "tests" / "reference" / "Dockerfile",
+        engine.build(Path(ctx), tag, str(t.platform), dockerfile=ROOT / "tests" / "reference" / "Dockerfile",
                      build_args={"BASE_IMAGE": f"{base.repo_ref}@{base.digest}", "OPS_USER": s.ops_user,
                                  "OPS_UID": str(s.ops_uid), "OPS_GID": str(s.ops_gid)}, no_cache=no_cache)
 
@@ -53,7 +53,7 @@ def reference_build(engine: Engine, req, t, gosu, base, tag: str, no_cache: bool
 def trivial_build(engine: Engine, t, base, tag: str) -> None:
     with tempfile.TemporaryDirectory() as ctx:
         Path(ctx, "Dockerfile").write_text(f"FROM {base.repo_ref}@{base.digest}\nRUN true\n")
-        engine.build(Path(ctx), tag, str(t.arch.platform), no_cache=True)
+        engine.build(Path(ctx), tag, str(t.platform), no_cache=True)
 
 
 def main() -> None:
@@ -83,13 +83,13 @@ def main() -> None:
                 engine.remove_image(tag)
 
                 def assemble():
-                    images.load(engine, [images.build(store, req.settings, t, gosu[t.arch.dpkg], rev)])
+                    images.load(engine, [images.build(store, req.settings, t, gosu[t.arch.gosu], rev)])
                 note((t.name, "assembly cold"), timed(assemble))
                 note((t.name, "assembly warm"), timed(assemble))
                 note((t.name, "docker build cold"), timed(lambda: reference_build(
-                    engine, req, t, gosu[t.arch.dpkg], bases[t.name], ref_tag, True)))
+                    engine, req, t, gosu[t.arch.gosu], bases[t.name], ref_tag, True)))
                 note((t.name, "docker build warm"), timed(lambda: reference_build(
-                    engine, req, t, gosu[t.arch.dpkg], bases[t.name], ref_tag, False)))
+                    engine, req, t, gosu[t.arch.gosu], bases[t.name], ref_tag, False)))
         for t in req.targets:
             engine.remove_image(req.settings.tag(t.flavor.name, t.arch.dpkg))
         with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

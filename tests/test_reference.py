@@ -47,7 +47,7 @@ def reference(rig, built) -> str:
     with tempfile.TemporaryDirectory(prefix="reference-") as ctx:
         shutil.copyfile(built.gosu.path, Path(ctx) / "gosu")
         shutil.copyfile(IMAGES / "entrypoint.sh", Path(ctx) / "entrypoint.sh")
-        rig.engine.build(Path(ctx), tag, str(built.target.arch.platform),
+        rig.engine.build(Path(ctx), tag, str(built.target.platform),
                          dockerfile=ROOT / "tests" / "reference" / "Dockerfile",
                          build_args={"BASE_IMAGE": f"{built.base.repo_ref}@{built.base.digest}",
                                      "OPS_USER": s.ops_user, "OPS_UID": str(s.ops_uid), "OPS_GID": str(s.ops_gid)})
