@@ -29,8 +29,11 @@ FETCH_HELP = {
     "go": "rebuild source: the Go minor version to build with, e.g. 1.27 (default: the newest golang-1.NN-go "
           "in gosu.rebuild.suites)",
     "cache_dir": "where verified binaries are cached (default: .cache/gosu)",
+    "accept_expired": "debian and rebuild sources: comma-separated suites whose InRelease may be past its "
+                      "Valid-Until (a stale mirror or a snapshot); still checked against the pinned keys, and what "
+                      "comes from them is a trial image (default: gosu.debian.accept_expired, none)",
 }
-FETCH_FLAGS = ("source", "suite", "go", "mirror", "key", "fingerprint")
+FETCH_FLAGS = ("source", "suite", "go", "mirror", "key", "fingerprint", "accept_expired")
 
 
 IMAGE_HELP = {
@@ -108,27 +111,31 @@ def _fetch(c, enforce_lock=True, for_lock=False, **kw):
 
 @task(help=FETCH_HELP)
 def fetch(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None, go=None,
-          cache_dir=None):
+          cache_dir=None, accept_expired=None):
     """Download gosu for each arch and verify it (signature or archive chain, ELF header, lock)."""
     _fetch(c, source=source, version=version, arch=arch, mirror=mirror, key=key, fingerprint=fingerprint,
-           suite=suite, go=go, cache_dir=cache_dir)
+           suite=suite, go=go, cache_dir=cache_dir, accept_expired=accept_expired)
 
 
 @task(help={**FETCH_HELP, "version": "gosu release to pin (required for github; debian: default the suite's)",
             "arch": "comma-separated dpkg architectures (default: all nine for github; every arch the suite "
                     "builds gosu for, for debian)"})
 def lock(c, source=None, version=None, arch=None, mirror=None, key=None, fingerprint=None, suite=None, go=None,
-         cache_dir=None):
+         cache_dir=None, accept_expired=None):
     """Fetch and verify every arch of a release, then rewrite that source's part of gosu.lock.json."""
     opts, report = _fetch(c, enforce_lock=False, for_lock=True, source=source, version=version, arch=arch,
-                          mirror=mirror, key=key, fingerprint=fingerprint, suite=suite, go=go, cache_dir=cache_dir)
+                          mirror=mirror, key=key, fingerprint=fingerprint, suite=suite, go=go, cache_dir=cache_dir,
+                          accept_expired=accept_expired)
     path = config.project_path(c.config.gosu.lock_file)
     try:
         new = lockfile.updated(lockfile.load(path), opts, report.fetched)
     except lockfile.LockFileError as e:
         raise Exit(f"lock: error: {e}", code=1)
     lockfile.save(path, new)
-    print(f"wrote {path}: {opts.kind} gosu {report.fetched[0].version}, {len(report.fetched)} arches")
+    expired = report.fetched[0].detail("expired_accepted")
+    print(f"wrote {path}: {opts.kind} gosu {report.fetched[0].version}, {len(report.fetched)} arches"
+          + (f" (from expired suite(s), recorded: {expired}; fetches without --accept-expired still refuse them)"
+             if expired else ""))
 
 
 @task(help={"k": "only run tests matching this pytest -k expression", "x": "stop at the first failure",
@@ -175,11 +182,11 @@ def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink,
 @task(help=PUBLISH_HELP)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
             allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
-            fingerprint=None, sign_key=None, keyless=False, unsigned=False):
+            fingerprint=None, sign_key=None, keyless=False, unsigned=False, accept_expired=None):
     """Build and smoke-test every flavor/arch, push, sign and attest each by digest, sign each index, move tags."""
     _publish(c, "publish", flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, sign_key,
              keyless, unsigned, source=source, gosu_version=gosu_version, suite=suite, go=go, mirror=mirror,
-             key=key, fingerprint=fingerprint)
+             key=key, fingerprint=fingerprint, accept_expired=accept_expired)
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items()
@@ -187,12 +194,12 @@ def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=F
                             "keyless", "unsigned")},
             "source": FETCH_HELP["source"].replace("(default: gosu.source, github)", "(default: auto)")})
 def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=None, go=None, mirror=None, key=None,
-            fingerprint=None):
+            fingerprint=None, accept_expired=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
     if source == "auto" and (mirror or key or fingerprint):
         source = None  # naming a mirror or key names the configured source, as for every other task
     _publish(c, "release", flavor, arch, None, None, False, False, False, source=source, gosu_version=gosu_version,
-             suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
+             suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint, accept_expired=accept_expired)
 
 
 @task(help={**{k: v for k, v in PUBLISH_HELP.items() if k not in ("dry_run",)},
@@ -200,10 +207,10 @@ def release(c, flavor=None, arch=None, source="auto", gosu_version=None, suite=N
             "digests_dir": "directory to write one <flavor>-<arch>.json push record per image into (required)"})
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
          allow_trial=False, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
-         fingerprint=None, sign_key=None, keyless=False, unsigned=False):
+         fingerprint=None, sign_key=None, keyless=False, unsigned=False, accept_expired=None):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
     req = _request(c, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version, suite=suite, go=go,
-                   mirror=mirror, key=key, fingerprint=fingerprint)
+                   mirror=mirror, key=key, fingerprint=fingerprint, accept_expired=accept_expired)
     dest, client = _destination(c, registry, repository)
     signer = _signer(c, "push", dest, sign_key, keyless, unsigned)
     try:
@@ -294,23 +301,24 @@ def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
 
 @task(help=IMAGE_HELP)
 def build(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
-          fingerprint=None):
+          fingerprint=None, accept_expired=None):
     """Build org/base-gosu:<flavor>-<arch> images in the local engine from verified gosu."""
     _stage(c, "build", pipeline.build, flavor=flavor, arch=arch, source=source, gosu_version=gosu_version,
-           suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
+           suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint, accept_expired=accept_expired)
 
 
 @task(help={**IMAGE_HELP, "engine": "run the checks under docker (default), podman, podman-rootless or "
                                      "docker-userns (default: smoke.engine in invoke.yaml)"})
 def smoke(c, flavor=None, arch=None, source=None, gosu_version=None, suite=None, go=None, mirror=None, key=None,
-          fingerprint=None, engine=None):
+          fingerprint=None, engine=None, accept_expired=None):
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     try:
         under = config.engine_settings(c.config, engine)
     except ValueError as e:
         raise Exit(f"error: {e}", code=2)
     _stage(c, "smoke", functools.partial(pipeline.smoke, under=under), flavor=flavor, arch=arch, source=source,
-           gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint)
+           gosu_version=gosu_version, suite=suite, go=go, mirror=mirror, key=key, fingerprint=fingerprint,
+           accept_expired=accept_expired)
 
 @task(help={"ref": "published image: HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index checks every "
                    "platform)",

@@ -48,7 +48,7 @@ SOURCES = ("github", "debian", "rebuild", "auto")
 def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
-                  suite: str | None = None, go: str | None = None) -> FetchOptions:
+                  suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> FetchOptions:
     from .fetch import choose_source
     lock = lockfile.load(project_path(gosu["lock_file"]))
     kind = (source or gosu.get("source") or "github").strip().lower()
@@ -58,6 +58,9 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
         raise ValueError("--suite applies to the debian and rebuild sources only; add --source debian or rebuild")
     if go and kind != "rebuild":
         raise ValueError("--go applies to the rebuild source only; add --source rebuild")
+    if accept_expired and kind == "github":
+        raise ValueError("--accept-expired applies to Debian's archive (the debian and rebuild sources); add "
+                         "--source debian or rebuild")
     why = ""
     if kind == "auto":
         if mirror or key or fingerprint:
@@ -69,7 +72,9 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
                   lock=lock if enforce_lock else None, timeout=float(gosu["timeout"]), retries=int(gosu["retries"]),
                   backoff=float(gosu["backoff"]), parallel=int(gosu["parallel"]), chosen_because=why)
     if kind == "rebuild":
-        return rebuild_options(gosu, lock, version, suite, go, mirror, key, fingerprint, common)
+        opts = rebuild_options(gosu, lock, version, suite, go, mirror, key, fingerprint, common)
+        return dataclasses.replace(opts, accept_expired=expired_suites(gosu, accept_expired,
+                                                                        (opts.suite, *opts.suites)))
     if kind == "debian":
         deb = gosu["debian"]
         the_suite = (suite or deb["suite"]).strip()
@@ -77,7 +82,8 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
         return FetchOptions(
             version=version or gosu.get("version") or pinned, source=source_of(deb["mirror"], mirror, "dists/, pool/"),
             key_file=Path(), fingerprint="", kind="debian", suite=the_suite,
-            archive_keys=archive_keys(deb, key, fingerprint), **common)
+            archive_keys=archive_keys(deb, key, fingerprint),
+            accept_expired=expired_suites(gosu, accept_expired, (the_suite,)), **common)
     return FetchOptions(
         version=version or gosu.get("version") or lock.version,
         source=source_of(gosu.get("mirror") or gosu["release_url"], mirror),
@@ -110,6 +116,30 @@ def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, finger
         source=source_of(deb["mirror"], mirror, "dists/, pool/"), key_file=Path(), fingerprint="", kind="rebuild",
         suite=the_suite, archive_keys=archive_keys(deb, key, fingerprint), suites=suites,
         go=the_go, modules=tuple(modules), host_arch=native_arch(), **common)
+
+
+SUITE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+def expired_suites(gosu: Mapping, flag: str | None, used: tuple[str, ...]) -> tuple[str, ...]:
+    """The suites whose InRelease may be past its Valid-Until: --accept-expired, else gosu.debian.accept_expired.
+
+    Like apt's Check-Valid-Until=false for a snapshot or a stale mirror, but
+    per suite and never by default. A flag naming a suite this fetch does not
+    read is a typo, refused; the configured value may name suites other
+    sources use.
+    """
+    value = flag if flag is not None else str(gosu["debian"].get("accept_expired") or "")
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    what = "--accept-expired" if flag is not None else "gosu.debian.accept_expired"
+    for name in names:
+        if not SUITE_NAME.fullmatch(name):
+            raise ValueError(f"{what}: {name!r} is not a Debian suite name such as unstable")
+    unused = [n for n in names if n not in used]
+    if flag is not None and unused:
+        raise ValueError(f"--accept-expired names {', '.join(unused)}, which this fetch does not read (it reads "
+                         f"{', '.join(dict.fromkeys(used))}); name the suite whose InRelease has expired")
+    return names
 
 
 def lock_options(gosu: Mapping, *, source: str | None = None, version: str | None = None, arch: str | None = None,
@@ -223,7 +253,7 @@ def image_settings(images: Mapping) -> "ImageSettings":
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   default_arch: str | None = None, source: str | None = None,
-                  suite: str | None = None, go: str | None = None) -> "Request":
+                  suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> "Request":
     from .images import plan
     from .emulation import native_arch
     from .pipeline import Request
@@ -231,7 +261,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     targets = plan(settings, flavor, arch, default_arch or native_arch())
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
-                         fingerprint=fingerprint, source=source, suite=suite, go=go)
+                         fingerprint=fingerprint, source=source, suite=suite, go=go, accept_expired=accept_expired)
     return Request(settings, tuple(targets), opts, ROOT,
                    store=project_path(c_config.images.get("store") or ".cache/images"),
                    revision=source_revision(ROOT))

@@ -56,6 +56,8 @@ def print_report(report: FetchReport, out=sys.stdout, err=sys.stderr) -> None:
         else:
             checks = "signature" + (", SHA256SUMS" if f.sums_checked else "") + ", ELF" + (", lock" if f.locked else "")
             what = f"gosu {f.version}"
+        if f.detail("expired_accepted"):
+            checks += f"; InRelease past Valid-Until accepted on request: {f.detail('expired_accepted')}, a trial input"
         out.write(f"{f.arch:9} {f.sha256}  {f.path}  ({what}; {how}; verified {checks})\n")
     for fail in report.failures:
         err.write(f"FAILED {fail}\n")

@@ -231,6 +231,9 @@ def trial_reasons(base: Base, gosu: Fetched) -> str:
         reasons.append(f"base {base.ref} is a stand-in for {base.standin_for}")
     if not gosu.pinned:
         reasons.append(f"gosu is trusted through key {gosu.trust_root}, which is not pinned in keys/")
+    if gosu.detail("expired_accepted"):
+        reasons.append(f"gosu came from an expired Debian archive Release, accepted with --accept-expired "
+                       f"(expired_accepted: {gosu.detail('expired_accepted')})")
     return "; ".join(reasons)
 
 
@@ -294,6 +297,9 @@ def image_labels(settings: ImageSettings, target: Target, base: Base, gosu: Fetc
     }
     if base.standin_for:
         labels[f"{LABEL}.base.standin-for"] = base.standin_for
+    if gosu.detail("expired_accepted"):
+        # Which archive evidence was past its Valid-Until; the trust root above is still Debian's key.
+        labels[f"{LABEL}.gosu.expired-accepted"] = gosu.detail("expired_accepted")
     if gosu.kind == "debian":
         labels[f"{LABEL}.gosu.debian.suite"] = gosu.detail("suite")
         labels[f"{LABEL}.gosu.debian.package"] = gosu.detail("package")

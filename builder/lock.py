@@ -7,6 +7,11 @@ slip in. `github` pins tianon's release files; `debian` pins, per arch, the
 package version, the .deb and the binary inside it; `rebuild` pins, per arch,
 every input of the compile (orig tarball, toolchain packages, dependency
 packages) and the binary it must give.
+
+A lock pins bytes, not freshness: a section made from a suite taken past its
+Valid-Until (--accept-expired) records so in `expired_accepted`, and every
+later fetch still checks each InRelease's validity itself, so the lock never
+lets an expired suite through for a run that did not accept it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class DebianLock:
     suite: str
     version: str
     arches: dict[str, DebianEntry] = field(default_factory=dict)
+    expired_accepted: str = ""   # 'trixie 2026-11-06': locked from a suite accepted past its Valid-Until
 
     def check(self, arch: str, package: str, deb_sha256: str, sha256: str, size: int) -> bool:
         """Raise if the lock disagrees; True when it pinned this arch."""
@@ -78,6 +84,7 @@ class RebuildLock:
     suite: str     # where the orig tarball comes from
     version: str
     arches: dict[str, RebuildEntry] = field(default_factory=dict)
+    expired_accepted: str = ""   # 'unstable 2026-11-06': locked from suites accepted past their Valid-Until
 
     def entry(self, arch: str) -> RebuildEntry:
         entry = self.arches.get(arch)
@@ -144,11 +151,12 @@ def load(path: Path) -> Lock:
         raw = json.loads(path.read_text())
         github = raw.get("github", raw)  # the first lock files had the github section at the top
         deb = raw.get("debian")
-        debian = DebianLock(deb["suite"], deb["version"], {a: DebianEntry(**e) for a, e in deb["arches"].items()}) \
-            if deb else None
+        debian = DebianLock(deb["suite"], deb["version"], {a: DebianEntry(**e) for a, e in deb["arches"].items()},
+                            str(deb.get("expired_accepted", ""))) if deb else None
         reb = raw.get("rebuild")
         rebuild = RebuildLock(reb["suite"], reb["version"],
-                              {a: RebuildEntry(**e) for a, e in reb["arches"].items()}) if reb else None
+                              {a: RebuildEntry(**e) for a, e in reb["arches"].items()},
+                              str(reb.get("expired_accepted", ""))) if reb else None
         return Lock(github["version"], {a: LockEntry(**e) for a, e in github["arches"].items()}, debian, rebuild)
     except FileNotFoundError:
         raise LockFileError(f"lock file {path} does not exist; restore it from git or run `invoke lock --version V`") from None
@@ -159,12 +167,11 @@ def load(path: Path) -> Lock:
 def save(path: Path, lock: Lock) -> None:
     """Write atomically: a reader sees the old lock or the new one, never half."""
     data = {"github": {"version": lock.version, "arches": {a: asdict(e) for a, e in sorted(lock.arches.items())}}}
-    if lock.debian:
-        data["debian"] = {"suite": lock.debian.suite, "version": lock.debian.version,
-                          "arches": {a: asdict(e) for a, e in sorted(lock.debian.arches.items())}}
-    if lock.rebuild:
-        data["rebuild"] = {"suite": lock.rebuild.suite, "version": lock.rebuild.version,
-                           "arches": {a: asdict(e) for a, e in sorted(lock.rebuild.arches.items())}}
+    for name, section in (("debian", lock.debian), ("rebuild", lock.rebuild)):
+        if section:
+            data[name] = {"suite": section.suite, "version": section.version,
+                          **({"expired_accepted": section.expired_accepted} if section.expired_accepted else {}),
+                          "arches": {a: asdict(e) for a, e in sorted(section.arches.items())}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
@@ -193,7 +200,12 @@ def with_debian(lock: Lock, suite: str, fetched) -> Lock:
                             "pass --version to lock one")
     entries = {f.arch: DebianEntry(f.detail("package"), f.detail("deb_sha256"), f.sha256, f.size, f.source)
                for f in fetched}
-    return Lock(lock.version, lock.arches, DebianLock(suite, versions[0], entries), lock.rebuild)
+    return Lock(lock.version, lock.arches, DebianLock(suite, versions[0], entries, _expired(fetched)), lock.rebuild)
+
+
+def _expired(fetched) -> str:
+    """The suites the fetched arches were accepted from past their Valid-Until ('' if none)."""
+    return ", ".join(sorted({f.detail("expired_accepted") for f in fetched} - {""}))
 
 
 def rebuild_entry(f) -> RebuildEntry:
@@ -210,7 +222,7 @@ def with_rebuild(lock: Lock, suite: str, fetched) -> Lock:
     if len(versions) != 1:
         raise LockFileError(f"the arches resolved to different gosu versions ({', '.join(versions)})")
     entries = {f.arch: rebuild_entry(f) for f in fetched}
-    return Lock(lock.version, lock.arches, lock.debian, RebuildLock(suite, versions[0], entries))
+    return Lock(lock.version, lock.arches, lock.debian, RebuildLock(suite, versions[0], entries, _expired(fetched)))
 
 
 def updated(lock: Lock, opts, fetched) -> Lock:

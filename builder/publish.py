@@ -226,7 +226,8 @@ def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, rev
 
 
 def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
-    """Trial images (stand-in bases, gosu trusted through a test key) never leave this machine by accident.
+    """Trial images (stand-in bases, gosu trusted through a test key or an expired archive Release) never leave this
+    machine by accident.
 
     `images` holds (name, trial reasons) pairs; refused before any byte is sent.
     """
@@ -238,7 +239,8 @@ def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: b
     raise PublishError(
         f"{name} is a trial image: {why}{more}. {dest.registry} is not this machine's local registry, so trial "
         "images are refused there: build from the real bases (images.use_standins) with gosu from a source "
-        "pinned in keys/, or pass --allow-trial to publish it anyway. Nothing was pushed")
+        "pinned in keys/ (and, for Debian's archive, a current mirror), or pass --allow-trial to publish it "
+        "anyway. Nothing was pushed")
 
 
 def push_child(registry: Registry, dest: Destination, built: Built, log) -> Child:

@@ -141,9 +141,11 @@ def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor],
     # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
     reasons = labels.get(f"{LABEL}.trial", "").split(";")
     unpinned = any(r.strip().startswith("gosu is trusted through key") for r in reasons)
+    expired = (("expired_accepted", labels[f"{LABEL}.gosu.expired-accepted"]),) \
+        if labels.get(f"{LABEL}.gosu.expired-accepted") else ()
     gosu = Fetched(arch.gosu, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
                    True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
-                   pinned=not unpinned)
+                   pinned=not unpinned, details=expired)
     rev = Revision(labels["org.opencontainers.image.revision"], int(labels[f"{LABEL}.source-date-epoch"]))
     provenance = {k: v for k, v in labels.items() if k.startswith(PROVENANCE)}
     return Inputs(settings, Target(flavor, arch), base, gosu, rev, provenance)

@@ -49,6 +49,7 @@ class FakeArchive:
     version: str = "9.9-1+b1"
     arch_names: tuple[str, ...] = ("amd64", "arm64", "armhf", "s390x")
     valid_until: dt.datetime | None = None
+    date: dt.datetime = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
     binaries: dict[str, bytes] = field(default_factory=dict)
     debs: dict[str, bytes] = field(default_factory=dict)
     # Source packages: name -> (version, {file name: content}), listed in main/source/Sources.
@@ -106,7 +107,7 @@ class FakeArchive:
 
     def write_release(self, listed: dict[str, bytes]) -> None:
         dists = self.root / "dists" / self.suite
-        lines = [f"Suite: {self.suite}", f"Codename: {self.suite}", "Date: Sat, 01 Nov 2026 00:00:00 UTC"]
+        lines = [f"Suite: {self.suite}", f"Codename: {self.suite}", f"Date: {self.date:%a, %d %b %Y %H:%M:%S} UTC"]
         if self.extra:  # as Debian's Release says: arch-all packages are in each binary-<arch> index too
             lines.append("No-Support-for-Architecture-all: Packages")
         if self.valid_until:

@@ -5,6 +5,7 @@ the real chain against Debian's own mirror, which these machines reach as
 apt does.
 """
 
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -126,6 +127,7 @@ def _other_key_only(fake, attacker_key, **_):
 
 
 def _expired(fake, **_):
+    fake.date = dt.datetime(2019, 12, 25, tzinfo=dt.timezone.utc)
     fake.valid_until = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
     _resign(fake, lambda: None)
 
@@ -152,7 +154,8 @@ TAMPER = {
                          "checksum mismatch", "but dists/testing/InRelease lists"),
     "InRelease edited after signing": (_edit_inrelease, "bad signature", "changed after it was signed"),
     "InRelease signed by another key only": (_other_key_only, "wrong key", "carries no good signature by a pinned key"),
-    "Valid-Until in the past": (_expired, "expired Release", "is valid until 2020-01-01"),
+    "Valid-Until in the past": (_expired, "expired Release",
+                                "testing's InRelease expired on 2020-01-01 00:00 UTC ("),
     "no package for the arch": (_no_package, "no package", "has no gosu package"),
     ".deb without /usr/sbin/gosu": (lambda fake, **_: _rebuild_with(fake, make_deb({"./usr/bin/other": b"x"})),
                                     "not a gosu package", "has no /usr/sbin/gosu"),
@@ -176,6 +179,94 @@ def test_tamper_matrix(case, fake, debian_options, attacker_key):
     assert failure.reason == reason, str(failure)
     assert fragment in str(failure), str(failure)
     assert cache_files(opts.cache_dir) == []
+
+
+EXPIRED = {
+    # With --accept-expired testing, an expired Release is taken; nothing else is relaxed.
+    "accepted and marked": (None, None, None),
+    "another suite accepted": (lambda fake, **_: None, "expired Release", "or --accept-expired testing (gosu.debian"),
+    "InRelease signed by another key only": (_other_key_only, "wrong key", "no good signature by a pinned key"),
+    "InRelease edited after signing": (_edit_inrelease, "bad signature", "changed after it was signed"),
+    ".deb altered": (lambda fake, **_: _flip(fake.root / "pool/main/g/gosu/gosu_9.9-1+b1_amd64.deb"),
+                     "checksum mismatch", "but dists/testing/main/binary-amd64/Packages.xz lists"),
+    "Date in the future": (lambda fake, **_: _dated(fake, dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)),
+                           "Release not valid yet", "is dated 2099-01-01"),
+    "Valid-Until before Date": (lambda fake, **_: _dated(fake, dt.datetime(2020, 6, 1, tzinfo=dt.timezone.utc)),
+                                "malformed Release", "is not after its Date"),
+}
+
+
+def _dated(fake, date):
+    fake.date = date
+    _resign(fake, lambda: None)
+
+
+@pytest.mark.parametrize("case", list(EXPIRED))
+def test_expired_release_is_taken_only_for_the_named_suite(case, fake, debian_options, attacker_key):
+    fake.build()
+    _expired(fake)
+    mutate, reason, fragment = EXPIRED[case]
+    if mutate:
+        mutate(fake, attacker_key=attacker_key)
+    opts = debian_options(fake.root, accept_expired=("unstable",) if case == "another suite accepted" else
+                          ("testing",))
+    report = fetch(opts)
+    if reason is None:
+        assert report.ok, report.failures
+        [f] = report.fetched
+        assert f.detail("expired_accepted") == "testing 2020-01-01" and f.trust_root == fake.key.fingerprint
+        return
+    [failure] = report.failures
+    assert failure.reason == reason and fragment in str(failure), str(failure)
+    assert cache_files(opts.cache_dir) == []
+
+
+def test_expired_refusal_names_the_opt_in_and_a_fresh_release_needs_none(fake, debian_options):
+    fake.build()
+    assert not fetch(debian_options(fake.root)).fetched[0].detail("expired_accepted")   # fresh: no mark
+    _expired(fake)
+    [failure] = fetch(debian_options(fake.root, cache_dir=fake.root.parent / "c2")).failures
+    assert "use a current mirror, or --accept-expired testing (gosu.debian.accept_expired) to accept it (images " \
+           "built from it are trial images)" in str(failure)
+
+
+def test_cache_and_lock_never_launder_an_accepted_expired_release(fake, debian_options):
+    """Fetched under --accept-expired: not served from the cache, nor let through by a lock, to a run without it."""
+    fake.build()
+    _expired(fake)
+    accepted = debian_options(fake.root, "amd64,arm64", accept_expired=("testing",))
+    first = fetch(accepted)
+    assert first.ok and all(f.detail("expired_accepted") == "testing 2020-01-01" for f in first.fetched)
+    records = [p for p in cache_files(accepted.cache_dir) if "verified" in p.parts]
+    assert len(records) == 2
+    plain = debian_options(fake.root, "amd64,arm64")
+    refused = fetch(plain)
+    assert not refused.fetched and {f.reason for f in refused.failures} == {"expired Release"}
+    assert [p for p in cache_files(plain.cache_dir) if "verified" in p.parts] == records   # kept, not served
+    again = fetch(accepted)
+    assert all(f.from_cache and f.detail("expired_accepted") for f in again.fetched)
+    lock = lockfile.with_debian(lockfile.Lock("1.19"), "testing", first.fetched)
+    assert lock.debian.expired_accepted == "testing 2020-01-01"
+    path = fake.root.parent / "lock.json"
+    lockfile.save(path, lock)
+    assert lockfile.load(path).debian == lock.debian and '"expired_accepted": "testing 2020-01-01"' in path.read_text()
+    locked = fetch(dataclasses.replace(plain, lock=lock))
+    assert not locked.fetched and {f.reason for f in locked.failures} == {"expired Release"}
+    assert all(f.locked for f in fetch(dataclasses.replace(accepted, lock=lock)).fetched)
+
+
+def test_an_image_from_an_accepted_expired_release_is_a_trial_image(fake, debian_options):
+    """Its trial label names the expired suite; its trust root is still the archive key."""
+    from builder import images
+    fake.build()
+    _expired(fake)
+    [f] = fetch(debian_options(fake.root, accept_expired=("testing",))).fetched
+    f = dataclasses.replace(f, pinned=True)   # as if signed by Debian's own key: the expiry alone makes it trial
+    base = images.Base("alpine:3.20", "alpine", "sha256:" + "1" * 64, "sha256:" + "2" * 64)
+    assert images.trial_reasons(base, f) == ("gosu came from an expired Debian archive Release, accepted with "
+                                             "--accept-expired (expired_accepted: testing 2020-01-01)")
+    fresh = dataclasses.replace(f, details=tuple(d for d in f.details if d[0] != "expired_accepted"))
+    assert images.trial_reasons(base, fresh) == ""
 
 
 def test_tamper_http_500_is_retried_then_named(fake, debian_options):

@@ -91,6 +91,7 @@ def _flip(path):
 
 
 def _expire(fake):
+    fake.date = dt.datetime(2019, 12, 25, tzinfo=dt.timezone.utc)
     fake.valid_until = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
     fake.build()
 
@@ -101,7 +102,8 @@ CHAIN = {
                              "checksum mismatch", "but dists/testing/main/source/Sources.xz lists"),
     "Sources altered": (lambda f: _flip(f.root / "dists/testing/main/source/Sources.xz"),
                         "checksum mismatch", "but dists/testing/InRelease lists"),
-    "source suite expired": (_expire, "expired Release", "is valid until 2020-01-01"),
+    "source suite expired": (_expire, "expired Release", "or --accept-expired testing (gosu.debian.accept_expired) "
+                             "to accept it (images built from it are trial images); or take gosu's source from"),
     "no such gosu version": (lambda f: None, "no source package", "has gosu 9.9-1, not gosu 9.8"),
     "toolchain without go": (lambda f: None, "not a Go toolchain", "has no usr/lib/go-1.98/bin/go"),
 }
@@ -321,18 +323,76 @@ def test_reproducible_in_another_checkout_directory_umask_and_time_zone(rebuilt,
     assert theirs == ours
 
 
-def test_debians_own_source_suite_is_checked_not_trusted():
-    """The default (unstable's 1.19 source, Debian's keys): built when its Release is valid, refused as expired if not."""
+def _expired_copy(archive, dest, date: dt.datetime, until: dt.datetime):
+    """The test archive with its Release dated and expired, signed again by its key (pool/ shared)."""
+    from builder.testmirror import _gpg
+    shutil.copytree(archive.root / "dists", dest / "dists")
+    (dest / "pool").symlink_to(archive.root / "pool")
+    release = dest / "dists" / archive.suite / "Release"
+    release.write_text(f"Date: {date:%a, %d %b %Y %H:%M:%S} UTC\nValid-Until: {until:%a, %d %b %Y %H:%M:%S} UTC\n"
+                       + release.read_text())
+    (release.parent / "InRelease").unlink()
+    _gpg(archive.root / "gnupg", "--local-user", archive.fingerprint, "--output", str(release.parent / "InRelease"),
+         "--clearsign", str(release))
+    return dest
+
+
+def test_expired_source_suite_is_built_only_on_request_and_marked(rebuilt, archive, tmp_path):
+    """The same inputs through an expired Release: refused; built with --accept-expired (same bytes, marked, a trial);
+    then neither the cache nor a lock serves it to a run without the opt-in."""
+    opts, first = rebuilt
+    now = dt.datetime.now(dt.timezone.utc)
+    mirror = _expired_copy(archive, tmp_path / "stale", now - dt.timedelta(days=30), now - dt.timedelta(days=21))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for shared in ("go-build", "toolchains"):   # content-addressed: sharing them only saves compiling again
+        (cache / shared).symlink_to(opts.cache_dir / shared)
+    plain = dataclasses.replace(opts, source=str(mirror), cache_dir=cache, arches=(arches.get("amd64"),), lock=None)
+    accepted = dataclasses.replace(plain, accept_expired=(archive.suite,))
+    [failure] = fetch(plain, log=io.StringIO()).failures
+    assert failure.reason == "expired Release" and "(21 days ago)" in str(failure), str(failure)
+    assert f"--accept-expired {archive.suite}" in str(failure)
+    report = fetch(accepted, log=io.StringIO())
+    assert report.ok, [str(f) for f in report.failures]
+    [f] = report.fetched
+    marker = f"{archive.suite} {now - dt.timedelta(days=21):%Y-%m-%d}"
+    assert f.detail("expired_accepted") == marker and not f.from_cache
+    assert f.sha256 == next(x.sha256 for x in first.fetched if x.arch == "amd64")   # same inputs, same bytes
+    from builder import images
+    assert f"(expired_accepted: {marker})" in images.trial_reasons(images.Base("a", "a", "", ""), f)
+    record = Cache(cache).record_path(archive.fingerprint, f"rebuild-{archive.suite}-1.19-gonewest", "amd64")
+    [failure] = fetch(plain, log=io.StringIO()).failures
+    assert failure.reason == "expired Release" and record.is_file()   # not served, not evicted
+    again = fetch(accepted, log=io.StringIO())
+    assert again.fetched[0].from_cache and again.fetched[0].detail("expired_accepted") == marker
+    lock = lockfile.with_rebuild(lockfile.Lock("1.19"), archive.suite, report.fetched)
+    assert lock.rebuild.expired_accepted == marker
+    [failure] = fetch(dataclasses.replace(plain, lock=lock), log=io.StringIO()).failures
+    assert failure.reason == "expired Release"
+    assert fetch(dataclasses.replace(accepted, lock=lock), log=io.StringIO()).fetched[0].locked
+
+
+def test_debians_own_source_suite_is_checked_not_trusted(rebuilt):
+    """The default (unstable's 1.19 source, Debian's keys): built when its Release is valid; if it has expired,
+    refused, and built only with --accept-expired: marked, trusted through Debian's key, and the same bytes as the
+    test archive's rebuild of the same tarball with the same toolchain."""
     cfg = project_config()
-    opts = config.fetch_options(cfg.gosu, source="rebuild", arch="amd64")
-    report = fetch(dataclasses.replace(opts, lock=None), log=io.StringIO())
+    opts = dataclasses.replace(config.fetch_options(cfg.gosu, source="rebuild", arch="amd64"), lock=None)
+    report = fetch(opts, log=io.StringIO())
     if any(f.reason == "connection failed" for f in report.failures):
         skip_or_fail(f"Debian's mirror cannot be reached: {report.failures[0]}")
-    if not report.ok:
-        [failure] = report.failures
-        assert failure.reason == "expired Release" and f"dists/{opts.suite}/InRelease" in str(failure), str(failure)
-    else:
-        assert report.fetched[0].pinned and report.fetched[0].version == opts.version
+    if report.ok:
+        assert report.fetched[0].pinned and not report.fetched[0].detail("expired_accepted")
+        return
+    [failure] = report.failures
+    assert failure.reason == "expired Release" and f"dists/{opts.suite}/InRelease" in str(failure), str(failure)
+    assert f"--accept-expired {opts.suite}" in str(failure)
+    report = fetch(dataclasses.replace(opts, accept_expired=(opts.suite,)), log=io.StringIO())
+    assert report.ok, [str(f) for f in report.failures]
+    [f] = report.fetched
+    assert f.pinned and f.trust_root in {p.stem for p in (ROOT / "keys" / "debian-archive").glob("*.asc")}
+    assert f.detail("expired_accepted").startswith(f"{opts.suite} ") and f.detail("orig_sha256") == GOSU_119_ORIG
+    assert f.sha256 == next(x.sha256 for x in rebuilt[1].fetched if x.arch == "amd64")
 
 
 @pytest.mark.engine

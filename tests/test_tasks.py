@@ -111,6 +111,19 @@ def test_repo_lock_pins_debian_trixie_gosu_for_its_eight_arches():
         assert e["source"].endswith(f"/pool/main/g/gosu/gosu_{e['package_version']}_{arch}.deb")
 
 
+def test_repo_lock_pins_the_rebuild_of_gosu_1_19():
+    """Made from the real chain with --accept-expired unstable, and recorded as such: the lock is no freshness claim
+    (every fetch checks Valid-Until itself; tests/test_rebuild.py shows a lock never lets an expired suite by)."""
+    lock = json.loads((ROOT / "gosu.lock.json").read_text())["rebuild"]
+    assert (lock["suite"], lock["version"]) == ("unstable", "1.19")
+    assert lock.get("expired_accepted", "") in ("", "unstable 2026-11-06")   # gone once locked from a current mirror
+    assert sorted(lock["arches"]) == ["amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64",
+                                      "s390x"]
+    assert {e["orig_sha256"] for e in lock["arches"].values()} == \
+        {"cd9719b775dbfedae53923c9b0dc792b66d42c51e0b36652ed6f747fbadc0164"}
+    assert all(len(e["sha256"]) == 64 and e["go_package"].startswith("golang-1.") for e in lock["arches"].values())
+
+
 def test_source_flags_are_checked_before_anything_runs():
     r = invoke("fetch", "--source", "ftp")
     assert r.returncode == 2 and "gosu source 'ftp' is unknown: use one of github, debian, rebuild, auto" in r.stderr
@@ -126,6 +139,12 @@ def test_source_flags_are_checked_before_anything_runs():
     assert r.returncode == 2 and "a lock names its source" in r.stderr
     r = invoke("lock")
     assert r.returncode == 2 and "locking the github source needs --version" in r.stderr
+    r = invoke("fetch", "--accept-expired", "unstable")
+    assert r.returncode == 2 and "--accept-expired applies to Debian's archive" in r.stderr
+    r = invoke("lock", "--source", "debian", "--accept-expired", "unstable")
+    assert r.returncode == 2 and "names unstable, which this fetch does not read (it reads trixie)" in r.stderr
+    r = invoke("smoke", "--source", "rebuild", "--accept-expired", "unstable,Sid")
+    assert r.returncode == 2 and "--accept-expired: 'Sid' is not a Debian suite name" in r.stderr, r.stderr
 
 
 def test_publish_arguments_are_checked_before_anything_runs(tmp_path):

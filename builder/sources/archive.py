@@ -1,8 +1,11 @@
 """Debian's archive chain of trust, checked in Python: InRelease -> index -> package.
 
 `dists/<suite>/InRelease` must carry a good signature by a pinned archive key
-(gpg through python-gnupg; only the text the signature covers is read) and
-must not be past its Valid-Until. Every index is then taken only if its
+(gpg through python-gnupg; only the text the signature covers is read), a
+sane Date, and must not be past its Valid-Until, unless the caller accepts
+that suite expired on purpose (a stale mirror or a snapshot, as apt's
+Check-Valid-Until=false): the Release then says so (`accepted_expired`) and
+what is made from it is a trial input. Every index is then taken only if its
 sha256 and size are the ones InRelease lists, and every package file only if
 its sha256 and size are the ones its index lists. No apt or dpkg is used, so
 this works on any host.
@@ -26,6 +29,8 @@ from ..verify import Keyring, VerificationError, sha256_file
 
 DEBIAN_HINT = ("; pass --mirror with another Debian mirror's base URL or a local directory laid out like the "
                "archive (dists/, pool/)")
+# How far a Release's Date may be ahead of this machine's clock (apt refuses "not valid yet" beyond its own).
+MAX_FUTURE = dt.timedelta(days=1)
 # Tried in this order: the smallest first, as apt does.
 COMPRESSIONS = ((".xz", lzma.decompress), (".gz", gzip.decompress), (".bz2", bz2.decompress), ("", bytes))
 
@@ -37,11 +42,16 @@ class Release:
     files: dict[str, tuple[str, int]]  # path below dists/<suite>/ -> (sha256, size)
     signer: str                        # the pinned primary fingerprint whose signature was accepted
     sha256: str                        # of the InRelease file as served
+    accepted_expired: bool = False     # past its Valid-Until, taken only because the caller named this suite
 
     @property
     def valid_until(self) -> dt.datetime | None:
-        text = self.fields.get("Valid-Until")
-        return parsedate_to_datetime(text) if text else None
+        return _date(self.fields, "Valid-Until", self.suite)
+
+    @property
+    def expired_marker(self) -> str:
+        """'unstable 2026-11-06' for a suite taken past its Valid-Until, else ''."""
+        return f"{self.suite} {self.valid_until:%Y-%m-%d}" if self.accepted_expired else ""
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,31 @@ def parse_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def parse_release(text: str, suite: str, signer: str, sha256: str, now: dt.datetime) -> Release:
+def _date(fields: dict[str, str], name: str, suite: str) -> dt.datetime | None:
+    text = fields.get(name)
+    if not text:
+        return None
+    try:
+        value = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value.tzinfo is None:
+        raise VerificationError(f"dists/{suite}/InRelease", "malformed Release",
+                                f"its {name} {text!r} is not an RFC 2822 date with a time zone")
+    return value
+
+
+def expired_message(suite: str, until: dt.datetime, now: dt.datetime) -> str:
+    days = (now - until).days
+    ago = "today" if days < 1 else f"{days} day{'s' if days != 1 else ''} ago"
+    return (f"{suite}'s InRelease expired on {until:%Y-%m-%d %H:%M} UTC ({ago}): the mirror is stale or replaying "
+            f"an old archive; use a current mirror, or --accept-expired {suite} (gosu.debian.accept_expired) to "
+            "accept it (images built from it are trial images)")
+
+
+def parse_release(text: str, suite: str, signer: str, sha256: str, now: dt.datetime,
+                  accept_expired: bool = False) -> Release:
+    """The signed Release text, checked; `accept_expired`: this suite may be past its Valid-Until (marked)."""
     fields = parse_fields(text)
     files: dict[str, tuple[str, int]] = {}
     for line in fields.get("SHA256", "").splitlines():
@@ -81,27 +115,37 @@ def parse_release(text: str, suite: str, signer: str, sha256: str, now: dt.datet
     if not files:
         raise VerificationError(f"dists/{suite}/InRelease", "malformed Release",
                                 "lists no SHA256 checksums; this is not a Debian archive's Release file")
-    release = Release(suite, fields, files, signer, sha256)
-    until = release.valid_until
-    if until and until <= now:
-        raise VerificationError(
-            f"dists/{suite}/InRelease", "expired Release",
-            f"is valid until {until:%Y-%m-%d %H:%M} UTC, which has passed (the mirror is stale or replaying an "
-            "old archive); use an up-to-date mirror")
-    return release
+    where = f"dists/{suite}/InRelease"
+    date, until = _date(fields, "Date", suite), _date(fields, "Valid-Until", suite)
+    # These hold whether or not expiry is accepted: an expired Release is still a real, dated one.
+    if date and date > now + MAX_FUTURE:
+        raise VerificationError(where, "Release not valid yet",
+                                f"is dated {date:%Y-%m-%d %H:%M} UTC, in the future; check this machine's clock")
+    if date and until and until <= date:
+        raise VerificationError(where, "malformed Release", f"its Valid-Until ({until:%Y-%m-%d %H:%M}) is not "
+                                f"after its Date ({date:%Y-%m-%d %H:%M})")
+    expired = bool(until and until <= now)
+    if expired and not accept_expired:
+        raise VerificationError(where, "expired Release", expired_message(suite, until, now))
+    if expired and not date:
+        raise VerificationError(where, "malformed Release", "is expired and has no Date, so how old it is cannot "
+                                "be told; it is not accepted even with --accept-expired")
+    return Release(suite, fields, files, signer, sha256, accepted_expired=expired)
 
 
 def fetch_release(archive: Archive, suite: str, keyring: Keyring, stage: Path,
-                  now: dt.datetime | None = None) -> tuple[Release, Path]:
+                  now: dt.datetime | None = None, accept_expired: tuple[str, ...] = ()) -> tuple[Release, Path]:
     """The verified Release of a suite, and the InRelease file it came from."""
     path = archive.get(f"dists/{suite}/InRelease", stage / "InRelease")
-    return release_from(path, suite, keyring, now), path
+    return release_from(path, suite, keyring, now, accept_expired), path
 
 
-def release_from(path: Path, suite: str, keyring: Keyring, now: dt.datetime | None = None) -> Release:
+def release_from(path: Path, suite: str, keyring: Keyring, now: dt.datetime | None = None,
+                 accept_expired: tuple[str, ...] = ()) -> Release:
+    """`accept_expired`: the suites that may be past their Valid-Until (the caller's explicit opt-in)."""
     text, signer = keyring.verify_clearsigned(path, f"dists/{suite}/InRelease")
     return parse_release(text.decode("utf-8", "replace"), suite, signer, sha256_file(path),
-                         now or dt.datetime.now(dt.timezone.utc))
+                         now or dt.datetime.now(dt.timezone.utc), suite in accept_expired)
 
 
 def fetch_index(archive: Archive, release: Release, relpath: str, stage: Path) -> tuple[bytes, str]:

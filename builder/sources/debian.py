@@ -71,12 +71,14 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
     stage = cache.staging()
     try:
         try:
-            release, inrelease = deb_archive.fetch_release(repo, opts.suite, keyring, stage)
+            release, inrelease = deb_archive.fetch_release(repo, opts.suite, keyring, stage,
+                                                           accept_expired=opts.accept_expired)
         except (DownloadError, VerificationError) as e:
             report.fail_all(missing, e)
             return
         log.write(f"fetch: {opts.source} dists/{opts.suite}/InRelease: good signature by pinned archive key "
-                  f"{release.signer}\n")
+                  f"{release.signer}" + (f"; EXPIRED on {release.valid_until:%Y-%m-%d}, accepted as asked (trial)"
+                                         if release.accepted_expired else "") + "\n")
         report.collect(missing, opts.parallel,
                        lambda a: _fetch_one(opts, cache, repo, keyring, release, inrelease, stage, a))
     finally:
@@ -150,7 +152,7 @@ def _fetch_one(opts: FetchOptions, cache: Cache, repo: Archive, keyring: Keyring
                     release.files[index_name][0], release.sha256, release.signer, repo.source.location(filename),
                     stanza.get("Built-Using", ""))
     cache.write(keyring.fingerprint, f"debian-{opts.suite}-{version}", arch.dpkg, rec)
-    return _fetched(opts, arch, rec, path, False, locked)
+    return _fetched(opts, arch, rec, path, False, locked, release.expired_marker)
 
 
 def _extract(data: bytes, name: str) -> bytes:
@@ -170,7 +172,12 @@ def _check_lock(opts: FetchOptions, arch: Arch, version: str, package: str, deb_
 
 def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch,
                 report: FetchReport) -> Fetched | None:
-    """A cached binary, after checking every link of its chain again from the cached evidence."""
+    """A cached binary, after checking every link of its chain again from the cached evidence.
+
+    The InRelease is checked at this moment with this run's accept_expired: a
+    binary taken from a suite accepted expired is not served to a run that
+    does not accept it (nor evicted: the evidence is intact).
+    """
     rec = cache.read(keyring.fingerprint, _cache_key(opts), arch.dpkg, DebRecord)
     if rec is None:
         return None
@@ -186,7 +193,8 @@ def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch,
             if sha256_file(blob) != want:
                 raise VerificationError(name, "cache modified",
                                         f"cached copy {blob} was modified on disk after it was verified")
-        release = deb_archive.release_from(blobs[2], opts.suite, keyring, dt.datetime.now(dt.timezone.utc))
+        release = deb_archive.release_from(blobs[2], opts.suite, keyring, dt.datetime.now(dt.timezone.utc),
+                                           opts.accept_expired)
         if release.files.get(rec.index, ("",))[0] != rec.index_sha256:
             raise VerificationError(rec.index, "cache modified", "the cached InRelease does not list this index")
         if deb.extract(blobs[1].read_bytes(), BINARY) != blobs[0].read_bytes():
@@ -194,18 +202,23 @@ def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch,
         check_elf(blobs[0], arch, f"{name}:{BINARY}")
         locked = _check_lock(opts, arch, opts.version, rec.package_version, rec.deb_sha256, rec.sha256, rec.size)
     except (VerificationError, deb.DebError) as e:
+        if getattr(e, "reason", "") == "expired Release":
+            return None  # not accepted by this run: the network decides (a fresh mirror, or the refusal)
         cache.evict(keyring.fingerprint, _cache_key(opts), arch.dpkg, rec)
         report.warnings.append(f"{arch.dpkg}: {e}; evicted it from the cache and fetching again")
         return None
-    return _fetched(opts, arch, rec, blobs[0], True, locked)
+    return _fetched(opts, arch, rec, blobs[0], True, locked, release.expired_marker)
 
 
-def _fetched(opts: FetchOptions, arch: Arch, rec: DebRecord, path: Path, from_cache: bool, locked: bool) -> Fetched:
+def _fetched(opts: FetchOptions, arch: Arch, rec: DebRecord, path: Path, from_cache: bool, locked: bool,
+             expired_accepted: str = "") -> Fetched:
     key_file = dict((fpr, f) for f, fpr in opts.archive_keys).get(rec.signer)
     details = (("suite", opts.suite), ("package", rec.package_version), ("deb", rec.filename),
                ("deb_sha256", rec.deb_sha256), ("deb_size", str(rec.deb_size)))
     if rec.built_using:
         details += (("built_using", rec.built_using),)
+    if expired_accepted:
+        details += (("expired_accepted", expired_accepted),)
     return Fetched(arch.dpkg, deb_archive.upstream_version(rec.package_version), rec.sha256, rec.size, path,
                    from_cache, False, locked, rec.source, kind=DEBIAN, trust_root=rec.signer,
                    pinned=bool(key_file) and is_project_key(key_file, rec.signer), details=details)

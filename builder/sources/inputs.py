@@ -9,7 +9,8 @@
   configuration, gosu.rebuild.modules), each listed in a Packages index.
 
 Every InRelease must carry a good signature by a pinned archive key and be
-within its Valid-Until (sources/archive.py). Verified files go to the cache
+within its Valid-Until (sources/archive.py), unless the run names that suite
+in accept_expired: it is then taken and marked, and the build is a trial. Verified files go to the cache
 by sha256 and are taken from there next time, after their bytes are checked
 again. Nothing else is asked of the network.
 """
@@ -44,6 +45,7 @@ class Inputs:
     deps: list[Dependency] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     signers: set[str] = field(default_factory=set)
+    expired_accepted: str = ""        # 'unstable 2026-11-06': suites taken past their Valid-Until, as asked
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def gather(s: Session, version: str, source_suite: str, suites: tuple[str, ...],
     inputs.deps = _dependencies(s, files, suites, host, modules, pins, goroot)
     inputs.evidence = list(s.evidence.values())
     inputs.signers = {r.signer for r in s.releases.values()}
+    inputs.expired_accepted = s.expired_accepted()
     return inputs, goroot, files
 
 
@@ -78,8 +81,8 @@ def _orig(s: Session, version: str, suite: str, pins: Pins) -> ArchiveFile:
     except VerificationError as e:
         if e.reason != "expired Release":
             raise
-        raise VerificationError(e.file, e.reason, f"{e.detail}, or take gosu's source from another suite "
-                                "(--suite, gosu.rebuild.source_suite); it is never trusted expired") from None
+        raise VerificationError(e.file, e.reason, f"{e.detail}; or take gosu's source from another suite "
+                                "(--suite, gosu.rebuild.source_suite)") from None
     where = f"dists/{suite}/{name}"
     stanzas = deb_archive.newest_first(deb_archive.sources_named(index, "gosu"))
     if not stanzas:

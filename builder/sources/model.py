@@ -39,6 +39,9 @@ class FetchOptions:
     go: str = ""                                   # "1.NN"; empty: the newest the suites carry
     modules: tuple[tuple[str, str], ...] = ()      # Go module path -> Debian -dev package
     host_arch: str = ""
+    # debian and rebuild: suites whose InRelease may be past its Valid-Until (a stale mirror, a snapshot).
+    # Taken only when named here; what comes from them says so (detail expired_accepted) and is a trial input.
+    accept_expired: tuple[str, ...] = ()
     # Why this source was chosen when the request said `auto` (printed once).
     chosen_because: str = ""
 

@@ -42,8 +42,10 @@ class Evidence:
 class Session:
     """The verified Releases and indexes of one run, each fetched at most once."""
 
-    def __init__(self, repo: Archive, keyring: Keyring, cache: Cache, stage: Path, log):
+    def __init__(self, repo: Archive, keyring: Keyring, cache: Cache, stage: Path, log,
+                 accept_expired: tuple[str, ...] = ()):
         self.repo, self.keyring, self.cache, self.stage, self.log = repo, keyring, cache, stage, log
+        self.accept_expired = accept_expired  # suites that may be past their Valid-Until (marked, trial)
         self.releases: dict[str, Release] = {}
         self.indexes: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.evidence: dict[tuple[str, str], Evidence] = {}
@@ -52,9 +54,12 @@ class Session:
         if suite not in self.releases:
             d = self.stage / f"release-{suite}"
             d.mkdir()
-            release, path = deb_archive.fetch_release(self.repo, suite, self.keyring, d)
+            release, path = deb_archive.fetch_release(self.repo, suite, self.keyring, d,
+                                                      accept_expired=self.accept_expired)
             self.cache.store_blob(path, release.sha256)
-            self.log.write(f"fetch: dists/{suite}/InRelease: good signature by pinned archive key {release.signer}\n")
+            self.log.write(f"fetch: dists/{suite}/InRelease: good signature by pinned archive key {release.signer}"
+                           + (f"; EXPIRED on {release.valid_until:%Y-%m-%d}, accepted as asked (trial)"
+                              if release.accepted_expired else "") + "\n")
             self.releases[suite] = release
         return self.releases[suite]
 
@@ -68,6 +73,10 @@ class Session:
             self.indexes[key] = (data, name)
             self.evidence[key] = Evidence(suite, release.sha256, name, release.files[name][0])
         return self.indexes[key]
+
+    def expired_accepted(self) -> str:
+        """'unstable 2026-11-06, ...': the suites used this run that were past their Valid-Until ('' if none)."""
+        return ", ".join(r.expired_marker for _, r in sorted(self.releases.items()) if r.accepted_expired)
 
     def get(self, f: ArchiveFile) -> Path:
         """The verified file, from the cache when its bytes are there and intact, else downloaded and checked."""

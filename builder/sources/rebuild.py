@@ -71,7 +71,7 @@ def _pins(opts: FetchOptions) -> Pins:
 
 
 def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: FetchReport, log) -> None:
-    checked: dict[str, bool] = {}
+    checked: dict[str, bool | str] = {}  # digest -> intact; evidence -> its expiry marker ("" if fresh)
     missing = report.take_cached(
         opts.arches, lambda a: _from_cache(opts, cache, keyring, a, report, checked) if opts.version else None)
     if not missing:
@@ -79,7 +79,7 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
     stage = cache.staging()
     try:
         session = Session(Archive(Source(opts.source), make_session(opts.retries, opts.backoff), opts.timeout),
-                          keyring, cache, stage, log)
+                          keyring, cache, stage, log, opts.accept_expired)
         try:
             inputs, goroot, files = gather(session, opts.version, opts.suite, opts.suites, opts.host_arch, opts.go,
                                            dict(opts.modules), _pins(opts), cache.root / "toolchains")
@@ -170,12 +170,18 @@ def _build_one(opts: FetchOptions, cache: Cache, keyring: Keyring, inputs: Input
         [[e.suite, e.inrelease_sha256, e.index, e.index_sha256] for e in inputs.evidence],
         sorted(inputs.signers), checks, Source(opts.source).location(*inputs.orig.filename.split("/")))
     cache.write(keyring.fingerprint, _cache_key(opts), arch.dpkg, rec)
-    return _fetched(opts, arch, rec, path, False, bool(locked))
+    return _fetched(opts, arch, rec, path, False, bool(locked), inputs.expired_accepted)
 
 
 def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch, report: FetchReport,
-                checked: dict[str, bool]) -> Fetched | None:
-    """A cached output, after checking its record's evidence and every input's bytes again, with no network."""
+                checked: dict[str, bool | str]) -> Fetched | None:
+    """A cached output, after checking its record's evidence and every input's bytes again, with no network.
+
+    Each InRelease is checked at this moment, with this run's accept_expired:
+    an output built from a suite accepted expired is not served to a run that
+    does not accept it (nor is it evicted: the evidence is intact), and a run
+    that does gets it marked again.
+    """
     rec = cache.read(keyring.fingerprint, _cache_key(opts), arch.dpkg, RebuildRecord)
     if rec is None:
         return None
@@ -199,6 +205,7 @@ def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch, 
                                         f"cached file {cache.blob(digest)} is gone or was modified after it was "
                                         "verified")
         now = dt.datetime.now(dt.timezone.utc)
+        markers = set()
         for suite, inrelease, index, index_sha in rec.evidence:
             key = f"{suite}:{inrelease}:{index}:{index_sha}"
             if key not in checked:
@@ -206,20 +213,23 @@ def _from_cache(opts: FetchOptions, cache: Cache, keyring: Keyring, arch: Arch, 
                 if not blob.is_file() or sha256_file(blob) != inrelease:
                     raise VerificationError(f"dists/{suite}/InRelease", "cache modified",
                                             "the cached InRelease is gone or was modified")
-                release = deb_archive.release_from(blob, suite, keyring, now)
+                release = deb_archive.release_from(blob, suite, keyring, now, opts.accept_expired)
                 if release.files.get(index, ("",))[0] != index_sha:
                     raise VerificationError(index, "cache modified", "the cached InRelease does not list this index")
-                checked[key] = True
+                checked[key] = release.expired_marker
+            markers.add(checked[key])
         check_elf(cache.blob(rec.sha256), arch, name)
     except VerificationError as e:
+        if e.reason == "expired Release":
+            return None  # not accepted by this run: the network decides (a fresh mirror, or the refusal)
         cache.evict(keyring.fingerprint, _cache_key(opts), arch.dpkg, rec)
         report.warnings.append(f"{arch.dpkg}: {e}; evicted it from the cache and building again")
         return None
-    return _fetched(opts, arch, rec, cache.blob(rec.sha256), True, bool(locked))
+    return _fetched(opts, arch, rec, cache.blob(rec.sha256), True, bool(locked), ", ".join(sorted(markers - {""})))
 
 
 def _fetched(opts: FetchOptions, arch: Arch, rec: RebuildRecord, path: Path, from_cache: bool,
-             locked: bool) -> Fetched:
+             locked: bool, expired_accepted: str = "") -> Fetched:
     keys = dict((fpr, f) for f, fpr in opts.archive_keys)
     minor, package_version = rec.toolchain[0], rec.toolchain[1]
     toolchain_debs = {f"golang-{minor}-go": rec.toolchain[3][1], f"golang-{minor}-src": rec.toolchain[4][1]}
@@ -228,6 +238,8 @@ def _fetched(opts: FetchOptions, arch: Arch, rec: RebuildRecord, path: Path, fro
                ("go_package_version", package_version), ("go_suite", rec.toolchain[2]),
                ("toolchain_debs", json.dumps(toolchain_debs, sort_keys=True)),
                ("deps", json.dumps([d[:4] for d in rec.deps])), ("checks", rec.checks))
+    if expired_accepted:
+        details += (("expired_accepted", expired_accepted),)
     return Fetched(arch.dpkg, rec.version, rec.sha256, rec.size, path, from_cache, False, locked, rec.source,
                    kind=REBUILD, trust_root=",".join(rec.signers),
                    pinned=bool(rec.signers) and all(s in keys and is_project_key(keys[s], s) for s in rec.signers),
