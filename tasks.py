@@ -7,10 +7,11 @@ import sys
 from invoke import Exit, task
 
 from builder import (config, fetch as fetch_stage, images as images_stage, local as local_stage, lock as lockfile,
-                     matrix as matrix_stage, pipeline, publish as publish_stage, reproduce as reproduce_stage, signing,
-                     testarchive, testmirror, tools, trustcheck)
+                     matrix as matrix_stage, pipeline, publish as publish_stage, reproduce as reproduce_stage,
+                     seed as seed_stage, signing, testarchive, testmirror, tools, trustcheck)
 from builder.assembly import load as load_stage
 from builder.audit import show as show_stage
+from builder.emulation import EmulationError
 from builder.engine import Engine, EngineError
 from builder.registry import RegistryError
 
@@ -74,9 +75,18 @@ def _request(c, **kw):
     return req
 
 
+def _seed_bases(c, name, req):
+    """Seed what the local registry lacks for these targets (only when bases come through it)."""
+    try:
+        seed_stage.ensure_bases(config.local_settings(c.config.local), req.settings, req.targets, sys.stdout)
+    except (local_stage.SetupError, RegistryError, EmulationError, ValueError) as e:
+        raise Exit(f"{name}: error: {e}", code=1)
+
+
 def _stage(c, name, run, **kw):
     """Validate the request, then run one pipeline entry; every failure is one clear line."""
     req = _request(c, **kw)
+    _seed_bases(c, name, req)
     try:
         run(req, Engine())
     except (pipeline.PipelineError, EngineError, local_stage.SetupError, ValueError) as e:
@@ -84,7 +94,9 @@ def _stage(c, name, run, **kw):
 
 
 def _up(c) -> None:
-    local_stage.up(config.local_settings(c.config.local), Engine(), sys.stdout)
+    settings = config.local_settings(c.config.local)
+    local_stage.up(settings, Engine(), sys.stdout)
+    seed_stage.seed(settings, config.image_settings(c.config.images), sys.stdout)
     settings = config.tool_settings(c.config)
     for name in ("cosign", "oras"):
         where = tools.ensure(settings, name, local_stage.native_arch(), sys.stdout)
@@ -145,7 +157,8 @@ def test(c, k=None, x=False, no_up=False):
     if not no_up:
         try:
             _up(c)
-        except (local_stage.SetupError, EngineError, OSError, ValueError, tools.ToolError) as e:
+        except (local_stage.SetupError, EngineError, OSError, ValueError, tools.ToolError, RegistryError,
+                EmulationError) as e:
             print(f"test: warning: `invoke up` failed ({e}); tests that need the engine will skip", file=sys.stderr)
     args = (["-k", k] if k else []) + (["-x"] if x else [])
     c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
@@ -170,6 +183,8 @@ def _publish(c, name, flavor, arch, registry, repository, dry_run, allow_shrink,
     req = _request(c, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch_kw)
     dest, client = _destination(c, registry, repository)
     signer = _signer(c, name, dest, sign_key, keyless, unsigned)
+    if not dry_run:  # a dry run changes nothing, the local registry included
+        _seed_bases(c, name, req)
     try:
         if dry_run:
             pipeline.dry_run(req, client, dest, sys.stdout, allow_shrink, allow_trial)
@@ -213,6 +228,7 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
                    mirror=mirror, key=key, fingerprint=fingerprint, accept_expired=accept_expired)
     dest, client = _destination(c, registry, repository)
     signer = _signer(c, "push", dest, sign_key, keyless, unsigned)
+    _seed_bases(c, "push", req)
     try:
         children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer)
         for path in publish_stage.write_records(config.cli_path(digests_dir), children):
@@ -258,7 +274,7 @@ def up(c):
     """Make this machine ready: Docker engine, qemu emulation, a registry on 127.0.0.1, seeded bases."""
     try:
         _up(c)
-    except (local_stage.SetupError, EngineError, ValueError, tools.ToolError) as e:
+    except (local_stage.SetupError, EngineError, ValueError, tools.ToolError, RegistryError, EmulationError) as e:
         raise Exit(f"up: error: {e}", code=1)
 
 

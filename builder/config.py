@@ -180,12 +180,28 @@ def local_settings(local: Mapping) -> "LocalSettings":
         arches=tuple(a.dpkg for a in arches.parse_list(local["arches"], table=arches.IMAGE_ARCHES)),
         debian_mirror=local["debian_mirror"],
         debian_suite=local["debian_suite"],
+        debian_suites=_arch_map("local.debian_suites", local.get("debian_suites") or ""),
+        debian_bootstrap=str(local.get("debian_bootstrap") or "mmdebstrap").strip(),
         alpine_dir=project_path(local["alpine_dir"]),
         alpine_version=str(local["alpine_version"]),
         minideb_seed=local["minideb_seed"],
         ubuntu_seed=local["ubuntu_seed"],
         alpine_seed=local["alpine_seed"],
     )
+
+
+def _arch_map(key: str, spec: str) -> tuple[tuple[str, str], ...]:
+    """'riscv64=trixie,...' -> ((riscv64, trixie), ...), the arch checked against the table."""
+    out = []
+    for item in (i.strip() for i in str(spec).split(",") if i.strip()):
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip():
+            raise ValueError(f"{key}: {item!r} is not ARCH=VALUE, e.g. riscv64=trixie")
+        try:
+            out.append((arches.get(name, arches.IMAGE_ARCHES).dpkg, value.strip()))
+        except arches.UnknownArch as e:
+            raise ValueError(f"{key}: {e}") from None
+    return tuple(out)
 
 
 def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":

@@ -1,31 +1,25 @@
-"""The embedded default: a local Docker engine, emulators and a loopback registry, seeded with bases.
+"""The embedded default: a local Docker engine, emulators and a loopback registry (seeded by builder/seed.py).
 
 Idempotent: every step first checks whether its job is already done. Nothing
 here listens on, or sends to, anything but 127.0.0.1 (the Debian mirror used
-by apt and debootstrap aside).
+by apt aside).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from . import emulation, oci
-from .emulation import native_arch
+from . import emulation
+from .emulation import native_arch  # noqa: F401 - re-exported: callers and tests import it from here
 from .engine import Engine
-from .registry import Registry, RegistryError, is_loopback
-
-IMAGES = Path(__file__).resolve().parent.parent / "images"
-
+from .registry import is_loopback
 
 
 class SetupError(Exception):
@@ -39,6 +33,9 @@ class LocalSettings:
     arches: tuple[str, ...]
     debian_mirror: str
     debian_suite: str
+    # (arch, suite) where the arch's Debian stand-in comes from another suite (bookworm has no riscv64).
+    debian_suites: tuple[tuple[str, str], ...]
+    debian_bootstrap: str    # mmdebstrap or debootstrap
     alpine_dir: Path
     alpine_version: str
     minideb_seed: str  # repo:tag
@@ -48,6 +45,9 @@ class LocalSettings:
     @property
     def registry(self) -> str:
         return f"127.0.0.1:{self.registry_port}"
+
+    def suite_for(self, arch: str) -> str:
+        return dict(self.debian_suites).get(arch, self.debian_suite)
 
 
 def _say(log, text: str) -> None:
@@ -166,130 +166,14 @@ def down(s: LocalSettings, log) -> None:
         pidfile.unlink()
         _say(log, f"down: {name}: stopped pid {pid}")
     _say(log, "down: packages installed by `up` stay; remove with apt-get remove docker.io docker-registry "
-              "qemu-user-static binfmt-support debootstrap")
-
-
-# --- seeding the local registry with multi-arch bases ---
-
-def _recipe_digest(*parts: str | bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode() if isinstance(p, str) else p)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _seeded(registry: Registry, ref: str, recipe: str) -> bool:
-    repo, tag = ref.rsplit(":", 1)
-    try:
-        got = oci.read_index(registry, repo, tag)
-    except RegistryError:
-        return False
-    return bool(got) and got[0].get("annotations", {}).get("org.base-gosu.seed.recipe") == recipe
-
-
-def _debian_rootfs(s: LocalSettings, arch: str, log) -> Path:
-    out = s.state_dir / "rootfs" / f"debian-{s.debian_suite}-{arch}.tar.gz"
-    if out.exists():
-        return out
-    apt_install(["debootstrap"], log)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix=f"debootstrap-{arch}-", dir=out.parent))
-    try:
-        _say(log, f"up: seed: debootstrap --variant=minbase {s.debian_suite} {arch} (a minute or two)")
-        subprocess.run(["debootstrap", "--variant=minbase", f"--arch={arch}", s.debian_suite, str(target),
-                        s.debian_mirror], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # What minideb trims too: package caches and lists are dead weight in an image.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for p in (target / junk).glob("*"):
-                if p.is_file():
-                    p.unlink()
-        tmp = out.with_suffix(".tmp")
-        subprocess.run(["tar", "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
-                        "-C", str(target), "-czf", str(tmp), "."], check=True)
-        os.replace(tmp, out)
-    except subprocess.CalledProcessError as e:
-        raise SetupError(f"debootstrap of {s.debian_suite}/{arch} failed: {(e.stderr or b'')[-400:]!r}") from None
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
-    return out
-
-
-def _alpine_rootfs(s: LocalSettings, arch: str) -> Path:
-    from .arches import get
-    name = f"alpine-minirootfs-{s.alpine_version}-{get(arch).alpine}.tar.gz"
-    tarball = s.alpine_dir / name
-    sums = s.alpine_dir / "checksums.sha512"
-    if not tarball.is_file() or not sums.is_file():
-        raise SetupError(f"{tarball} or {sums} is missing; the Alpine release tarballs live in ../shared/rootfs/")
-    expected = next((l.split()[0] for l in sums.read_text().splitlines() if l.split()[-1:] == [name]), None)
-    actual = hashlib.sha512(tarball.read_bytes()).hexdigest()
-    if expected != actual:
-        raise SetupError(f"{tarball}: sha512 {actual[:16]}... does not match {sums} ({(expected or 'no entry')[:16]}...); "
-                         "refusing to seed from it")
-    return tarball
-
-
-def _build_seed(engine: Engine, dockerfile: str, context_files: dict[str, Path], tag: str, arch: str,
-                build_args: dict[str, str] | None = None) -> None:
-    from .arches import get
-    with tempfile.TemporaryDirectory(prefix="seed-") as ctx:
-        for name, src in context_files.items():
-            # A rootfs tarball is tens of MB: link it when the filesystem allows.
-            if _same_fs(src, ctx):
-                os.link(src, Path(ctx) / name)
-            else:
-                shutil.copyfile(src, Path(ctx) / name)
-        engine.build(Path(ctx), tag, str(get(arch).platform), dockerfile=IMAGES / "seed" / dockerfile,
-                     build_args=build_args)
-
-
-def _same_fs(a: Path, b: str) -> bool:
-    return os.stat(a).st_dev == os.stat(b).st_dev
-
-
-def seed(s: LocalSettings, engine: Engine, log) -> None:
-    registry = Registry(s.registry)
-    rootfs_df = (IMAGES / "seed" / "Dockerfile.rootfs").read_text()
-    ubuntu_df = (IMAGES / "seed" / "Dockerfile.ubuntu-standin").read_text()
-    alpine_sums = (s.alpine_dir / "checksums.sha512").read_text() if s.alpine_dir.exists() else ""
-    plans = [
-        (s.minideb_seed, _recipe_digest(rootfs_df, "debian", s.debian_suite, *s.arches), "debian"),
-        (s.ubuntu_seed, _recipe_digest(rootfs_df, ubuntu_df, "ubuntu", s.debian_suite, *s.arches), "ubuntu"),
-        (s.alpine_seed, _recipe_digest(rootfs_df, alpine_sums, s.alpine_version, *s.arches), "alpine"),
-    ]
-    for ref, recipe, kind in plans:
-        if _seeded(registry, ref, recipe):
-            _say(log, f"up: seed: {s.registry}/{ref} already seeded for {', '.join(s.arches)}")
-            continue
-        start = time.monotonic()
-        repo, tag = ref.rsplit(":", 1)
-        children = []
-        for arch in s.arches:
-            local = f"base-gosu-seed/{kind}:{arch}"
-            if kind == "alpine":
-                _build_seed(engine, "Dockerfile.rootfs", {"rootfs.tar.gz": _alpine_rootfs(s, arch)}, local, arch)
-            else:
-                debian = f"base-gosu-seed/debian:{arch}"
-                if engine.inspect(debian) is None or kind == "debian":
-                    _build_seed(engine, "Dockerfile.rootfs", {"rootfs.tar.gz": _debian_rootfs(s, arch, log)},
-                                debian, arch)
-                if kind == "ubuntu":
-                    _build_seed(engine, "Dockerfile.ubuntu-standin", {}, local, arch, {"BASE": debian})
-                else:
-                    local = debian
-            children.append(oci.push_image(engine, local, registry, repo))
-        tags = [tag] + ([s.alpine_version] if kind == "alpine" else [])
-        oci.push_index(registry, repo, tags, children, {"org.base-gosu.seed.recipe": recipe})
-        _say(log, f"up: seed: pushed {s.registry}/{repo}:{','.join(tags)} for {', '.join(s.arches)} "
-                  f"({time.monotonic() - start:.0f} s)")
+              "qemu-user-static binfmt-support mmdebstrap debootstrap")
 
 
 def up(s: LocalSettings, engine: Engine, log) -> None:
+    """Engine, emulation and registry; the bases are seeded by builder/seed.py once the registry answers."""
     s.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_engine(s, engine, log)
     ensure_emulation(s, log)
     ensure_registry(s, log)
-    seed(s, engine, log)
-    _say(log, "up: ready. Undo with `invoke down` (stops what up started; seeded data stays in "
-              f"{s.state_dir})")
+    _say(log, "up: engine, emulation and registry ready. Undo with `invoke down` (stops what up started; "
+              f"seeded data stays in {s.state_dir})")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from invoke import Config
 
-from builder import config, local, pipeline, signing, testmirror, tools
+from builder import config, local, pipeline, seed, signing, testmirror, tools
 from builder.assembly import layer
 from builder.engine import Engine
 from builder.local import native_arch
@@ -51,7 +51,9 @@ class Rig:
         self.cfg = project_config()
         log = io.StringIO()
         try:
-            local.up(config.local_settings(self.cfg.local), self.engine, log)
+            settings = config.local_settings(self.cfg.local)
+            local.up(settings, self.engine, log)
+            seed.seed(settings, config.image_settings(self.cfg.images), log)
             debian = config.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
             self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", debian, log)
             self.cosign = tools.ensure(config.tool_settings(self.cfg), "cosign", native_arch(), log)

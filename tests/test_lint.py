@@ -28,9 +28,8 @@ def test_shell_in_images_passes_shellcheck_as_posix_sh():
 
 
 def test_dockerfiles_pass_hadolint():
-    files = [ROOT / "tests" / "reference" / "Dockerfile", *sorted((ROOT / "images" / "seed").glob("Dockerfile.*")),
-             *sorted((ROOT / "examples").glob("*/Dockerfile"))]
-    assert len(files) >= 4
+    files = [ROOT / "tests" / "reference" / "Dockerfile", *sorted((ROOT / "examples").glob("*/Dockerfile"))]
+    assert len(files) >= 2
     r = subprocess.run([tool("hadolint"), *map(str, files)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 

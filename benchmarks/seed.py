@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Benchmark seeding the local registry's bases per arch: Debian by debootstrap vs mmdebstrap; Alpine; prints tables.
+
+Debian: the ubuntu stand-in's whole seeding cost per arch (bootstrap, under
+qemu for foreign arches, then the tar, the user layer and the push into a
+throwaway registry), once with each tool from an empty cache, in the same
+run, one bootstrap at a time. The ratio is debootstrap's time over
+mmdebstrap's. Alpine: each arch's tarball checked and pushed as is.
+
+    .venv/bin/python benchmarks/seed.py [--arch amd64,arm64] [--alpine-arch all] [--keep DIR]
+
+--keep DIR keeps the mmdebstrap layers (what `invoke up` would make) in DIR/rootfs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from builder import config, local, seed  # noqa: E402
+from tests.engine import project_config  # noqa: E402
+from tests.registries import free_port  # noqa: E402
+
+
+def timed_seed(settings, s: seed.Seed, arch: str, log) -> tuple[float, int]:
+    start = time.perf_counter()
+    out = seed.seed_base(settings, s, [arch], log)
+    if out.seeded != [arch]:
+        raise SystemExit(f"{s.name} {arch}: not seeded: {out}")
+    return time.perf_counter() - start, sum(p.stat().st_size for p in (settings.state_dir / "rootfs").glob("*.tar.gz"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="", help="Debian arches (default: every arch of the ubuntu flavor)")
+    ap.add_argument("--alpine-arch", default="all", help="Alpine arches (default: every one; none: skip)")
+    ap.add_argument("--keep", default="", help="copy the mmdebstrap layers into DIR/rootfs")
+    a = ap.parse_args()
+    cfg = project_config()
+    base = config.local_settings(cfg.local)
+    images = config.image_settings(cfg.images)
+    by_kind = {s.kind: s for s in seed.seeds(base, images)}
+    debian = [x for x in (a.arch.split(",") if a.arch else by_kind["ubuntu"].flavor.arches) if x]
+    alpine = [] if a.alpine_arch == "none" else (
+        list(by_kind["alpine"].flavor.arches) if a.alpine_arch == "all" else a.alpine_arch.split(","))
+    log = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="bench-seed-") as tmp:
+        port = free_port()
+        pid = local.start_registry(Path(tmp) / "registry", f"127.0.0.1:{port}")
+        try:
+            if alpine:
+                print("| alpine arch | platform | seconds |\n|---|---|---:|", flush=True)
+                settings = dataclasses.replace(base, registry_port=port, state_dir=Path(tmp) / "alpine")
+                total = 0.0
+                for arch in alpine:
+                    seconds, _ = timed_seed(settings, by_kind["alpine"], arch, log)
+                    total += seconds
+                    platform = by_kind["alpine"].flavor.platform_of(seed.arches.get(arch, seed.arches.IMAGE_ARCHES))
+                    print(f"| {arch} | {platform} | {seconds:.2f} |", flush=True)
+                print(f"| all {len(alpine)} | | {total:.2f} |\n", flush=True)
+            if debian:
+                print("| ubuntu stand-in arch | suite | debootstrap s | mmdebstrap s | ratio | layer MB "
+                      "(debootstrap / mmdebstrap) |\n|---|---|---:|---:|---:|---|", flush=True)
+                totals = {"debootstrap": 0.0, "mmdebstrap": 0.0}
+                for arch in debian:
+                    row = {}
+                    for tool in ("debootstrap", "mmdebstrap"):
+                        state = Path(tmp) / f"{tool}-{arch}"
+                        settings = dataclasses.replace(base, registry_port=port, state_dir=state,
+                                                       debian_bootstrap=tool)
+                        row[tool] = timed_seed(settings, by_kind["ubuntu"], arch, log)
+                        totals[tool] += row[tool][0]
+                        if tool == "mmdebstrap" and a.keep:
+                            (Path(a.keep) / "rootfs").mkdir(parents=True, exist_ok=True)
+                            for f in (state / "rootfs").glob("debian-*"):
+                                shutil.copyfile(f, Path(a.keep) / "rootfs" / f.name)
+                        shutil.rmtree(state, ignore_errors=True)
+                    (d, dsize), (m, msize) = row["debootstrap"], row["mmdebstrap"]
+                    print(f"| {arch} | {base.suite_for(arch)} | {d:.0f} | {m:.0f} | {d / m:.2f} | "
+                          f"{dsize / 1e6:.0f} / {msize / 1e6:.0f} |", flush=True)
+                d, m = totals["debootstrap"], totals["mmdebstrap"]
+                print(f"| all {len(debian)} | | {d:.0f} | {m:.0f} | {d / m:.2f} | |", flush=True)
+        finally:
+            os.kill(pid, signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    main()
