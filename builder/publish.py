@@ -206,7 +206,7 @@ def check_shrink(states: dict[str, TagState], platforms: set[str], allow_shrink:
             raise PublishError(
                 f"tag {s.tag} now serves {', '.join(sorted(s.children))}; this run has only "
                 f"{', '.join(sorted(platforms))}, so {', '.join(lost)} would disappear for downstream builds. "
-                "Publish every arch (--arch) or pass --allow-shrink to drop them on purpose. Nothing was pushed")
+                "Publish them too (--arch all, or name them in --arch) or pass --allow-shrink to drop them on purpose. Nothing was pushed")
 
 
 def reusable(states: dict[str, TagState], platform: str, inputs: str) -> dict | None:
