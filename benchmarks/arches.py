@@ -15,7 +15,6 @@ Needs `invoke up`; bases the local registry lacks are seeded first (not timed).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import sys
 import tempfile

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import arches, images
+from . import images
 from .assembly import append, layer
 from .fetch import Fetched
 from .images import LABEL, Base, Flavor, ImageSettings, Revision, Target, parse_ref
