@@ -2,6 +2,7 @@
 
 tasks.py passes the raw config section and the flags; nothing else in the
 package reads configuration, so every stage is a function of its arguments.
+The gosu section (every fetch source) is in gosu.py; the rest is here.
 """
 
 from __future__ import annotations
@@ -12,168 +13,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import arches, lock as lockfile
-from .fetch import FetchOptions
-from .verify import normalize_fingerprint
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def project_path(value: str | Path) -> Path:
-    """Config paths are relative to the project; absolute ones stay as given."""
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else ROOT / p
-
-
-def cli_path(value: str | None) -> Path | None:
-    """Paths typed on the command line are relative to where the user stands."""
-    return Path(value).expanduser().resolve() if value else None
-
-
-def source_of(configured: str, mirror: str | None, layout: str = "<dir>/<version>/gosu-<arch>") -> str:
-    """An HTTP base URL as given, or a mirror directory that must exist."""
-    base = mirror or configured
-    if "://" not in base:
-        path = cli_path(base) if mirror else project_path(base)
-        if not path.is_dir():
-            raise ValueError(f"mirror directory {base!r} does not exist; pass an HTTP base URL or a directory "
-                             f"laid out as {layout}")
-        return str(path)
-    return base
-
-
-SOURCES = ("github", "debian", "rebuild", "auto")
-
-
-def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None = None,
-                  mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
-                  cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
-                  suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> FetchOptions:
-    from .fetch import choose_source
-    lock = lockfile.load(project_path(gosu["lock_file"]))
-    kind = (source or gosu.get("source") or "github").strip().lower()
-    if kind not in SOURCES:
-        raise ValueError(f"gosu source {kind!r} is unknown: use one of {', '.join(SOURCES)}")
-    if suite and kind == "github":
-        raise ValueError("--suite applies to the debian and rebuild sources only; add --source debian or rebuild")
-    if go and kind != "rebuild":
-        raise ValueError("--go applies to the rebuild source only; add --source rebuild")
-    if accept_expired and kind == "github":
-        raise ValueError("--accept-expired applies to Debian's archive (the debian and rebuild sources); add "
-                         "--source debian or rebuild")
-    why = ""
-    if kind == "auto":
-        if mirror or key or fingerprint:
-            raise ValueError("--source auto chooses between the configured GitHub and Debian sources; with --mirror, "
-                             "--key or --fingerprint name the source (--source github or --source debian)")
-        kind, why = choose_source(gosu.get("mirror") or gosu["release_url"], float(gosu.get("probe_timeout", 5)))
-    common = dict(arches=tuple(arches.parse_list(arch)),
-                  cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
-                  lock=lock if enforce_lock else None, timeout=float(gosu["timeout"]), retries=int(gosu["retries"]),
-                  backoff=float(gosu["backoff"]), parallel=int(gosu["parallel"]), chosen_because=why)
-    if kind == "rebuild":
-        opts = rebuild_options(gosu, lock, version, suite, go, mirror, key, fingerprint, common)
-        return dataclasses.replace(opts, accept_expired=expired_suites(gosu, accept_expired,
-                                                                        (opts.suite, *opts.suites)))
-    if kind == "debian":
-        deb = gosu["debian"]
-        the_suite = (suite or deb["suite"]).strip()
-        pinned = lock.debian.version if lock.debian and lock.debian.suite == the_suite else ""
-        return FetchOptions(
-            version=version or gosu.get("version") or pinned, source=source_of(deb["mirror"], mirror, "dists/, pool/"),
-            key_file=Path(), fingerprint="", kind="debian", suite=the_suite,
-            archive_keys=archive_keys(deb, key, fingerprint),
-            accept_expired=expired_suites(gosu, accept_expired, (the_suite,)), **common)
-    return FetchOptions(
-        version=version or gosu.get("version") or lock.version,
-        source=source_of(gosu.get("mirror") or gosu["release_url"], mirror),
-        key_file=cli_path(key) or project_path(gosu["key_file"]),
-        fingerprint=normalize_fingerprint(fingerprint or gosu["fingerprint"]), **common)
-
-
-def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, fingerprint, common) -> FetchOptions:
-    """gosu.rebuild: the orig tarball from source_suite, the toolchain and dependencies from suites."""
-    from .emulation import native_arch
-    deb, reb = gosu["debian"], gosu["rebuild"]
-    the_suite = (suite or reb["source_suite"]).strip()
-    suites = tuple(s.strip() for s in str(reb["suites"]).split(",") if s.strip())
-    if not suites:
-        raise ValueError("gosu.rebuild.suites is empty: name the suites the Go toolchain and dependency sources "
-                         "come from (e.g. trixie,trixie-backports)")
-    modules = []
-    for pair in str(reb["modules"]).split(","):
-        if pair.strip():
-            module, sep, package = pair.partition("=")
-            if not sep or not module.strip() or not package.strip():
-                raise ValueError(f"gosu.rebuild.modules entry {pair.strip()!r} is not MODULE=DEBIAN-PACKAGE")
-            modules.append((module.strip(), package.strip()))
-    the_go = (go or str(reb.get("go") or "")).strip()
-    if the_go and not re.fullmatch(r"1\.\d+", the_go):
-        raise ValueError(f"Go version {the_go!r} is not a Go minor version such as 1.27 (--go, gosu.rebuild.go)")
-    locked = lock.rebuild.version if lock.rebuild and lock.rebuild.suite == the_suite else ""
-    return FetchOptions(
-        version=version or gosu.get("version") or locked or lock.version,
-        source=source_of(deb["mirror"], mirror, "dists/, pool/"), key_file=Path(), fingerprint="", kind="rebuild",
-        suite=the_suite, archive_keys=archive_keys(deb, key, fingerprint), suites=suites,
-        go=the_go, modules=tuple(modules), host_arch=native_arch(), **common)
-
-
-SUITE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
-
-
-def expired_suites(gosu: Mapping, flag: str | None, used: tuple[str, ...]) -> tuple[str, ...]:
-    """The suites whose InRelease may be past its Valid-Until: --accept-expired, else gosu.debian.accept_expired.
-
-    Like apt's Check-Valid-Until=false for a snapshot or a stale mirror, but
-    per suite and never by default. A flag naming a suite this fetch does not
-    read is a typo, refused; the configured value may name suites other
-    sources use.
-    """
-    value = flag if flag is not None else str(gosu["debian"].get("accept_expired") or "")
-    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
-    what = "--accept-expired" if flag is not None else "gosu.debian.accept_expired"
-    for name in names:
-        if not SUITE_NAME.fullmatch(name):
-            raise ValueError(f"{what}: {name!r} is not a Debian suite name such as unstable")
-    unused = [n for n in names if n not in used]
-    if flag is not None and unused:
-        raise ValueError(f"--accept-expired names {', '.join(unused)}, which this fetch does not read (it reads "
-                         f"{', '.join(dict.fromkeys(used))}); name the suite whose InRelease has expired")
-    return names
-
-
-def lock_options(gosu: Mapping, *, source: str | None = None, version: str | None = None, arch: str | None = None,
-                 **kw) -> FetchOptions:
-    """What `invoke lock` fetches: a github version must be named; debian defaults to the suite's newest."""
-    kind = (source or gosu.get("source") or "github").strip().lower()
-    if kind == "auto":
-        raise ValueError("a lock names its source: pass --source github, debian or rebuild")
-    if kind == "github" and not version:
-        raise ValueError("locking the github source needs --version (the gosu release to pin)")
-    if kind == "debian":
-        arch = arch or gosu["debian"]["arches"]
-    if kind == "rebuild":
-        arch = arch or gosu["rebuild"]["arches"]
-    opts = fetch_options(gosu, source=kind, version=version, arch=arch, **kw)
-    return opts if version or kind != "debian" else dataclasses.replace(opts, version="")
-
-
-def archive_keys(deb: Mapping, key: str | None, fingerprint: str | None) -> tuple[tuple[Path, str], ...]:
-    """Debian's archive keys from keys/ (one file each), or the one key a test archive is signed with."""
-    if key or fingerprint:
-        if not (key and fingerprint):
-            raise ValueError("for the debian source, --key and --fingerprint go together: the key file and the "
-                             "fingerprint it must hold replace Debian's archive keys")
-        return ((cli_path(key), normalize_fingerprint(fingerprint)),)
-    keys_dir = project_path(deb["keys_dir"])
-    fprs = [normalize_fingerprint(f) for f in str(deb["fingerprints"]).split(",") if f.strip()]
-    if not fprs:
-        raise ValueError("gosu.debian.fingerprints is empty: pin Debian's archive keys (see keys/README.md)")
-    return tuple((keys_dir / f"{f}.asc", f) for f in fprs)
+from .. import arches
+from ..fetch import FetchOptions
+from .gosu import SOURCES, archive_keys, expired_suites, fetch_options, lock_options, source_of  # noqa: F401
+from .paths import ROOT, cli_path, project_path  # noqa: F401
 
 
 def local_settings(local: Mapping) -> "LocalSettings":
-    from .local import LocalSettings
+    from ..local import LocalSettings
     return LocalSettings(
         state_dir=project_path(local["state_dir"]),
         registry_port=int(local["registry_port"]),
@@ -206,7 +53,7 @@ def _arch_map(key: str, spec: str) -> tuple[tuple[str, str], ...]:
 
 def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":
     """Which engine the smoke checks run under: --engine, else smoke.engine."""
-    from .engines import KINDS, EngineSettings
+    from ..engines import KINDS, EngineSettings
     sm = c_config.smoke
     kind = (engine or sm["engine"]).strip()
     if kind not in KINDS:
@@ -252,7 +99,7 @@ def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platfor
 
 
 def image_settings(images: Mapping) -> "ImageSettings":
-    from .images import Flavor, ImageSettings
+    from ..images import Flavor, ImageSettings
     flavors = {
         name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
                      tuple(a.dpkg for a in arches.parse_list(f["arches"], table=arches.IMAGE_ARCHES)),
@@ -270,9 +117,9 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   default_arch: str | None = None, source: str | None = None,
                   suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> "Request":
-    from .images import plan
-    from .emulation import native_arch
-    from .pipeline import Request
+    from ..images import plan
+    from ..emulation import native_arch
+    from ..pipeline import Request
     settings = image_settings(c_config.images)
     targets = plan(settings, flavor, arch, default_arch or native_arch())
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
@@ -285,7 +132,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
 
 def source_revision(root: Path, environ=os.environ) -> "Revision":
     """The commit built and the build's one timestamp: SOURCE_DATE_EPOCH if set, else the commit's time."""
-    from .images import git_revision
+    from ..images import git_revision
     return git_revision(root, environ.get("SOURCE_DATE_EPOCH"))
 
 
@@ -294,8 +141,8 @@ REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
     """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
-    from .publish import Destination
-    from .registry import Registry, credentials_for
+    from ..publish import Destination
+    from ..registry import Registry, credentials_for
     pub = c_config.publish
     host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
     if not host or "://" in host or "/" in host or " " in host:
@@ -315,13 +162,13 @@ def publish_arches(c_config, arch: str | None) -> str:
 
 def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str, str]]:
     """(flavor, arch) pairs an assemble must find a push record for."""
-    from .images import plan
+    from ..images import plan
     return [(t.flavor.name, t.arch.dpkg) for t in plan(image_settings(c_config.images), flavor, arch, arch)]
 
 
 def matrix_jobs(c_config) -> list["Job"]:
     """ci: the nightly's image jobs, one per (flavor, arch) of images.flavors, each with its runner."""
-    from .matrix import jobs
+    from ..matrix import jobs
     ci, runners = c_config.ci, {}
     for item in (i.strip() for i in str(ci["runners"]).split(",") if i.strip()):
         name, sep, label = item.partition("=")
@@ -340,7 +187,7 @@ def matrix_jobs(c_config) -> list["Job"]:
 
 def tool_settings(c_config) -> "ToolSettings":
     """cosign and oras: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
-    from .tools import Pin, Tool, ToolSettings
+    from ..tools import Pin, Tool, ToolSettings
     t, deb = c_config.tools, c_config.gosu["debian"]
     tools = {}
     for name in ("cosign", "oras"):
@@ -355,7 +202,7 @@ def tool_settings(c_config) -> "ToolSettings":
 
 def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
     """(image settings, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
-    from .assembly.store import Store
+    from ..assembly.store import Store
     settings = image_settings(c_config.images)
     store = Store(project_path(c_config.images.get("store") or ".cache/images"))
 
@@ -368,9 +215,9 @@ def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None,
 def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
            environ=os.environ) -> "Signer | None":
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    from . import tools
-    from .emulation import native_arch
-    from .signing import Signer, choose
+    from .. import tools
+    from ..emulation import native_arch
+    from ..signing import Signer, choose
     s = c_config.signing
     identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),
                       unsigned, dest.local, project_path(s["local_key"]), dest.registry)
@@ -387,7 +234,7 @@ def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsign
 
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None):
     """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer."""
-    from .trustcheck import Trust
+    from ..trustcheck import Trust
     s = c_config.signing
     identity, issuer = identity or s.get("identity") or "", issuer or s.get("issuer") or ""
     if keys:
