@@ -183,3 +183,7 @@ def child_config(registry: Registry, repo: str, manifest_digest: str) -> dict:
         raise KeyError(manifest_digest)
     manifest = json.loads(got[0])
     return json.loads(registry.get_blob(repo, manifest["config"]["digest"]))
+
+
+def platform_key(p: dict) -> str:
+    return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emulation, engines, fetch as fetch_stage, images, publish as pub, signing, statements
+from . import emulation, engines, fetch as fetch_stage, images, oci, publish as pub, signing, statements, tags
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -157,7 +157,7 @@ def _states(registry, dest, planned: list[Planned]) -> dict[str, dict]:
     for p in planned:
         f = p.target.flavor
         if f.name not in out:
-            out[f.name] = pub.read_tags(registry, dest.repository, pub.tags_for(f.name, f.release, p.gosu.version))
+            out[f.name] = tags.read_tags(registry, dest.repository, tags.tags_for(f.name, f.release, p.gosu.version))
     return out
 
 
@@ -165,7 +165,7 @@ def _check_shrink(req: Request, states: dict[str, dict], allow_shrink: bool) -> 
     for name, tag_states in states.items():
         platforms = {str(t.platform) for t in req.targets if t.flavor.name == name}
         floating = dict(list(tag_states.items())[:2])
-        pub.check_shrink(floating, platforms, allow_shrink)
+        tags.check_shrink(floating, platforms, allow_shrink)
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
@@ -181,7 +181,7 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     revision = (rev.commit, rev.created)
     have = {}
     for p in planned:
-        existing = pub.reusable(states[p.target.flavor.name], pub.platform_key(pub.platform_dict(p.target.platform)),
+        existing = tags.reusable(states[p.target.flavor.name], oci.platform_key(pub.platform_dict(p.target.platform)),
                                 p.inputs)
         if existing:
             have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
@@ -238,17 +238,17 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | N
     pub.check_trial([(f"{dest.repository}:{c.flavor}-{c.arch}", c.trial) for c in children], dest, allow_trial)
     if signer and not dry_run:
         signer.preflight()
-    plans = pub.plan(registry, dest, children, expected, allow_shrink)
-    report = pub.Report(plans, children)
+    plans = tags.plan(registry, dest, children, expected, allow_shrink)
+    report = tags.Report(plans, children)
     if dry_run:
         log.write(f"assemble plan for {dest.registry}/{dest.repository} (dry run: nothing is written):\n")
-        log.write("\n".join(pub.describe(plans, dest)) + "\n")
+        log.write("\n".join(tags.describe(plans, dest)) + "\n")
         return report
     seal = None
     if signer:
         def seal(digest: str, per_arch: bool) -> None:
             signing.seal(signer, registry, dest, digest, statements.documents if per_arch else None, log)
-    report.moved = pub.apply(registry, dest, plans, log, seal)
+    report.moved = tags.apply(registry, dest, plans, log, seal)
     report.bytes_uploaded = registry.bytes_uploaded
     return report
 
@@ -259,8 +259,8 @@ def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = F
     children = [have.get(p.target.name) or pub.Child(
         p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.platform),
         "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1, trial=p.trial) for p in planned]
-    plans = [pub.plan_flavor(registry, dest, group, allow_shrink, states[name])
+    plans = [tags.plan_flavor(registry, dest, group, allow_shrink, states[name])
              for name, group in pub.check_children(children, _pushed_targets(req)).items()]
     log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
-    log.write("\n".join(pub.describe(plans, dest)) + "\n")
-    return pub.Report(plans, children)
+    log.write("\n".join(tags.describe(plans, dest)) + "\n")
+    return tags.Report(plans, children)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from builder import arches, publish as pub
+from builder import arches, oci
 
 from .conftest import ROOT
 from .engine import project_config, rig  # noqa: F401 - fixture
@@ -51,7 +51,7 @@ def test_publish_alpine_and_ubuntu_for_every_arch_and_run_each_child(rig, tmp_pa
         engine = reg.logged_in_engine(tmp_path / "docker-config")
         for flavor, platforms in WANT.items():
             index = json.loads(client.get_manifest(REPO, flavor)[0])
-            children = {pub.platform_key(m["platform"]): m["digest"] for m in index["manifests"]}
+            children = {oci.platform_key(m["platform"]): m["digest"] for m in index["manifests"]}
             assert set(children) == platforms, (flavor, sorted(children))
             settings = rig.request(flavor, "amd64").settings.flavors[flavor]
             for platform, digest in sorted(children.items()):

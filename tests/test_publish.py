@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from builder import local, pipeline, publish as pub
+from builder import local, oci, pipeline, publish as pub, tags as tagging
 from builder.audit import goinfo, provenance, referrers, sbom
 from builder.local import native_arch
 from builder.publish import Destination, PublishError
@@ -47,7 +47,7 @@ def reg(rig, tmp_path):
 
 
 def tags(rig) -> tuple[str, str, str]:
-    return pub.tags_for("alpine", "3.20", rig.mirror.version)
+    return tagging.tags_for("alpine", "3.20", rig.mirror.version)
 
 
 def tag_digests(client: Registry, rig) -> dict[str, str | None]:
@@ -113,7 +113,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
     index = json.loads(client.get_manifest(REPO, "alpine")[0])
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    assert {pub.platform_key(m["platform"]) for m in index["manifests"]} == set(PLATFORMS.values())
+    assert {oci.platform_key(m["platform"]) for m in index["manifests"]} == set(PLATFORMS.values())
     assert reg.password not in log.getvalue()
 
     ref = dest.ref("alpine")
@@ -136,7 +136,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
     shown = run_invoke("provenance", ref, env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password})
     assert shown.returncode == 0, shown.stderr
     assert {p: s["subject"][0]["digest"]["sha256"] for p, s in json.loads(shown.stdout).items()} == \
-        {pub.platform_key(m["platform"]): m["digest"].split(":")[1] for m in index["manifests"]}
+        {oci.platform_key(m["platform"]): m["digest"].split(":")[1] for m in index["manifests"]}
 
     again, log2 = Registry(reg.host, creds, retries=2, backoff=0.05), io.StringIO()
     report2 = pipeline.publish(req, rig.engine, again, dest, log2, allow_trial=True)
@@ -352,7 +352,7 @@ def test_bearer_token_registry(rig, tmp_path):
         publish_built([rig.built("alpine", a) for a in ARCHES], client, rig.engine)
         assert proxy.tokens_issued >= 2, "one pull token and one pull,push token at least"
         got = client.get_manifest(REPO, "alpine")
-        assert got and {pub.platform_key(m["platform"]) for m in json.loads(got[0])["manifests"]} == \
+        assert got and {oci.platform_key(m["platform"]) for m in json.loads(got[0])["manifests"]} == \
             set(PLATFORMS.values())
         with pytest.raises(AuthError, match=f"registry {proxy.host} refused the credentials"):
             Registry(proxy.host, ("ci-bot", "nope"), retries=0).get_manifest(REPO, "alpine")

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from builder import arches, config, publish as pub
-from builder.publish import Child, PublishError, TagState
+from builder import arches, config, publish as pub, tags
+from builder.publish import Child, PublishError
+from builder.tags import TagState
 from builder.registry import credentials_for
 
 from .engine import project_config
@@ -24,9 +25,9 @@ def child(arch="amd64", flavor="alpine", **kw) -> Child:
 
 
 def test_three_tags_per_flavor_and_invalid_ones_refused():
-    assert pub.tags_for("alpine", "3.20", "1.19") == ("alpine", "alpine-3.20", "alpine-3.20-gosu1.19")
+    assert tags.tags_for("alpine", "3.20", "1.19") == ("alpine", "alpine-3.20", "alpine-3.20-gosu1.19")
     with pytest.raises(PublishError, match="'ubuntu-24 04' is not a valid tag"):
-        pub.tags_for("ubuntu", "24 04", "1.19")
+        tags.tags_for("ubuntu", "24 04", "1.19")
 
 
 def test_push_records_round_trip_and_bad_ones_named(tmp_path):
@@ -83,8 +84,8 @@ def test_assemble_with_arch_all_expects_each_flavors_own_arches_and_nothing_more
 
 def test_index_lists_children_in_a_stable_order():
     a, b = child("amd64"), child("arm64")
-    assert pub.index_for([b, a], {}) == pub.index_for([a, b], {})
-    doc = json.loads(pub.index_for([b, a], {"k": "v"}))
+    assert tags.index_for([b, a], {}) == tags.index_for([a, b], {})
+    doc = json.loads(tags.index_for([b, a], {"k": "v"}))
     assert [m["platform"]["architecture"] for m in doc["manifests"]] == ["amd64", "arm64"]
     assert doc["mediaType"] == "application/vnd.oci.image.index.v1+json"
 
@@ -92,9 +93,9 @@ def test_index_lists_children_in_a_stable_order():
 def test_shrinking_a_tag_is_refused_unless_asked():
     state = TagState("alpine", "sha256:x", b"{}", children={"linux/amd64": {}, "linux/arm64/v8": {}})
     with pytest.raises(PublishError, match="linux/arm64/v8 would disappear.*--allow-shrink"):
-        pub.check_shrink({"alpine": state}, {"linux/amd64"}, allow_shrink=False)
-    pub.check_shrink({"alpine": state}, {"linux/amd64"}, allow_shrink=True)
-    pub.check_shrink({"alpine": state}, {"linux/amd64", "linux/arm64/v8", "linux/ppc64le"}, allow_shrink=False)
+        tags.check_shrink({"alpine": state}, {"linux/amd64"}, allow_shrink=False)
+    tags.check_shrink({"alpine": state}, {"linux/amd64"}, allow_shrink=True)
+    tags.check_shrink({"alpine": state}, {"linux/amd64", "linux/arm64/v8", "linux/ppc64le"}, allow_shrink=False)
 
 
 @pytest.mark.parametrize("registry,repository,message", [

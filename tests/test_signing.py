@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import oci, pipeline, publish as pub, signing, statements, trustcheck
+from builder import oci, pipeline, publish as pub, signing, statements, tags, trustcheck
 from builder.publish import Destination
 from builder.registry import OCI_INDEX, Registry
 
@@ -50,7 +50,7 @@ class Signed:
         return signing.Signer(cosign, signing.Identity(key=str(self.key)), {**os.environ, "COSIGN_PASSWORD": password})
 
 
-def publish_signed(rig, client: Registry, repo: str, signer, log) -> pub.Report:
+def publish_signed(rig, client: Registry, repo: str, signer, log) -> tags.Report:
     dest = Destination(client.host, repo)
     children = pub.push_all(client, dest, [rig.built("alpine", a) for a in ARCHES], log)
     return pipeline.assemble(children, client, dest, [("alpine", a) for a in ARCHES], log, allow_trial=True,
@@ -156,7 +156,7 @@ def test_wrong_password_or_refused_signature_fails_with_one_error_and_moves_no_t
                            io.StringIO())
     finally:
         proxy.close()
-    assert all(s.client().get_manifest(repo, t) is None for t in pub.tags_for("alpine", "3.20", rig.mirror.version))
+    assert all(s.client().get_manifest(repo, t) is None for t in tags.tags_for("alpine", "3.20", rig.mirror.version))
 
 
 def test_keyless_needs_the_runners_oidc_identity_and_asks_cosign_for_a_certificate(rig):
