@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -13,20 +14,18 @@ import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from builder import local, oci, pipeline, publish as pub, tags as tagging
+from builder import images, local, oci, pipeline, publish as pub, tags as tagging
 from builder.audit import goinfo, provenance, referrers, sbom
-from builder.local import native_arch
 from builder.publish import Destination, PublishError
-from builder.registry import AuthError, Registry, RegistryError, credentials_for
+from builder.registry import OCI_INDEX, AuthError, Registry, RegistryError, credentials_for, sha256_digest
 
-from .conftest import ROOT, skip_or_fail
-from .engine import ARCHES, UNAME, emulation_disabled, project_config, rig  # noqa: F401 - fixture
+from .conftest import ROOT
+from .engine import ARCHES, UNAME, project_config, rig  # noqa: F401 - fixture
 from .registries import AuthRegistry, Fault, Proxy, free_port
 
 pytestmark = pytest.mark.engine
@@ -193,16 +192,40 @@ def check_referrers(client: Registry, desc: dict, rig) -> list[dict]:
     return found
 
 
+def mislabelled_alpine(registry: Registry, repo: str) -> str:
+    """A copy of the local alpine whose arm64 image is really its amd64 one relabelled: a broken base that
+    only running it reveals (uname says x86_64). Returns its tag reference."""
+    amd64 = next(m for m in json.loads(registry.get_manifest("alpine", "3.20")[0])["manifests"]
+                 if m["platform"]["architecture"] == "amd64")
+    body = registry.get_manifest("alpine", amd64["digest"])[0]
+    manifest = json.loads(body)
+    registry.mount_blob(repo, manifest["config"]["digest"], ("alpine",))
+    for blob in manifest["layers"]:
+        registry.mount_blob(repo, blob["digest"], ("alpine",))
+    registry.put_manifest(repo, amd64["digest"], body, amd64["mediaType"])
+    arm64 = {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    config = oci.canonical({**json.loads(registry.get_blob("alpine", manifest["config"]["digest"])), **arm64})
+    fake = oci.canonical({**manifest, "config": {**manifest["config"], "digest": registry.upload_blob(repo, config),
+                                                 "size": len(config)}})
+    digest = registry.put_manifest(repo, sha256_digest(fake), fake, amd64["mediaType"])
+    index = oci.canonical({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        amd64, {"mediaType": amd64["mediaType"], "digest": digest, "size": len(fake), "platform": arm64}]})
+    registry.put_manifest(repo, "3.20", index, OCI_INDEX)
+    return f"{repo}:3.20"
+
+
 def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
     before = old_state(rig, reg)
-    for a in ARCHES:  # assembly needs no emulation; the arm64 smoke run does
-        rig.built("alpine", a)
+    local_registry = Registry(f"127.0.0.1:{rig.cfg.local['registry_port']}")
+    base = mislabelled_alpine(local_registry, "base-gosu-test/mislabelled-alpine")
+    req = rig.request("alpine", "amd64,arm64")
+    flavor = dataclasses.replace(req.settings.flavors["alpine"], base=base, digest="")
+    settings = dataclasses.replace(req.settings, flavors={**req.settings.flavors, "alpine": flavor})
+    req = dataclasses.replace(req, settings=settings, targets=tuple(images.Target(flavor, t.arch) for t in req.targets))
     client, log = reg.client(), io.StringIO()
-    with emulation_disabled("arm64"):
-        with pytest.raises(pipeline.PipelineError, match="smoke check"):
-            pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, Destination(reg.host, REPO),
-                             log, allow_trial=True)
-    assert f"SMOKE FAILED {REPO}:alpine-arm64" in log.getvalue()
+    with pytest.raises(pipeline.PipelineError, match="smoke check"):
+        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True)
+    assert f"SMOKE FAILED {REPO}:alpine-arm64: uname -m" in log.getvalue()
     assert f"SMOKE FAILED {REPO}:alpine-amd64" not in log.getvalue()
     assert client.bytes_uploaded == 0, "nothing is pushed unless every arch passed"
     assert tag_digests(client, rig) == before
