@@ -70,7 +70,7 @@ def main() -> None:
     for t in req.targets:
         a, l, s, n = rows[t.name]
         base = rows.get(f"{t.flavor.name}-{native}")
-        how = "native" if t.arch.dpkg not in emulation.foreign([t.arch.dpkg]) else "qemu"
+        how = "qemu" if emulation.foreign([t.arch.dpkg]) else "native"
         ratio = f"{s / base[2]:.2f}x" if base else "n/a"
         print(f"{t.flavor.name:8} {t.arch.dpkg:8} {str(t.platform):15} {how:8} {a:10.2f} {l:7.2f} {s:8.1f} "
               f"{n:6} {ratio:>15}")

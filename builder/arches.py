@@ -28,6 +28,10 @@ class Platform:
         parts = [self.os, self.architecture] + ([self.variant] if self.variant else [])
         return "/".join(parts)
 
+    def as_oci(self) -> dict:
+        """The `platform` object of an OCI descriptor or config."""
+        return {"architecture": self.architecture, "os": self.os, **({"variant": self.variant} if self.variant else {})}
+
 
 @dataclass(frozen=True)
 class Arch:

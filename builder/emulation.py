@@ -36,6 +36,11 @@ def foreign(arches: Iterable[str], host: str | None = None) -> list[str]:
     return [a for a in dict.fromkeys(arches) if a != host and a not in ALSO_NATIVE.get(host, ())]
 
 
+def static_binary(arch: str) -> str:
+    """qemu-user-static's emulator for `arch`, which runs a binary without any binfmt handler."""
+    return f"qemu-{QEMU[arch]}-static"
+
+
 def handler(arch: str, root: Path = BINFMT) -> Path:
     return root / f"qemu-{QEMU[arch]}"
 

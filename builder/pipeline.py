@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emulation, engines, fetch as fetch_stage, images, oci, publish as pub, signing, statements, tags
+from . import emulation, engines, fetch as fetch_stage, images, publish as pub, signing, statements, tags
 from .engine import Engine
 from .fetch import FetchOptions
 
@@ -181,7 +181,7 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     revision = (rev.commit, rev.created)
     have = {}
     for p in planned:
-        existing = tags.reusable(states[p.target.flavor.name], oci.platform_key(pub.platform_dict(p.target.platform)),
+        existing = tags.reusable(states[p.target.flavor.name], str(p.target.platform),
                                 p.inputs)
         if existing:
             have[p.target.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
@@ -257,7 +257,7 @@ def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = F
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
     planned, states, have, revision = _triage(req, registry, dest, allow_shrink, log, allow_trial)
     children = [have.get(p.target.name) or pub.Child(
-        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, pub.platform_dict(p.target.platform),
+        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, p.target.platform.as_oci(),
         "(new image)", 0, p.inputs, p.gosu.version, *revision, uploaded=-1, trial=p.trial) for p in planned]
     plans = [tags.plan_flavor(registry, dest, group, allow_shrink, states[name])
              for name, group in pub.check_children(children, _pushed_targets(req)).items()]

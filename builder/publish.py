@@ -91,10 +91,6 @@ def read_records(directory: Path) -> list[Child]:
     return [Child.from_file(p) for p in paths]
 
 
-def platform_dict(p) -> dict:
-    return {"architecture": p.architecture, "os": p.os, **({"variant": p.variant} if p.variant else {})}
-
-
 def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str],
                    trial: str = "") -> Child:
     """The record for an image the registry already serves with these inputs (nothing to upload)."""

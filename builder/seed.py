@@ -83,10 +83,6 @@ def _say(log, text: str) -> None:
     log.flush()
 
 
-def _platform_dict(p: arches.Platform) -> dict:
-    return {"architecture": p.architecture, "os": p.os, **({"variant": p.variant} if p.variant else {})}
-
-
 def _key(platform: dict) -> str:
     return json.dumps(platform, sort_keys=True)
 
@@ -146,7 +142,7 @@ def make_child(local: LocalSettings, seed: Seed, arch: str, platform: arches.Pla
         labels = {STANDIN: f"{what}, a stand-in for {seed.flavor.base} {arch}"}
     created = iso(root.epoch)
     config = oci.canonical({
-        **_platform_dict(platform), "created": created,
+        **platform.as_oci(), "created": created,
         "config": {"Env": [PATH_ENV], "Cmd": cmd, **({"Labels": labels} if labels else {})},
         "rootfs": {"type": "layers", "diff_ids": [d for _, d, _ in layers]},
         "history": [{"created": created, "created_by": f"base-gosu seed: {why}"} for _, _, why in layers],
@@ -176,7 +172,7 @@ def _push_child(registry: Registry, seed: Seed, child: Child, platform: arches.P
     registry.upload_blob(seed.repo, child.config)
     digest = registry.put_manifest(seed.repo, sha256_digest(child.manifest), child.manifest, OCI_MANIFEST)
     return {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(child.manifest),
-            "platform": _platform_dict(platform), "annotations": {RECIPE: recipe_digest}}
+            "platform": platform.as_oci(), "annotations": {RECIPE: recipe_digest}}
 
 
 def _write_index(registry: Registry, seed: Seed, children: list[dict]) -> str:
@@ -213,7 +209,7 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
         except rootfs.NotSeedable as e:
             out.unseedable.append(f"{local.registry}/{seed.name} {platform}: {e}")
             continue
-        have = children.get(_key(_platform_dict(platform)), {})
+        have = children.get(_key(platform.as_oci()), {})
         if have.get("annotations", {}).get(RECIPE) == want:
             out.already.append(arch)
         else:
@@ -221,7 +217,7 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
     for arch, platform, want in todo:
         start = time.monotonic()
         child = make_child(local, seed, arch, platform, log)
-        children[_key(_platform_dict(platform))] = _push_child(registry, seed, child, platform, want, mount_from)
+        children[_key(platform.as_oci())] = _push_child(registry, seed, child, platform, want, mount_from)
         digest = _write_index(registry, seed, list(children.values()))
         out.seeded.append(arch)
         _say(log, f"seed: {local.registry}/{seed.name}: added {platform} from {describe(local, seed, arch)} "

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from invoke import Config
 
-from builder import config, local, pipeline, seed, signing, testmirror, tools
+from builder import config, emulation, local, pipeline, seed, signing, testmirror, tools
 from builder.assembly import layer
 from builder.engine import Engine
 from builder.local import native_arch
@@ -87,7 +87,7 @@ def rig():
 @contextlib.contextmanager
 def emulation_disabled(arch: str):
     """Switch the qemu binfmt handler for `arch` off, for as short a time as the block takes."""
-    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{UNAME[arch]}"
+    entry = emulation.handler(arch)
     if native_arch() == arch or not entry.exists() or not os.access(entry, os.W_OK):
         skip_or_fail(f"needs a writable binfmt entry {entry} to break {arch} emulation")
     entry.write_text("0")

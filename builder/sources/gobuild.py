@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import emulation
 from ..arches import GOARCH, NAMES, Arch
 from ..verify import VerificationError
 from . import toolchain as tc
@@ -33,13 +34,6 @@ LDFLAGS = "-d -w"
 GO_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
     name: (GOARCH[name], {"armel": {"GOARM": "5"}, "armhf": {"GOARM": "6"}}.get(name, {})) for name in NAMES
 }
-# How a foreign binary is run for upstream's checks (qemu-user-static, no binfmt needed).
-EMULATORS = {
-    "amd64": "qemu-x86_64-static", "i386": "qemu-i386-static", "arm64": "qemu-aarch64-static", "armel": "qemu-arm-static", "armhf": "qemu-arm-static",
-    "mips64el": "qemu-mips64el-static", "ppc64el": "qemu-ppc64le-static", "riscv64": "qemu-riscv64-static",
-    "s390x": "qemu-s390x-static",
-}
-NATIVE_ALSO = {"amd64": ("i386",)}   # hosts whose kernel runs these arches' binaries directly
 
 
 def go_env(work: Path, gocache: Path, proxy: Path | None = None) -> dict[str, str]:
@@ -116,9 +110,10 @@ def check_build_info(info: BuildInfo, arch: Arch, go: str, main_version: str, de
 
 def runner(arch: Arch, host: str) -> list[str] | None:
     """How to run a binary of `arch` here: [] natively, [emulator], or None when nothing can."""
-    if arch.dpkg == host or arch.dpkg in NATIVE_ALSO.get(host, ()):
+    if not emulation.foreign([arch.dpkg], host):
         return []
-    emulator = shutil.which(EMULATORS.get(arch.dpkg, "")) if arch.dpkg in EMULATORS else None
+    # qemu-user-static run directly: no binfmt handler needed.
+    emulator = shutil.which(emulation.static_binary(arch.dpkg))
     return [emulator] if emulator else None
 
 
@@ -130,7 +125,7 @@ def upstream_checks(binary: Path, arch: Arch, host: str, version: str, attempts:
     """
     prefix = runner(arch, host)
     if prefix is None:
-        return f"upstream checks not run: no {EMULATORS.get(arch.dpkg, 'emulator')} on this host"
+        return f"upstream checks not run: no {emulation.static_binary(arch.dpkg)} on this host"
     checks = [["--version"]] + ([["nobody", "id"], ["nobody", "ls", "-l", "/proc/self/fd"]] if os.geteuid() == 0 else [])
     binary.chmod(0o755)
     tries = 0
