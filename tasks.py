@@ -6,14 +6,17 @@ import sys
 
 from invoke import Exit, task
 
-from builder import (config, fetch as fetch_stage, images as images_stage, local as local_stage, lock as lockfile,
-                     matrix as matrix_stage, pipeline, publish as publish_stage, reproduce as reproduce_stage,
-                     seed as seed_stage, signing, testarchive, testmirror, tools, trustcheck)
-from builder.assembly import load as load_stage
-from builder.audit import show as show_stage
-from builder.emulation import EmulationError
-from builder.engine import Engine, EngineError
-from builder.registry import RegistryError
+from builder import config, pipeline
+from builder.gosu import fetch as fetch_stage, lock as lockfile, testarchive, testmirror
+from builder.build import images as images_stage
+from builder.local import setup as local_stage, seed as seed_stage, tools
+from builder.publish import matrix as matrix_stage, push as publish_stage, signing
+from builder.consumer import reproduce as reproduce_stage, verify as trustcheck
+from builder.build.assembly import load as load_stage
+from builder.consumer import show as show_stage
+from builder.core.emulation import EmulationError
+from builder.core.engine import Engine, EngineError
+from builder.core.registry import RegistryError
 
 FETCH_HELP = {
     "source": "where gosu comes from: github (tianon's signed release), debian (Debian's archive), rebuild "
@@ -394,7 +397,7 @@ def provenance(c, ref, platform=None):
             "issuer": "keyless: the OIDC issuer to require (signing.issuer)"})
 def verify(c, ref, key=None, identity=None, issuer=None):
     """Before `FROM`: check a published image's signatures, attestations and gosu's sha256 (exit 0: all hold)."""
-    from builder.registry import Registry, credentials_for
+    from builder.core.registry import Registry, credentials_for
     try:
         trust = config.trust(c.config, key, identity, issuer)
         host, repo, tag = images_stage.parse_ref(ref)

@@ -24,9 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, emulation, images, pipeline, seed, smoke  # noqa: E402
-from builder.engine import Engine  # noqa: E402
-from tests.engine import project_config  # noqa: E402
+from builder import config, pipeline
+from builder.core import emulation
+from builder.build import images
+from builder.local import seed
+from builder.smoke import run as smoke  # noqa: E402
+from builder.core.engine import Engine  # noqa: E402
+from tests.support.engine import project_config  # noqa: E402
 
 
 def timed(fn):

@@ -29,9 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, images, pipeline  # noqa: E402
-from builder.engine import Engine  # noqa: E402
-from tests.engine import project_config  # noqa: E402
+from builder import config, pipeline
+from builder.build import images  # noqa: E402
+from builder.core.engine import Engine  # noqa: E402
+from tests.support.engine import project_config  # noqa: E402
 
 
 def timed(fn) -> float:

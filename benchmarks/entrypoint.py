@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder.engine import Engine  # noqa: E402
+from builder.core.engine import Engine  # noqa: E402
 
 IMAGE = "org/base-gosu:minideb-amd64"
 ENGINE = Engine()

@@ -22,11 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from builder import arches  # noqa: E402
-from builder.fetch import FetchOptions, fetch  # noqa: E402
-from tests.fakerelease import fake_elf, make_release  # noqa: E402
-from tests.gpgkit import GpgTestKey  # noqa: E402
-from tests.httpmirror import Mirror  # noqa: E402
+from builder.core import arches  # noqa: E402
+from builder.gosu.fetch import FetchOptions, fetch  # noqa: E402
+from tests.support.fakerelease import fake_elf, make_release  # noqa: E402
+from tests.support.gpgkit import GpgTestKey  # noqa: E402
+from tests.support.httpmirror import Mirror  # noqa: E402
 
 
 def main() -> None:

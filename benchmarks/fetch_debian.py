@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 from invoke import Config  # noqa: E402
 
-from builder import config, lock as lockfile  # noqa: E402
-from builder.fetch import fetch  # noqa: E402
+from builder import config
+from builder.gosu import lock as lockfile  # noqa: E402
+from builder.gosu.fetch import fetch  # noqa: E402
 
 BASELINE = "plain download of the 17 files (baseline)"
 

@@ -37,12 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, local, pipeline, publish as pub, signing, tools  # noqa: E402
-from builder.engine import Engine  # noqa: E402
-from builder.publish import Destination  # noqa: E402
-from builder.registry import Registry  # noqa: E402
-from tests.engine import project_config  # noqa: E402
-from tests.registries import free_port  # noqa: E402
+from builder import config, pipeline
+from builder.local import setup as local, tools
+from builder.publish import push as pub, signing  # noqa: E402
+from builder.core.engine import Engine  # noqa: E402
+from builder.publish.push import Destination  # noqa: E402
+from builder.core.registry import Registry  # noqa: E402
+from tests.support.engine import project_config  # noqa: E402
+from tests.support.registries import free_port  # noqa: E402
 
 REPO = "org/base-gosu"
 BASELINE = "baseline: docker push of the same images"

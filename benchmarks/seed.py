@@ -28,9 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, local, seed  # noqa: E402
-from tests.engine import project_config  # noqa: E402
-from tests.registries import free_port  # noqa: E402
+from builder import config
+from builder.local import setup as local, seed  # noqa: E402
+from tests.support.engine import project_config  # noqa: E402
+from tests.support.registries import free_port  # noqa: E402
 
 
 def timed_seed(settings, s: seed.Seed, arch: str, log) -> tuple[float, int]:

@@ -9,9 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emulation, engines, fetch as fetch_stage, images, publish as pub, signing, statements, tags
-from .engine import Engine
-from .fetch import FetchOptions
+from builder.core import emulation
+from builder.smoke import engines
+from builder.gosu import fetch as fetch_stage
+from builder.build import images
+from builder.publish import push as pub, signing, attest as statements, tags
+from builder.core.engine import Engine
+from builder.gosu.fetch import FetchOptions
 
 
 class PipelineError(Exception):
@@ -91,7 +95,7 @@ def build(req: Request, engine: Engine, log=sys.stderr) -> list[images.Built]:
 
 def subject_of(b: images.Built, settings: images.ImageSettings, by_id: bool = False) -> "smoke.Subject":
     """`by_id`: start containers from the image ID (the engine that built it runs the checks)."""
-    from .smoke import Subject
+    from builder.smoke.run import Subject
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.gosu.version, b.gosu.sha256,
                    settings.ops_user, settings.ops_uid, settings.ops_gid, ref=b.image_id if by_id else "")
 
@@ -100,7 +104,7 @@ def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSet
           ) -> list[images.Built]:
     """Build (cached layers make this cheap), then run every check on every image, in the engine `under`
     names (default: the one that built them; another gets the images copied in)."""
-    from . import smoke as smoke_stage
+    from builder.smoke import run as smoke_stage
     built = build(req, engine, log)
     emulation.ensure([b.target.arch.dpkg for b in built], log, "smoke")
     failures = []

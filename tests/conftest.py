@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import arches, lock as lockfile
-from builder.fetch import FetchOptions
+from builder.core import arches
+from builder.gosu import lock as lockfile
+from builder.gosu.fetch import FetchOptions
 
-from .fakerelease import make_release
-from .gpgkit import GpgTestKey
-from .httpmirror import Mirror
+from tests.support.fakerelease import make_release
+from tests.support.gpgkit import GpgTestKey
+from tests.support.httpmirror import Mirror
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("BASE_GOSU_SHARED", ROOT.parent / "shared"))
@@ -27,7 +28,7 @@ def skip_or_fail(reason: str):
 @pytest.fixture(scope="session")
 def alts(rig):
     """podman, rootless podman and a userns-remapped dockerd, opened on first use (tests/alt_engines.py)."""
-    from .alt_engines import Alts
+    from tests.support.alt_engines import Alts
     a = Alts(rig)
     yield a
     a.close()

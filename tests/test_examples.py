@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, oci, pipeline
-from builder.publish import Destination
-from builder.registry import OCI_INDEX, Registry
+from builder import config, pipeline
+from builder.core import oci
+from builder.publish.push import Destination
+from builder.core.registry import OCI_INDEX, Registry
 
-from .conftest import ROOT
-from .engine import project_config, rig  # noqa: F401 - fixture
+from tests.conftest import ROOT
+from tests.support.engine import project_config, rig  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.engine
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, skip_or_fail
+from tests.conftest import ROOT, skip_or_fail
 
 BIN = Path(sys.executable).parent
 

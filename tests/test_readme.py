@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-from .engine import rig  # noqa: F401 - fixture
+from tests.conftest import ROOT
+from tests.support.engine import rig  # noqa: F401 - fixture
 
 BLOCK = re.compile(r"<!-- readme-test: (\S+) -->\n```console\n(.*?)```", re.S)
 IMAGE = re.compile(r"org/base-gosu:(minideb|ubuntu|alpine)\b")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from .conftest import ROOT, lock_for
-from .engine import project_config
+from tests.conftest import ROOT, lock_for
+from tests.support.engine import project_config
 
 INVOKE = [sys.executable, "-m", "invoke"]
 

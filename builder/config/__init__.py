@@ -13,14 +13,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import arches
-from ..fetch import FetchOptions
-from .gosu import SOURCES, archive_keys, expired_suites, fetch_options, lock_options, source_of  # noqa: F401
-from .paths import ROOT, cli_path, project_path  # noqa: F401
+from builder.core import arches
+from builder.gosu.fetch import FetchOptions
+from builder.config.gosu import SOURCES, archive_keys, expired_suites, fetch_options, lock_options, source_of  # noqa: F401
+from builder.config.paths import ROOT, cli_path, project_path  # noqa: F401
 
 
 def local_settings(local: Mapping) -> "LocalSettings":
-    from ..local import LocalSettings
+    from builder.local.setup import LocalSettings
     return LocalSettings(
         state_dir=project_path(local["state_dir"]),
         registry_port=int(local["registry_port"]),
@@ -53,7 +53,7 @@ def _arch_map(key: str, spec: str) -> tuple[tuple[str, str], ...]:
 
 def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":
     """Which engine the smoke checks run under: --engine, else smoke.engine."""
-    from ..engines import KINDS, EngineSettings
+    from builder.smoke.engines import KINDS, EngineSettings
     sm = c_config.smoke
     kind = (engine or sm["engine"]).strip()
     if kind not in KINDS:
@@ -99,7 +99,7 @@ def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platfor
 
 
 def image_settings(images: Mapping) -> "ImageSettings":
-    from ..images import Flavor, ImageSettings
+    from builder.build.images import Flavor, ImageSettings
     flavors = {
         name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
                      tuple(a.dpkg for a in arches.parse_list(f["arches"], table=arches.IMAGE_ARCHES)),
@@ -117,9 +117,9 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   default_arch: str | None = None, source: str | None = None,
                   suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> "Request":
-    from ..images import plan
-    from ..emulation import native_arch
-    from ..pipeline import Request
+    from builder.build.images import plan
+    from builder.core.emulation import native_arch
+    from builder.pipeline import Request
     settings = image_settings(c_config.images)
     targets = plan(settings, flavor, arch, default_arch or native_arch())
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
@@ -132,7 +132,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
 
 def source_revision(root: Path, environ=os.environ) -> "Revision":
     """The commit built and the build's one timestamp: SOURCE_DATE_EPOCH if set, else the commit's time."""
-    from ..images import git_revision
+    from builder.build.images import git_revision
     return git_revision(root, environ.get("SOURCE_DATE_EPOCH"))
 
 
@@ -141,8 +141,8 @@ REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
     """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
-    from ..publish import Destination
-    from ..registry import Registry, credentials_for
+    from builder.publish.push import Destination
+    from builder.core.registry import Registry, credentials_for
     pub = c_config.publish
     host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
     if not host or "://" in host or "/" in host or " " in host:
@@ -162,13 +162,13 @@ def publish_arches(c_config, arch: str | None) -> str:
 
 def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str, str]]:
     """(flavor, arch) pairs an assemble must find a push record for."""
-    from ..images import plan
+    from builder.build.images import plan
     return [(t.flavor.name, t.arch.dpkg) for t in plan(image_settings(c_config.images), flavor, arch, arch)]
 
 
 def matrix_jobs(c_config) -> list["Job"]:
     """ci: the nightly's image jobs, one per (flavor, arch) of images.flavors, each with its runner."""
-    from ..matrix import jobs
+    from builder.publish.matrix import jobs
     ci, runners = c_config.ci, {}
     for item in (i.strip() for i in str(ci["runners"]).split(",") if i.strip()):
         name, sep, label = item.partition("=")
@@ -187,7 +187,7 @@ def matrix_jobs(c_config) -> list["Job"]:
 
 def tool_settings(c_config) -> "ToolSettings":
     """cosign and oras: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
-    from ..tools import Pin, Tool, ToolSettings
+    from builder.local.tools import Pin, Tool, ToolSettings
     t, deb = c_config.tools, c_config.gosu["debian"]
     tools = {}
     for name in ("cosign", "oras"):
@@ -202,7 +202,7 @@ def tool_settings(c_config) -> "ToolSettings":
 
 def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
     """(image settings, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
-    from ..assembly.store import Store
+    from builder.build.assembly.store import Store
     settings = image_settings(c_config.images)
     store = Store(project_path(c_config.images.get("store") or ".cache/images"))
 
@@ -215,9 +215,9 @@ def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None,
 def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
            environ=os.environ) -> "Signer | None":
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    from .. import tools
-    from ..emulation import native_arch
-    from ..signing import Signer, choose
+    from builder.local import tools
+    from builder.core.emulation import native_arch
+    from builder.publish.signing import Signer, choose
     s = c_config.signing
     identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),
                       unsigned, dest.local, project_path(s["local_key"]), dest.registry)
@@ -234,7 +234,7 @@ def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsign
 
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None):
     """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer."""
-    from ..trustcheck import Trust
+    from builder.consumer.verify import Trust
     s = c_config.signing
     identity, issuer = identity or s.get("identity") or "", issuer or s.get("issuer") or ""
     if keys:

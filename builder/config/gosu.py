@@ -7,10 +7,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import arches, lock as lockfile
-from ..fetch import FetchOptions
-from ..verify import normalize_fingerprint
-from .paths import cli_path, project_path
+from builder.core import arches
+from builder.gosu import lock as lockfile
+from builder.gosu.fetch import FetchOptions
+from builder.gosu.signature import normalize_fingerprint
+from builder.config.paths import cli_path, project_path
 
 
 def source_of(configured: str, mirror: str | None, layout: str = "<dir>/<version>/gosu-<arch>") -> str:
@@ -32,7 +33,7 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
                   suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> FetchOptions:
-    from ..fetch import choose_source
+    from builder.gosu.fetch import choose_source
     lock = lockfile.load(project_path(gosu["lock_file"]))
     kind = (source or gosu.get("source") or "github").strip().lower()
     if kind not in SOURCES:
@@ -76,7 +77,7 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
 
 def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, fingerprint, common) -> FetchOptions:
     """gosu.rebuild: the orig tarball from source_suite, the toolchain and dependencies from suites."""
-    from ..emulation import native_arch
+    from builder.core.emulation import native_arch
     deb, reb = gosu["debian"], gosu["rebuild"]
     the_suite = (suite or reb["source_suite"]).strip()
     suites = tuple(s.strip() for s in str(reb["suites"]).split(",") if s.strip())

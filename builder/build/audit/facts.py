@@ -1,0 +1,89 @@
+"""What the SBOM and the provenance say about one assembled image, gathered once from the image itself.
+
+gosu's build information and the entrypoint's digest are read from the
+layer the build wrote (the bytes that ship, not the cache they came from);
+the OS packages from every layer's package database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass
+
+from builder.build.assembly import append
+from builder.gosu.sources.model import Fetched
+from builder.build.audit import basepkgs, goinfo
+from builder.build.audit.packages import Distro, Package
+
+LABEL = "org.base-gosu"
+GOSU_PATH = "usr/local/bin/gosu"
+
+
+@dataclass(frozen=True)
+class Facts:
+    manifest_digest: str
+    title: str
+    platform: dict
+    flavor: str
+    epoch: int
+    revision: str
+    source_url: str
+    base_name: str
+    base_digest: str
+    base_platform_digest: str
+    standin_for: str
+    trial: str
+    gosu: Fetched
+    go: goinfo.BuildInfo | None
+    rebuilt: tuple[dict, ...]
+    entrypoint_sha256: str
+    distro: Distro
+    packages: tuple[Package, ...]
+    package_db: str
+    labels: dict
+
+
+def layer_files(tar: bytes, *paths: str) -> dict[str, bytes]:
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        for ti in t:
+            if ti.name.strip("/") in paths and ti.isreg():
+                out[ti.name.strip("/")] = t.extractfile(ti).read()
+    return out
+
+
+def go_info(binary: bytes) -> goinfo.BuildInfo | None:
+    try:
+        return goinfo.parse(binary, "gosu")
+    except goinfo.GoInfoError:
+        return None
+
+
+def gather(built, registry_for, host_arch: str = "") -> Facts:
+    """Facts of an images.Built; `registry_for(host)` gives the client its base layers are read through."""
+    image, labels = built.image, built.labels
+    own = layer_files(append.own_layer_tar(built.store, image), GOSU_PATH, append.ENTRYPOINT.strip("/"))
+    gosu_bin = own[GOSU_PATH]
+    if hashlib.sha256(gosu_bin).hexdigest() != built.gosu.sha256:
+        raise ValueError(f"{built.tag}: the gosu in its layer is not the verified one ({built.gosu.sha256[:12]})")
+    fs = basepkgs.read(built.store, registry_for(image.base.host), image.base.repo, image.layers)
+    distro, pkgs, db = basepkgs.installed(fs)
+    rebuilt = ()
+    if built.gosu.kind == "rebuild":
+        from builder.gosu.sources import rebuild
+        rebuilt = tuple(rebuild.components(built.gosu, host_arch))
+    return Facts(
+        manifest_digest=image.digest, title=labels.get("org.opencontainers.image.title", built.tag),
+        platform=image.platform, flavor=labels.get(f"{LABEL}.flavor", ""),
+        epoch=int(labels.get(f"{LABEL}.source-date-epoch", "0")),
+        revision=labels.get("org.opencontainers.image.revision", ""),
+        source_url=labels.get("org.opencontainers.image.source", ""),
+        base_name=labels.get("org.opencontainers.image.base.name", ""),
+        base_digest=labels.get("org.opencontainers.image.base.digest", ""),
+        base_platform_digest=labels.get(f"{LABEL}.base.platform-digest", ""),
+        standin_for=labels.get(f"{LABEL}.base.standin-for", ""), trial=built.trial,
+        gosu=built.gosu, go=go_info(gosu_bin), rebuilt=rebuilt,
+        entrypoint_sha256=hashlib.sha256(own[append.ENTRYPOINT.strip("/")]).hexdigest(),
+        distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels))

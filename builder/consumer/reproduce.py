@@ -1,0 +1,239 @@
+"""Check a published image against its inputs: rebuild it from what its labels name and compare.
+
+The labels name the base (registry, repository, platform digest), gosu
+(version and sha256), the project revision, the build epoch and the ops
+account. The entrypoint comes from that revision in the local checkout; the
+rebuild uses this checkout's assembler. Equal manifest digests mean every
+byte is accounted for; otherwise the answer names the config fields and the
+files that differ.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.build import images
+from builder.build.assembly import append, layer
+from builder.gosu.fetch import Fetched
+from builder.build.images import LABEL, Base, Flavor, ImageSettings, Revision, Target, parse_ref
+from builder.core.registry import OCI_MANIFEST, DOCKER_MANIFEST, Registry
+from builder.build.assembly.store import Store
+
+NEEDED = ("org.opencontainers.image.revision", "org.opencontainers.image.source", "org.opencontainers.image.title",
+          "org.opencontainers.image.base.name", "org.opencontainers.image.base.digest",
+          f"{LABEL}.base.platform-digest", f"{LABEL}.gosu.version", f"{LABEL}.gosu.sha256", f"{LABEL}.flavor",
+          f"{LABEL}.ops", f"{LABEL}.source-date-epoch")
+
+
+# Where a Debian or rebuilt gosu came from (suite, package, Go toolchain, dependencies): facts of the
+# fetch, not of the bytes. The bytes are checked by sha256; these labels are carried over as published.
+PROVENANCE = (f"{LABEL}.gosu.debian.", f"{LABEL}.gosu.rebuild.")
+
+
+class ReproduceError(Exception):
+    pass
+
+
+@dataclass
+class Verdict:
+    ref: str
+    platform: str
+    published: str
+    rebuilt: str
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return self.published == self.rebuilt and not self.differences
+
+    def lines(self) -> list[str]:
+        if self.identical:
+            return [f"identical: {self.ref} ({self.platform}) manifest {self.published}"]
+        return [f"differs: {self.ref} ({self.platform}): published manifest {self.published}, rebuilt "
+                f"{self.rebuilt}", *(f"  {d}" for d in self.differences)]
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True)
+
+
+def revision_file(root: Path, revision: str, path: str) -> bytes:
+    if git(root, "cat-file", "-e", f"{revision}^{{commit}}").returncode != 0:
+        raise ReproduceError(f"revision {revision} is not in the checkout at {root}: fetch it (git fetch origin "
+                             f"{revision}) or run reproduce in a clone that has it. Nothing was rebuilt")
+    p = git(root, "show", f"{revision}:{path}")
+    if p.returncode != 0:
+        raise ReproduceError(f"revision {revision} has no {path}: it predates reproducible assembly")
+    return p.stdout
+
+
+def _flatten(obj, prefix: str = "") -> dict[str, str]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    return {prefix: json.dumps(obj, sort_keys=True)}
+
+
+def config_differences(published: dict, rebuilt: dict) -> list[str]:
+    a, b = _flatten(published), _flatten(rebuilt)
+    return [f"config {k}: published {a.get(k, '(absent)')}, rebuilt {b.get(k, '(absent)')}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def file_differences(published: dict[str, tuple], rebuilt: dict[str, tuple]) -> list[str]:
+    names = ("kind", "mode", "uid", "gid", "size", "content")
+    out = []
+    for path in sorted(set(published) | set(rebuilt)):
+        p, r = published.get(path), rebuilt.get(path)
+        if p == r:
+            continue
+        if p is None or r is None:
+            where = "only in the published image" if r is None else "missing from the published image"
+            out.append(f"file /{path}: {where}")
+            continue
+        what = [f"{n} {_show(n, x)} != {_show(n, y)}" for n, x, y in zip(names, p, r) if x != y]
+        out.append(f"file /{path}: {', '.join(what)} (published != rebuilt)")
+    return out
+
+
+def _show(name: str, value) -> str:
+    return oct(value) if name == "mode" else (value[:12] if name == "content" and value else str(value))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    settings: ImageSettings
+    target: Target
+    base: Base
+    gosu: Fetched
+    revision: Revision
+    provenance: dict[str, str]   # labels only gosu's source can vouch for, taken as published
+
+
+def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor], settings: ImageSettings) -> Inputs:
+    missing = [k for k in NEEDED if not labels.get(k)]
+    if missing:
+        raise ReproduceError(f"the image lacks the label(s) {', '.join(missing)}: it was not assembled by a "
+                             "reproducible base-gosu build, so there is nothing to rebuild it from")
+    flavor = flavors.get(labels[f"{LABEL}.flavor"])
+    if flavor is None:
+        raise ReproduceError(f"flavor {labels[f'{LABEL}.flavor']!r} is not configured in this checkout")
+    user, uid, gid = labels[f"{LABEL}.ops"].split(":")
+    title = labels["org.opencontainers.image.title"]
+    settings = ImageSettings(**{**settings.__dict__, "repository": title.rsplit(":", 1)[0], "ops_user": user,
+                                "ops_uid": int(uid), "ops_gid": int(gid),
+                                "source_url": labels["org.opencontainers.image.source"]})
+    spec = "/".join(x for x in (platform["os"], platform["architecture"], platform.get("variant")) if x)
+    arch = flavor.arch_for(spec)
+    name = labels["org.opencontainers.image.base.name"]
+    repo_ref = name.rsplit(":", 1)[0] if ":" in name.split("/")[-1] else name
+    base = Base(name, repo_ref, labels["org.opencontainers.image.base.digest"], labels[f"{LABEL}.base.platform-digest"],
+                labels.get(f"{LABEL}.base.standin-for", ""))
+    kind = labels.get(f"{LABEL}.gosu.source", "github")
+    # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
+    reasons = labels.get(f"{LABEL}.trial", "").split(";")
+    unpinned = any(r.strip().startswith("gosu is trusted through key") for r in reasons)
+    expired = (("expired_accepted", labels[f"{LABEL}.gosu.expired-accepted"]),) \
+        if labels.get(f"{LABEL}.gosu.expired-accepted") else ()
+    gosu = Fetched(arch.gosu, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
+                   True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
+                   pinned=not unpinned, details=expired)
+    rev = Revision(labels["org.opencontainers.image.revision"], int(labels[f"{LABEL}.source-date-epoch"]))
+    provenance = {k: v for k, v in labels.items() if k.startswith(PROVENANCE)}
+    return Inputs(settings, Target(flavor, arch), base, gosu, rev, provenance)
+
+
+def rebuild(inp: Inputs, root: Path, store: Store, gosu_bytes: bytes, registry_for) -> append.Image:
+    entrypoint = revision_file(root, inp.revision.commit, "images/entrypoint.sh")
+    inputs = images.inputs_digest(inp.settings, inp.target, inp.base, inp.gosu, entrypoint, gosu_bytes)
+    labels = {**images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision,
+                                    gosu_bytes),
+              **inp.provenance}
+    r = images.recipe(inp.settings, inp.target, inp.base, inp.gosu, gosu_bytes, entrypoint, inp.revision, labels)
+    return append.assemble(r, store, registry_for(inp.base.host))
+
+
+def compare(ref: str, registry: Registry, repo: str, digest: str, manifest: dict, store: Store,
+            image: append.Image, platform: str) -> Verdict:
+    v = Verdict(ref, platform, digest, image.digest)
+    if v.published == v.rebuilt:
+        return v
+    config = json.loads(registry.get_blob(repo, manifest["config"]["digest"]))
+    v.differences += config_differences(config, image.config_doc)
+    theirs, ours = [d["digest"] for d in manifest["layers"]], [d["digest"] for d in image.layers]
+    if theirs[:-1] != ours[:-1]:
+        v.differences.append(f"base layers: published {[d[:19] for d in theirs[:-1]]}, rebuilt "
+                             f"{[d[:19] for d in ours[:-1]]}")
+    if theirs[-1:] != ours[-1:]:
+        published = layer.listing(gzip.decompress(registry.get_blob(repo, theirs[-1])))
+        v.differences += file_differences(published, layer.listing(append.own_layer_tar(store, image)))
+        v.differences.append(f"layer {theirs[-1][:19]} (published) != {ours[-1][:19]} (rebuilt)")
+    if not v.differences:
+        v.differences.append("manifests differ in encoding only (same config and layers)")
+    return v
+
+
+def children(registry: Registry, repo: str, ref: str) -> list[tuple[str, dict]]:
+    """(digest, manifest) of each image under `ref`: one for a manifest, one per platform for an index."""
+    got = registry.get_manifest(repo, ref)
+    if got is None:
+        raise ReproduceError(f"{registry.host}/{repo}:{ref} is not in the registry")
+    doc = json.loads(got[0])
+    if "manifests" not in doc:
+        return [(got[2], doc)]
+    out = []
+    for m in doc["manifests"]:
+        if m.get("mediaType", OCI_MANIFEST) in (OCI_MANIFEST, DOCKER_MANIFEST) and \
+                m.get("platform", {}).get("os", "unknown") != "unknown":
+            child = registry.get_manifest(repo, m["digest"])
+            out.append((m["digest"], json.loads(child[0])))
+    return out
+
+
+def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], settings: ImageSettings,
+              gosu_for, registry_for) -> list[Verdict]:
+    """Rebuild every platform under `ref`; `gosu_for(Fetched)` returns gosu's verified bytes."""
+    host, repo, tag = parse_ref(ref)
+    registry = registry_for(host)
+    verdicts = []
+    for digest, manifest in children(registry, repo, tag):
+        config = json.loads(registry.get_blob(repo, manifest["config"]["digest"]))
+        platform = {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
+        inp = inputs_from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors, settings)
+        image = rebuild(inp, root, store, gosu_for(inp.gosu), registry_for)
+        verdicts.append(compare(ref, registry, repo, digest, manifest, store, image,
+                                "/".join(platform[k] for k in ("os", "architecture", "variant") if k in platform)))
+    return verdicts
+
+
+def gosu_getter(options_for):
+    """gosu_for(Fetched) -> bytes: from the verified cache by sha256, else fetched and verified again.
+
+    `options_for(version, arch, source kind)` gives the FetchOptions (mirror, key) to fetch with.
+    """
+    from builder.gosu import fetch as fetch_stage
+    from builder.gosu.download import Cache
+
+    def get(wanted: Fetched) -> bytes:
+        opts = options_for(wanted.version, wanted.arch, wanted.kind)
+        blob = Cache(opts.cache_dir).blob(wanted.sha256)
+        data = blob.read_bytes() if blob.is_file() else b""
+        if hashlib.sha256(data).hexdigest() == wanted.sha256:
+            return data
+        report = fetch_stage.fetch(opts, log=io.StringIO())
+        got = next((f for f in report.fetched if f.arch == wanted.arch), None)
+        if got is None or got.sha256 != wanted.sha256:
+            have = got.sha256 if got else "; ".join(str(f) for f in report.failures) or "nothing"
+            raise ReproduceError(f"gosu {wanted.version} {wanted.arch} with sha256 {wanted.sha256} is neither in "
+                                 f"the cache nor at the configured source (got {have}); pass --mirror/--key for "
+                                 "where it was fetched from")
+        return got.path.read_bytes()
+    return get

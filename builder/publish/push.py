@@ -1,0 +1,179 @@
+"""The publish stage, first half: per-arch images go up by digest, each as a `Child` record.
+
+Two halves that can run on different machines (the nightly matrix):
+`push_child` uploads one smoke-tested image by digest and returns a `Child`
+record (written to a file by the task); builder/tags.py reads those records,
+assembles one OCI index per flavor and moves its tags. Trial images are
+stopped here, before a byte is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from builder.build import audit
+from builder.core import oci
+from builder.build.images import Built, split_ref
+from builder.core.oci import platform_key
+from builder.core.registry import OCI_MANIFEST, Registry, credentials_for
+
+
+class PublishError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Destination:
+    registry: str      # host[:port]
+    repository: str    # org/base-gosu
+    local: bool = False  # the project's own registry that `invoke up` runs: trial images may go there
+
+    def ref(self, tag: str) -> str:
+        return f"{self.registry}/{self.repository}{'@' if tag.startswith('sha256:') else ':'}{tag}"
+
+
+@dataclass(frozen=True)
+class Child:
+    """One per-arch image in the registry: what a push job hands to the assemble job."""
+    flavor: str
+    release: str
+    arch: str
+    platform: dict
+    digest: str
+    size: int
+    inputs: str
+    gosu_version: str
+    revision: str
+    created: str
+    uploaded: int = 0  # bytes this push sent (0: the registry had it; -1: a dry run's "would push")
+    media_type: str = OCI_MANIFEST
+    trial: str = ""    # why this image is a trial image ("" for production inputs only)
+
+    @property
+    def platform_key(self) -> str:
+        return platform_key(self.platform)
+
+    def descriptor(self) -> dict:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, "platform": self.platform}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Child":
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as e:
+            raise PublishError(f"digest file {path} is unreadable or not a push record ({e}); "
+                               "re-run `invoke push` for that flavor and arch") from None
+
+
+def write_records(directory: Path, children: list[Child]) -> list[Path]:
+    """One <flavor>-<arch>.json per image, each written whole (temp file + rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for c in children:
+        path = directory / f"{c.flavor}-{c.arch}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(c.to_json())
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def read_records(directory: Path) -> list[Child]:
+    paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    if not paths:
+        raise PublishError(f"no push records (*.json) in {directory}: run `invoke push --digests-dir "
+                           f"{directory}` for each flavor and arch first (in CI: download the push jobs' artifacts)")
+    return [Child.from_file(p) for p in paths]
+
+
+def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str],
+                   trial: str = "") -> Child:
+    """The record for an image the registry already serves with these inputs (nothing to upload)."""
+    return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
+                 descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
+                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial)
+
+
+def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
+    """Trial images (stand-in bases, gosu trusted through a test key or an expired archive Release) never leave this
+    machine by accident.
+
+    `images` holds (name, trial reasons) pairs; refused before any byte is sent.
+    """
+    trial = [(name, why) for name, why in images if why]
+    if not trial or dest.local or allow_trial:
+        return
+    name, why = trial[0]
+    more = f" (and {len(trial) - 1} more)" if len(trial) > 1 else ""
+    raise PublishError(
+        f"{name} is a trial image: {why}{more}. {dest.registry} is not this machine's local registry, so trial "
+        "images are refused there: build from the real bases (images.use_standins) with gosu from a source "
+        "pinned in keys/ (and, for Debian's archive, a current mirror), or pass --allow-trial to publish it "
+        "anyway. Nothing was pushed")
+
+
+def push_child(registry: Registry, dest: Destination, built: Built, log) -> Child:
+    """Upload one smoke-tested, assembled image by digest; no tag is created or moved.
+
+    Whether the registry already serves an image's inputs is decided before
+    building (pipeline._triage), so every image that reaches here is pushed;
+    blobs the registry has are skipped, and the base's layers are mounted
+    when the base lives in the same registry.
+    """
+    target = built.target
+    before = registry.bytes_uploaded
+    base_host, base_repo, _ = split_ref(built.base.ref)
+    mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
+    base_registry = registry if base_host == registry.host else Registry(base_host, credentials_for(base_host))
+    pushed = oci.push_assembled(built.store, built.image, registry, dest.repository, base_registry, mount)
+    # Referrers only once their subject is in the registry, and before any tag moves: nothing ever points
+    # at an image that was not pushed, and a tag never names an image without its SBOM and provenance.
+    attached = audit.attach(registry, dest.repository, built, pushed.descriptor(), lambda _host: base_registry)
+    sent = registry.bytes_uploaded - before
+    log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded); SBOM "
+              f"{attached.sbom[:19]}, provenance {attached.provenance[:19]} attached\n")
+    return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
+                 pushed.size, built.inputs, built.gosu.version, built.labels["org.opencontainers.image.revision"],
+                 built.labels["org.opencontainers.image.created"], uploaded=sent, trial=built.trial)
+
+
+def push_all(registry: Registry, dest: Destination, built: list[Built], log) -> list[Child]:
+    return [push_child(registry, dest, b, log) for b in built]
+
+
+def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:
+    """Group by flavor; every expected (flavor, arch) present once and nothing else, and each flavor's children
+    agree."""
+    by_flavor: dict[str, list[Child]] = {}
+    seen: dict[tuple[str, str], Child] = {}
+    for c in children:
+        if (c.flavor, c.arch) in seen:
+            raise PublishError(f"two push records for {c.flavor} {c.arch} ({seen[c.flavor, c.arch].digest[:19]} "
+                               f"and {c.digest[:19]}); keep one per flavor and arch")
+        seen[c.flavor, c.arch] = c
+        by_flavor.setdefault(c.flavor, []).append(c)
+    missing = [f"{f} {a}" for f, a in (expected or []) if (f, a) not in seen]
+    if missing:
+        raise PublishError(f"no push record for {', '.join(missing)}: its push job failed or did not run. "
+                           "No tag was moved")
+    # A tag gets exactly the platforms asked for: a stray record (another run's, an arch a flavor no longer
+    # lists) must not slip into an index.
+    extra = [f"{f} {a}" for f, a in seen if expected is not None and (f, a) not in expected]
+    if extra:
+        raise PublishError(f"push record for {', '.join(extra)} was not asked for (--flavor, --arch, "
+                           "images.flavors): remove it from the records directory or ask for it. No tag was moved")
+    for flavor, group in by_flavor.items():
+        for attr, what in (("gosu_version", "gosu versions"), ("release", "base releases")):
+            values = sorted({getattr(c, attr) for c in group})
+            if len(values) > 1:
+                raise PublishError(f"{flavor}: its arches were built from different {what} ({', '.join(values)}); "
+                                   "the lock or config changed between push jobs. Re-run them all. No tag was moved")
+    return by_flavor
+
+

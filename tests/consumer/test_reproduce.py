@@ -1,0 +1,97 @@
+"""`invoke reproduce`: a published image checks out against its inputs; a tampered copy is caught and named."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from builder.local import setup as local
+from builder import pipeline
+from builder.publish import push as pub
+from builder.build.assembly import layer
+from builder.publish.push import Destination
+from builder.core.registry import OCI_MANIFEST, Registry, sha256_digest
+
+from tests.conftest import ROOT
+from tests.support.engine import ARCHES, rig  # noqa: F401 - fixture
+from tests.support.registries import free_port
+
+pytestmark = pytest.mark.engine
+
+REPO = "org/base-gosu"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    host = f"127.0.0.1:{free_port()}"
+    pid = local.start_registry(tmp_path / "registry", host)
+    yield Registry(host, None, retries=1, backoff=0.05)
+    os.kill(pid, signal.SIGTERM)
+
+
+def reproduce(ref: str) -> subprocess.CompletedProcess:
+    mirror_config = ROOT / ".cache" / "test-mirror" / "invoke.yaml"
+    return subprocess.run([sys.executable, "-m", "invoke", "-f", str(mirror_config), "reproduce", ref], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+
+
+def repush(client: Registry, digest: str, tag: str, edit_layer=None, edit_config=None) -> None:
+    """A copy of a published image with its own layer and/or config changed, pushed under `tag`."""
+    manifest = json.loads(client.get_manifest(REPO, digest)[0])
+    config = json.loads(client.get_blob(REPO, manifest["config"]["digest"]))
+    if edit_layer:
+        tar = edit_layer(gzip.decompress(client.get_blob(REPO, manifest["layers"][-1]["digest"])))
+        blob = layer.gzip_bytes(tar)
+        manifest["layers"][-1].update(digest=client.upload_blob(REPO, blob), size=len(blob))
+        config["rootfs"]["diff_ids"][-1] = sha256_digest(tar)
+    if edit_config:
+        edit_config(config)
+    raw = json.dumps(config).encode()
+    manifest["config"].update(digest=client.upload_blob(REPO, raw), size=len(raw))
+    client.put_manifest(REPO, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
+
+
+def one_file_changed(tar: bytes) -> bytes:
+    src, out = tarfile.open(fileobj=io.BytesIO(tar)), io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
+        for ti in src:
+            data = src.extractfile(ti).read() if ti.isreg() else None
+            if ti.name == "usr/local/bin/entrypoint":
+                data += b"# one more line\n"
+                ti.size = len(data)
+            dst.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def test_reproduce_says_identical_then_names_what_was_tampered(rig, registry):
+    built = [rig.built("alpine", a) for a in ARCHES]
+    dest = Destination(registry.host, REPO)
+    children = pub.push_all(registry, dest, built, io.StringIO())
+    pipeline.assemble(children, registry, dest, [("alpine", a) for a in ARCHES], io.StringIO(), allow_trial=True)
+
+    ok = reproduce(f"{registry.host}/{REPO}:alpine")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count("identical: ") == 2, ok.stdout
+
+    amd64 = next(c for c in children if c.arch == "amd64")
+    repush(registry, amd64.digest, "tampered", edit_layer=one_file_changed)
+    bad = reproduce(f"{registry.host}/{REPO}:tampered")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "differs: " in bad.stdout
+    changed = [l for l in bad.stdout.splitlines() if l.strip().startswith("file /")]
+    assert len(changed) == 1 and "file /usr/local/bin/entrypoint: size" in changed[0], bad.stdout
+    assert "config rootfs.diff_ids" in bad.stdout
+
+    repush(registry, amd64.digest, "unknown-revision", edit_config=lambda c: c["config"]["Labels"].update(
+        {"org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567"}))
+    refused = reproduce(f"{registry.host}/{REPO}:unknown-revision")
+    assert refused.returncode == 2
+    assert "revision 0123456789abcdef0123456789abcdef01234567 is not in the checkout" in refused.stderr

@@ -1,0 +1,204 @@
+"""Seeding the local registry's bases, per (base, arch), into a registry each test starts on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from builder.core import arches, oci
+from builder import config
+from builder.build import images
+from builder.local import setup as local, rootfs, seed
+from builder.core.registry import Registry
+
+from tests.conftest import ROOT, skip_or_fail
+from tests.support.engine import project_config, rig  # noqa: F401 - the session fixture
+from tests.support.registries import free_port
+
+ALPINE_ARCHES = ("amd64", "arm64", "armhf", "armv7", "i386", "ppc64el", "riscv64", "s390x")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """(LocalSettings, ImageSettings) pointed at a registry of this test's own, on a free loopback port."""
+    if not shutil.which("docker-registry"):
+        skip_or_fail("docker-registry is not installed; run `invoke up`")
+    cfg = project_config()
+    s = config.local_settings(cfg.local)
+    if not (s.alpine_dir / "checksums.sha512").is_file():
+        skip_or_fail(f"{s.alpine_dir} has no Alpine release (../shared/rootfs/alpine-3.20.3)")
+    port = free_port()
+    pid = local.start_registry(tmp_path / "registry", f"127.0.0.1:{port}")
+    image_settings = dataclasses.replace(config.image_settings(cfg.images), base_mirror=f"127.0.0.1:{port}")
+    yield dataclasses.replace(s, registry_port=port, state_dir=tmp_path / "state"), image_settings
+    os.kill(pid, signal.SIGTERM)
+
+
+def seed_named(local_settings, image_settings, kind) -> seed.Seed:
+    return next(s for s in seed.seeds(local_settings, image_settings) if s.kind == kind)
+
+
+def _only(image_settings, flavor):
+    return dataclasses.replace(image_settings, flavors={flavor: image_settings.flavors[flavor]})
+
+
+def index(local_settings, s: seed.Seed) -> tuple[dict, str]:
+    got = oci.read_index(Registry(local_settings.registry), s.repo, s.tags[0])
+    assert got is not None, f"no index at {local_settings.registry}/{s.name}"
+    return got
+
+
+def alpine_copy(tmp_path, local_settings, drop=(), tamper=()):
+    """A copy of the Alpine release directory, without the arches in `drop`, with those in `tamper` changed."""
+    d = tmp_path / "alpine"
+    shutil.copytree(local_settings.alpine_dir, d)
+    for arch in drop:
+        (d / rootfs.alpine_name(local_settings.alpine_version, arch)).unlink()
+    for arch in tamper:
+        f = d / rootfs.alpine_name(local_settings.alpine_version, arch)
+        f.chmod(0o644)
+        data = bytearray(f.read_bytes())
+        data[-100] ^= 0xFF
+        f.write_bytes(bytes(data))
+    return dataclasses.replace(local_settings, alpine_dir=d)
+
+
+def test_alpine_every_arch_is_its_tarball_pushed_as_is_and_a_second_run_seeds_nothing(settings):
+    s, image_settings = settings
+    alpine = seed_named(s, image_settings, "alpine")
+    out = seed.seed_base(s, alpine, list(ALPINE_ARCHES), io.StringIO())
+    assert out.seeded == list(ALPINE_ARCHES)
+    doc, digest = index(s, alpine)
+    reg = Registry(s.registry)
+    platforms = {}
+    for d in doc["manifests"]:
+        cfg = oci.child_config(reg, alpine.repo, d["digest"])
+        p = d["platform"]
+        assert (cfg["os"], cfg["architecture"], cfg.get("variant")) == (p["os"], p["architecture"], p.get("variant"))
+        assert cfg["config"]["Cmd"] == ["/bin/sh"]
+        platforms["/".join([p["os"], p["architecture"]] + ([p["variant"]] if p.get("variant") else []))] = (d, cfg)
+    assert set(platforms) == {"linux/amd64", "linux/arm64/v8", "linux/arm/v6", "linux/arm/v7", "linux/386",
+                              "linux/ppc64le", "linux/riscv64", "linux/s390x"}
+    for arch in ALPINE_ARCHES:
+        platform = str(alpine.flavor.platform_of(arches.get(arch, arches.IMAGE_ARCHES)))
+        d, cfg = platforms[platform]
+        tarball = (s.alpine_dir / rootfs.alpine_name(s.alpine_version, arch)).read_bytes()
+        manifest = json.loads(reg.get_manifest(alpine.repo, d["digest"])[0])
+        assert [layer["digest"] for layer in manifest["layers"]] == ["sha256:" + hashlib.sha256(tarball).hexdigest()]
+        assert cfg["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(gzip.decompress(tarball)).hexdigest()]
+    # 3.20.3 names the same index as 3.20.
+    assert reg.get_manifest(alpine.repo, s.alpine_version)[2] == digest
+
+    again = io.StringIO()
+    seed.seed(dataclasses.replace(s, arches=ALPINE_ARCHES), _only(image_settings, "alpine"), again)
+    assert f"{s.registry}/{alpine.name} already seeded for {', '.join(ALPINE_ARCHES)}; nothing to do" in again.getvalue()
+    assert "added" not in again.getvalue()
+    assert index(s, alpine)[1] == digest
+
+
+def test_one_more_arch_adds_one_child_and_keeps_the_others_byte_identical(settings):
+    s, image_settings = settings
+    alpine = seed_named(s, image_settings, "alpine")
+    seed.seed_base(s, alpine, ["amd64"], io.StringIO())
+    before, first = index(s, alpine)
+    [amd64] = before["manifests"]
+    assert amd64["annotations"][seed.RECIPE].startswith("sha256:")
+    out = seed.seed_base(s, alpine, ["amd64", "riscv64"], io.StringIO())
+    assert (out.seeded, out.already) == (["riscv64"], ["amd64"])
+    after, second = index(s, alpine)
+    assert second != first  # a new index, as the module docstring says
+    assert [d["platform"]["architecture"] for d in after["manifests"]] == ["amd64", "riscv64"]
+    assert oci.canonical(after["manifests"][0]) == oci.canonical(amd64)
+
+
+def test_a_tampered_tarball_is_refused_by_name_and_nothing_is_pushed(settings, tmp_path):
+    s, image_settings = settings
+    s = alpine_copy(tmp_path, s, tamper=("s390x",))
+    alpine = seed_named(s, image_settings, "alpine")
+    with pytest.raises(local.SetupError) as e:
+        seed.seed_base(s, alpine, ["amd64", "s390x"], io.StringIO())
+    assert f"{s.alpine_dir / 'alpine-minirootfs-3.20.3-s390x.tar.gz'}: sha512" in str(e.value)
+    assert "refusing to seed from it" in str(e.value)
+    assert Registry(s.registry).get_manifest(alpine.repo, alpine.tags[0]) is None
+
+
+def test_an_arch_without_its_tarball_is_not_seedable_here_and_the_others_are_seeded(settings, tmp_path):
+    s, image_settings = settings
+    s = alpine_copy(tmp_path, s, drop=("riscv64",))
+    alpine = seed_named(s, image_settings, "alpine")
+    log = io.StringIO()
+    out = seed.seed_base(s, alpine, ["amd64", "riscv64"], log)
+    assert out.seeded == ["amd64"]
+    [line] = out.unseedable
+    assert "linux/riscv64: riscv64: not seedable here" in line and "alpine-minirootfs-3.20.3-riscv64.tar.gz" in line
+    # It stays in the production configuration; a build that needs it here gets the same clear message.
+    assert "riscv64" in alpine.flavor.arches
+    target = images.Target(alpine.flavor, arches.get("riscv64", arches.IMAGE_ARCHES))
+    with pytest.raises(local.SetupError, match="riscv64: not seedable here"):
+        seed.ensure_bases(s, image_settings, [target], io.StringIO())
+
+
+def test_ensure_bases_never_seeds_a_registry_other_than_the_local_one(settings):
+    s, image_settings = settings
+    elsewhere = dataclasses.replace(image_settings, base_mirror="127.0.0.1:1")
+    target = images.Target(seed_named(s, image_settings, "alpine").flavor, arches.get("amd64"))
+    assert seed.ensure_bases(s, elsewhere, [target], io.StringIO()) == []
+    assert Registry(s.registry).get_manifest("alpine", "3.20") is None
+
+
+@pytest.mark.engine
+def test_a_build_for_an_arch_the_registry_lacks_seeds_its_base_first_and_says_so(settings, rig):
+    s, _ = settings
+    env = {**os.environ, "INVOKE_LOCAL_REGISTRY_PORT": str(s.registry_port),
+           "INVOKE_IMAGES_BASE_MIRROR": s.registry, "INVOKE_LOCAL_STATE_DIR": str(s.state_dir),
+           "INVOKE_IMAGES_REPOSITORY": "test-seed/base-gosu"}
+    o = rig.gosu_overrides
+    p = subprocess.run([sys.executable, "-m", "invoke", "build", "--flavor", "alpine", "--arch", "arm64",
+                        "--gosu-version", o["gosu_version"], "--mirror", o["mirror"], "--key", o["key"],
+                        "--fingerprint", o["fingerprint"]], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (f"seed: {s.registry}/alpine:3.20 has no linux/arm64/v8 image; seeding it from "
+            "alpine-minirootfs-3.20.3-aarch64.tar.gz") in p.stdout
+    built = rig.engine.inspect("test-seed/base-gosu:alpine-arm64")
+    assert built["Config"]["Labels"]["org.opencontainers.image.base.name"] == f"{s.registry}/alpine:3.20"
+    rig.engine.run("rmi", "test-seed/base-gosu:alpine-arm64", check=False)
+
+
+def test_the_ubuntu_standin_for_armhf_is_debian_arm_v7_plus_user_ubuntu(settings):
+    """One Debian bootstrap under emulation (kept in the project's seed cache, so only a cold run pays it)."""
+    s, image_settings = settings
+    s = dataclasses.replace(s, state_dir=config.local_settings(project_config().local).state_dir)
+    ubuntu = seed_named(s, image_settings, "ubuntu")
+    seed.seed_base(s, ubuntu, ["armhf"], io.StringIO())
+    doc, _ = index(s, ubuntu)
+    [child] = doc["manifests"]
+    assert child["platform"] == {"os": "linux", "architecture": "arm", "variant": "v7"}
+    reg = Registry(s.registry)
+    cfg = oci.child_config(reg, ubuntu.repo, child["digest"])
+    assert cfg["config"]["Labels"][seed.STANDIN] == ("Debian bookworm minbase plus user ubuntu 1000:1000, "
+                                                     "a stand-in for ubuntu:24.04 armhf")
+    manifest = json.loads(reg.get_manifest(ubuntu.repo, child["digest"])[0])
+    debian, user = (reg.get_blob(ubuntu.repo, layer["digest"]) for layer in manifest["layers"])
+    with tarfile.open(fileobj=io.BytesIO(user)) as t:
+        passwd = t.extractfile("etc/passwd").read().decode()
+        home = t.getmember("home/ubuntu")
+    assert passwd.endswith("ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\n")
+    assert (home.uid, home.gid) == (1000, 1000)
+    with tarfile.open(fileobj=io.BytesIO(debian)) as t:
+        names = t.getnames()
+        # The arch's own binaries: 32-bit ARM ELF (e_machine 40).
+        sh = t.extractfile(t.getmember("./usr/bin/dash")).read(20)
+    assert sh[:4] == b"\x7fELF" and int.from_bytes(sh[18:20], "little") == 40
+    assert not [n for n in names if n.startswith("./dev/") or n == "./etc/resolv.conf"]
