@@ -27,6 +27,7 @@ from .conftest import ROOT
 from .engine import rig  # noqa: F401 - fixture
 
 BLOCK = re.compile(r"<!-- readme-test: (\S+) -->\n```console\n(.*?)```", re.S)
+MARKER = re.compile(r"^<!-- readme-test:", re.M)
 IMAGE = re.compile(r"org/base-gosu:(minideb|ubuntu|alpine)\b")
 
 
@@ -57,6 +58,11 @@ def transcripts(kind: str) -> list[Command]:
 def test_readme_has_the_transcripts():
     for kind in ("docker", "podman-rootless", "docker-userns"):
         assert len(transcripts(kind)) >= 3, kind
+    blocks = {doc.name: BLOCK.findall(doc.read_text()) for doc in docs()}
+    for doc in docs():  # a marker that does not open a console block would be skipped silently
+        assert len(MARKER.findall(doc.read_text())) == len(blocks[doc.name]), doc
+    assert sum(map(len, blocks.values())) >= 9, blocks  # as many blocks as when they all were in the README
+    assert sum(len(transcripts(k)) for k in ("docker", "podman-rootless", "docker-userns")) >= 33
 
 
 def names_in(commands: list[Command]) -> list[str]:
