@@ -103,12 +103,12 @@ def test_heartbeat_build_refuses_a_base_whose_tag_moved_to_an_unsigned_image(rig
 
 
 def verify_block() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "verifying.md").read_text()
     return re.search(r"<!-- verify-test -->\n```sh\n(.*?)```", text, re.S).group(1)
 
 
 def test_readme_verify_commands_hold_on_a_signed_base_and_fail_on_a_moved_tag(rig):
-    """The README's "Verify before you build" block, as written, against the base the first test published."""
+    """docs/verifying.md's "Verify before you build" block, as written, against the base the first test published."""
     host = f"127.0.0.1:{rig.cfg.local['registry_port']}"
     if Registry(host).get_manifest(REPO, "alpine") is None:
         pytest.skip("runs after test_heartbeat_runs_as_volume_owner_and_stops_on_term published the base")

@@ -1,4 +1,4 @@
-"""The README's console examples, run as written and compared with what they say they print.
+"""The console examples of README.md and docs/*.md, run as written and compared with what they say they print.
 
 A block marked `<!-- readme-test: KIND -->` is a transcript: `$ ` lines are
 commands, the lines under one are output it must print (a line ending in
@@ -6,7 +6,8 @@ commands, the lines under one are output it must print (a line ending in
 be in its transcript, and a command exits non-zero exactly when its transcript
 shows an error. `docker` blocks run under docker and under rootful podman
 (`podman` for `docker`); `podman-rootless` blocks as the rootless user;
-`docker-userns` blocks against the userns-remapped dockerd.
+`docker-userns` blocks against the userns-remapped dockerd. The blocks of one
+kind run in one shell and one directory, in the order of `docs()` and of each file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from tests.conftest import ROOT
 from tests.support.engine import rig  # noqa: F401 - fixture
 
 BLOCK = re.compile(r"<!-- readme-test: (\S+) -->\n```console\n(.*?)```", re.S)
+MARKER = re.compile(r"^<!-- readme-test:", re.M)
 IMAGE = re.compile(r"org/base-gosu:(minideb|ubuntu|alpine)\b")
+
+
+def docs() -> list[Path]:
+    """The README, then every page under docs/ by name."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 @dataclass
@@ -37,7 +44,7 @@ class Command:
 
 def transcripts(kind: str) -> list[Command]:
     commands: list[Command] = []
-    for block_kind, body in BLOCK.findall((ROOT / "README.md").read_text()):
+    for block_kind, body in (b for doc in docs() for b in BLOCK.findall(doc.read_text())):
         if block_kind != kind:
             continue
         for line in body.splitlines():
@@ -51,6 +58,11 @@ def transcripts(kind: str) -> list[Command]:
 def test_readme_has_the_transcripts():
     for kind in ("docker", "podman-rootless", "docker-userns"):
         assert len(transcripts(kind)) >= 3, kind
+    blocks = {doc.name: BLOCK.findall(doc.read_text()) for doc in docs()}
+    for doc in docs():  # a marker that does not open a console block would be skipped silently
+        assert len(MARKER.findall(doc.read_text())) == len(blocks[doc.name]), doc
+    assert sum(map(len, blocks.values())) >= 9, blocks  # as many blocks as when they all were in the README
+    assert sum(len(transcripts(k)) for k in ("docker", "podman-rootless", "docker-userns")) >= 33
 
 
 def names_in(commands: list[Command]) -> list[str]:
