@@ -24,9 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, pipeline
+from builder import config, pipeline, wiring
 from builder.core import emulation
 from builder.build import images
+from builder.build.assembly.store import Store
 from builder.local import seed
 from builder.smoke import run as smoke  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
@@ -39,16 +40,16 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def measure(engine: Engine, req, target, gosu, rev) -> tuple[float, float, float, int]:
+def measure(engine: Engine, req, plan, gosu) -> tuple[float, float, float, int]:
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
-        store = images.Store(Path(tmp))
-        built, assemble = timed(lambda: images.build(store, req.settings, target, gosu, rev))
+        store = Store(Path(tmp))
+        built, assemble = timed(lambda: images.build(store, plan, gosu, req.entrypoint))
         _, load = timed(lambda: images.load(engine, [built]))
         checks = smoke.checks_for(engine)
         failures, seconds = timed(lambda: smoke.run_all(
-            engine, pipeline.subject_of(built, req.settings, by_id=True), io.StringIO(), checks))
+            engine, pipeline.subject_of(built, by_id=True), io.StringIO(), checks))
         if failures:
-            raise SystemExit(f"{target.name}: {len(failures)} smoke check(s) failed: {failures[0]}")
+            raise SystemExit(f"{plan.name}: {len(failures)} smoke check(s) failed: {failures[0]}")
         return assemble, load, seconds, len(checks)
 
 
@@ -59,16 +60,15 @@ def main() -> None:
     args = ap.parse_args()
     cfg = project_config()
     engine = Engine()
-    req = config.build_request(cfg, flavor=args.flavor, arch=args.arch, source="debian")
+    req = wiring.build_request(cfg, flavor=args.flavor, arch=args.arch, source="debian")
     setup = io.StringIO()
     seed.ensure_bases(config.local_settings(cfg.local), req.settings, req.targets, setup)
-    gosu = pipeline.fetch_for(req, setup)
-    rev = req.source()
+    run = pipeline.plan(req, setup)
     emulation.ensure([t.arch.dpkg for t in req.targets], setup, "benchmark")
     native = emulation.native_arch()
     rows = {}
-    for t in req.targets:
-        rows[t.name] = measure(engine, req, t, gosu[t.arch.gosu], rev)
+    for p in run.images:
+        rows[p.name] = measure(engine, req, p, run.gosu[p.gosu.arch])
     print(f"{'flavor':8} {'arch':8} {'platform':15} {'how':8} {'assemble s':>10} {'load s':>7} "
           f"{'smoke s':>8} {'checks':>6} {'smoke vs native':>15}")
     for t in req.targets:

@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, pipeline
+from builder import pipeline, wiring
 from builder.build import images  # noqa: E402
+from builder.build.assembly.store import Store  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
 from tests.support.engine import project_config  # noqa: E402
 
@@ -63,13 +64,14 @@ def main() -> None:
     ap.add_argument("--arch", default="amd64,arm64")
     a = ap.parse_args()
     cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
-    req = config.build_request(cfg, arch=a.arch)
+    req = wiring.build_request(cfg, arch=a.arch)
     req = dataclasses.replace(req, settings=dataclasses.replace(
         req.settings, repository=f"{req.settings.repository}-bench"))
     engine = Engine()
-    gosu = pipeline.fetch_for(req, io.StringIO())
-    bases = {t.name: images.resolve_base(req.settings, t.flavor, t.arch) for t in req.targets}
-    rev = req.source()
+    run = pipeline.plan(req, io.StringIO())
+    plans = {p.name: p for p in run.images}
+    gosu = {t.name: run.gosu[plans[t.name].gosu.arch] for t in req.targets}
+    bases = {t.name: plans[t.name].base for t in req.targets}
     times: dict[tuple[str, str], list[float]] = {}
 
     def note(key, seconds):
@@ -77,20 +79,20 @@ def main() -> None:
 
     for _ in range(a.rounds):
         with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
-            store = images.Store(Path(tmp))
+            store = Store(Path(tmp))
             for t in req.targets:
                 tag = req.settings.tag(t.flavor.name, t.arch.dpkg)
                 ref_tag = f"{req.settings.repository}-reference:{t.name}"
                 engine.remove_image(tag)
 
                 def assemble():
-                    images.load(engine, [images.build(store, req.settings, t, gosu[t.arch.gosu], rev)])
+                    images.load(engine, [images.build(store, plans[t.name], gosu[t.name], req.entrypoint)])
                 note((t.name, "assembly cold"), timed(assemble))
                 note((t.name, "assembly warm"), timed(assemble))
                 note((t.name, "docker build cold"), timed(lambda: reference_build(
-                    engine, req, t, gosu[t.arch.gosu], bases[t.name], ref_tag, True)))
+                    engine, req, t, gosu[t.name], bases[t.name], ref_tag, True)))
                 note((t.name, "docker build warm"), timed(lambda: reference_build(
-                    engine, req, t, gosu[t.arch.gosu], bases[t.name], ref_tag, False)))
+                    engine, req, t, gosu[t.name], bases[t.name], ref_tag, False)))
         for t in req.targets:
             engine.remove_image(req.settings.tag(t.flavor.name, t.arch.dpkg))
         with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 from invoke import Config  # noqa: E402
 
-from builder import config
+from builder import wiring
 from builder.gosu import lock as lockfile  # noqa: E402
 from builder.gosu.fetch import fetch  # noqa: E402
 
@@ -40,7 +40,7 @@ def main() -> None:
     a = ap.parse_args()
     cfg = Config(project_location=str(ROOT))
     cfg.load_project()
-    opts = config.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches)
+    opts = wiring.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches)
     locked = lockfile.load(ROOT / cfg.gosu.lock_file).debian
     files = [f"dists/{opts.suite}/InRelease"] + \
         [f"dists/{opts.suite}/main/binary-{x.dpkg}/Packages.xz" for x in opts.arches] + \

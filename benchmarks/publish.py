@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, pipeline
+from builder import config, pipeline, wiring
 from builder.local import setup as local, tools
 from builder.publish import push as pub, signing  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--flavor", default=None)
     a = ap.parse_args()
     cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
-    req = config.build_request(cfg, flavor=a.flavor, arch="amd64,arm64")
+    req = wiring.build_request(cfg, flavor=a.flavor, arch="amd64,arm64")
     engine = Engine()
     built = pipeline.smoke(req, engine, io.StringIO())  # assembled once; each image checked once
     cosign = tools.ensure(config.tool_settings(cfg), "cosign", local.native_arch())

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config
+from builder import wiring
 from builder.gosu import testarchive  # noqa: E402
 from builder.gosu.fetch import fetch  # noqa: E402
 from tests.support.engine import project_config  # noqa: E402
@@ -70,20 +70,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
     try:
         cfg = project_config()
-        debian = config.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches,
+        debian = wiring.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches,
                                       cache_dir=str(tmp / "debian-cache"))
         cpu: dict[str, float] = {}
         base, t_base = timed(lambda: fetch(dataclasses.replace(debian, lock=None), log=io.StringIO()), cpu, "base")
         assert base.ok, base.failures
         if args.accept_expired:
-            opts = dataclasses.replace(config.fetch_options(cfg.gosu, source="rebuild", cache_dir=str(tmp / "cache"),
+            opts = dataclasses.replace(wiring.fetch_options(cfg.gosu, source="rebuild", cache_dir=str(tmp / "cache"),
                                                             accept_expired=args.accept_expired), lock=None)
             t_inputs, cpu["inputs"] = 0.0, 0.0
         else:
-            real = config.fetch_options(cfg.gosu, source="rebuild", arch="amd64", cache_dir=str(tmp / "cache"))
+            real = wiring.fetch_options(cfg.gosu, source="rebuild", arch="amd64", cache_dir=str(tmp / "cache"))
             made, t_inputs = timed(lambda: testarchive.make(tmp / "archive", real, "1.19-1", GOSU_119_ORIG,
                                                             io.StringIO()), cpu, "inputs")
-            opts = config.fetch_options(project_config(made.config).gosu, source="rebuild",
+            opts = wiring.fetch_options(project_config(made.config).gosu, source="rebuild",
                                         cache_dir=str(tmp / "cache"))
         cold, t_cold = timed(lambda: fetch(opts, log=io.StringIO()), cpu, "cold")
         assert cold.ok, [str(f) for f in cold.failures]

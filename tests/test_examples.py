@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, pipeline
+from builder import pipeline, wiring
 from builder.core import oci
 from builder.publish.push import Destination
 from builder.core.registry import OCI_INDEX, Registry
@@ -48,7 +48,7 @@ def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
     unlinked = {d for d in base_layers if not client.blob_exists(REPO, d)}
     # Signed with the local key pair, as `invoke publish` to the local registry does.
     report = pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
-                              signer=config.signer(rig.cfg, dest))
+                              signer=wiring.signer(rig.cfg, dest))
     assert report.noop or client.blobs_mounted >= len(unlinked), (client, unlinked)
 
     # The app's build verifies its base, then builds FROM it by the digest it verified.

@@ -1,22 +1,21 @@
-"""Turn the Invoke configuration (invoke.yaml + environment + flags) into plain options.
+"""Turn the Invoke configuration (invoke.yaml + environment + flags) into plain, typed settings.
 
-tasks.py passes the raw config section and the flags; nothing else in the
-package reads configuration, so every stage is a function of its arguments.
-The gosu section (every fetch source) is in gosu.py; the rest is here.
+Parsing only: no network, no subprocess, no lock file read here (the
+wiring, builder/wiring.py, does those and hands the results in). Nothing
+else in the package reads configuration, so every stage is a function of its
+arguments. The gosu section (every fetch source) is in gosu.py; the rest is here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from builder.core import arches
-from builder.gosu.fetch import FetchOptions
-from builder.config.gosu import SOURCES, archive_keys, expired_suites, fetch_options, lock_options, source_of  # noqa: F401
-from builder.config.paths import ROOT, cli_path, project_path  # noqa: F401
+from builder.config.gosu import archive_keys
+from builder.config.paths import ROOT, cli_path, project_path  # noqa: F401 - the wiring and tasks use them
 
 
 def local_settings(local: Mapping) -> "LocalSettings":
@@ -99,7 +98,7 @@ def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platfor
 
 
 def image_settings(images: Mapping) -> "ImageSettings":
-    from builder.build.images import Flavor, ImageSettings
+    from builder.build.model import Flavor, ImageSettings
     flavors = {
         name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
                      tuple(a.dpkg for a in arches.parse_list(f["arches"], table=arches.IMAGE_ARCHES)),
@@ -113,36 +112,12 @@ def image_settings(images: Mapping) -> "ImageSettings":
     )
 
 
-def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
-                  mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
-                  default_arch: str | None = None, source: str | None = None,
-                  suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> "Request":
-    from builder.build.images import plan
-    from builder.core.emulation import native_arch
-    from builder.pipeline import Request
-    settings = image_settings(c_config.images)
-    targets = plan(settings, flavor, arch, default_arch or native_arch())
-    needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
-    opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, mirror=mirror, key=key,
-                         fingerprint=fingerprint, source=source, suite=suite, go=go, accept_expired=accept_expired)
-    return Request(settings, tuple(targets), opts, ROOT,
-                   store=project_path(c_config.images.get("store") or ".cache/images"),
-                   revision=source_revision(ROOT))
-
-
-def source_revision(root: Path, environ=os.environ) -> "Revision":
-    """The commit built and the build's one timestamp: SOURCE_DATE_EPOCH if set, else the commit's time."""
-    from builder.build.images import git_revision
-    return git_revision(root, environ.get("SOURCE_DATE_EPOCH"))
-
-
 REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
-    """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
+    """(Destination, retries, backoff) for publish/push/assemble: where to, parsed and checked."""
     from builder.publish.push import Destination
-    from builder.core.registry import Registry, credentials_for
     pub = c_config.publish
     host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
     if not host or "://" in host or "/" in host or " " in host:
@@ -151,9 +126,20 @@ def destination(c_config, registry: str | None = None, repository: str | None = 
     if not REPO_RE.match(repo):
         raise ValueError(f"repository {repo!r} is not a valid name: lowercase path components such as "
                          "org/base-gosu")
-    client = Registry(host, credentials_for(host), retries=int(pub["retries"]), backoff=float(pub["backoff"]))
     local = host in {f"{name}:{int(c_config.local['registry_port'])}" for name in ("127.0.0.1", "localhost")}
-    return Destination(host, repo, local), client
+    return Destination(host, repo, local), int(pub["retries"]), float(pub["backoff"])
+
+
+def signing_identity(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False):
+    """Who signs a publish to `dest` (None with --unsigned); refused before any byte is sent."""
+    from builder.publish.signing import choose
+    s = c_config.signing
+    identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),
+                      unsigned, dest.local, project_path(s["local_key"]), dest.registry)
+    if identity is not None and identity.key and "://" not in identity.key:
+        identity = dataclasses.replace(identity, key=str(cli_path(identity.key) if key else
+                                                         project_path(identity.key)))
+    return identity
 
 
 def publish_arches(c_config, arch: str | None) -> str:
@@ -162,8 +148,8 @@ def publish_arches(c_config, arch: str | None) -> str:
 
 def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str, str]]:
     """(flavor, arch) pairs an assemble must find a push record for."""
-    from builder.build.images import plan
-    return [(t.flavor.name, t.arch.dpkg) for t in plan(image_settings(c_config.images), flavor, arch, arch)]
+    from builder.build.model import select_targets
+    return [(t.flavor.name, t.arch.dpkg) for t in select_targets(image_settings(c_config.images), flavor, arch, arch)]
 
 
 def matrix_jobs(c_config) -> list["Job"]:
@@ -198,38 +184,6 @@ def tool_settings(c_config) -> "ToolSettings":
     return ToolSettings(project_path(t["dir"]), deb["mirror"], t["suite"], archive_keys(deb, None, None), tools,
                         timeout=float(c_config.gosu["timeout"]) * 2, retries=int(c_config.gosu["retries"]),
                         backoff=float(c_config.gosu["backoff"]))
-
-
-def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
-    """(image settings, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
-    from builder.build.assembly.store import Store
-    settings = image_settings(c_config.images)
-    store = Store(project_path(c_config.images.get("store") or ".cache/images"))
-
-    def options_for(version: str, arch: str, kind: str) -> FetchOptions:
-        return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
-                             fingerprint=fingerprint, enforce_lock=False, source=kind)
-    return settings, store, options_for
-
-
-def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
-           environ=os.environ) -> "Signer | None":
-    """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    from builder.local import tools
-    from builder.core.emulation import native_arch
-    from builder.publish.signing import Signer, choose
-    s = c_config.signing
-    identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),
-                      unsigned, dest.local, project_path(s["local_key"]), dest.registry)
-    if identity is None:
-        return None
-    if identity.key and "://" not in identity.key:
-        identity = dataclasses.replace(identity, key=str(cli_path(identity.key) if key else
-                                                         project_path(identity.key)))
-    cosign = tools.path(tool_settings(c_config), "cosign")
-    if not cosign.is_file():
-        cosign = tools.ensure(tool_settings(c_config), "cosign", native_arch())
-    return Signer(cosign, identity, dict(environ))
 
 
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None):

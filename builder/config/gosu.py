@@ -29,15 +29,31 @@ def source_of(configured: str, mirror: str | None, layout: str = "<dir>/<version
 SOURCES = ("github", "debian", "rebuild", "auto")
 
 
-def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None = None,
-                  mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
-                  cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
-                  suite: str | None = None, go: str | None = None, accept_expired: str | None = None) -> FetchOptions:
-    from builder.gosu.fetch import choose_source
-    lock = lockfile.load(project_path(gosu["lock_file"]))
+def source_kind(gosu: Mapping, source: str | None) -> str:
+    """--source, else gosu.source: github, debian, rebuild or auto (which the wiring resolves)."""
     kind = (source or gosu.get("source") or "github").strip().lower()
     if kind not in SOURCES:
         raise ValueError(f"gosu source {kind!r} is unknown: use one of {', '.join(SOURCES)}")
+    return kind
+
+
+def auto_location(gosu: Mapping, mirror: str | None, key: str | None, fingerprint: str | None) -> str:
+    """Where `auto` looks for tianon's release; naming a mirror or key names the source instead."""
+    if mirror or key or fingerprint:
+        raise ValueError("--source auto chooses between the configured GitHub and Debian sources; with --mirror, "
+                         "--key or --fingerprint name the source (--source github or --source debian)")
+    return gosu.get("mirror") or gosu["release_url"]
+
+
+def fetch_options(gosu: Mapping, lock: "lockfile.Lock", *, version: str | None = None, arch: str | None = None,
+                  mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
+                  cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
+                  suite: str | None = None, go: str | None = None, accept_expired: str | None = None,
+                  chosen_because: str = "") -> FetchOptions:
+    """The fetch stage's options for one source (`auto` must have been resolved to one by then)."""
+    kind = source_kind(gosu, source)
+    if kind == "auto":
+        raise ValueError("gosu source auto is chosen by probing GitHub; resolve it before parsing (wiring)")
     if suite and kind == "github":
         raise ValueError("--suite applies to the debian and rebuild sources only; add --source debian or rebuild")
     if go and kind != "rebuild":
@@ -45,12 +61,7 @@ def fetch_options(gosu: Mapping, *, version: str | None = None, arch: str | None
     if accept_expired and kind == "github":
         raise ValueError("--accept-expired applies to Debian's archive (the debian and rebuild sources); add "
                          "--source debian or rebuild")
-    why = ""
-    if kind == "auto":
-        if mirror or key or fingerprint:
-            raise ValueError("--source auto chooses between the configured GitHub and Debian sources; with --mirror, "
-                             "--key or --fingerprint name the source (--source github or --source debian)")
-        kind, why = choose_source(gosu.get("mirror") or gosu["release_url"], float(gosu.get("probe_timeout", 5)))
+    why = chosen_because
     common = dict(arches=tuple(arches.parse_list(arch)),
                   cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
                   lock=lock if enforce_lock else None, timeout=float(gosu["timeout"]), retries=int(gosu["retries"]),
@@ -126,8 +137,8 @@ def expired_suites(gosu: Mapping, flag: str | None, used: tuple[str, ...]) -> tu
     return names
 
 
-def lock_options(gosu: Mapping, *, source: str | None = None, version: str | None = None, arch: str | None = None,
-                 **kw) -> FetchOptions:
+def lock_options(gosu: Mapping, lock: "lockfile.Lock", *, source: str | None = None, version: str | None = None,
+                 arch: str | None = None, **kw) -> FetchOptions:
     """What `invoke lock` fetches: a github version must be named; debian defaults to the suite's newest."""
     kind = (source or gosu.get("source") or "github").strip().lower()
     if kind == "auto":
@@ -138,7 +149,7 @@ def lock_options(gosu: Mapping, *, source: str | None = None, version: str | Non
         arch = arch or gosu["debian"]["arches"]
     if kind == "rebuild":
         arch = arch or gosu["rebuild"]["arches"]
-    opts = fetch_options(gosu, source=kind, version=version, arch=arch, **kw)
+    opts = fetch_options(gosu, lock, source=kind, version=version, arch=arch, **kw)
     return opts if version or kind != "debian" else dataclasses.replace(opts, version="")
 
 

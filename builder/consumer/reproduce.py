@@ -1,11 +1,12 @@
 """Check a published image against its inputs: rebuild it from what its labels name and compare.
 
-The labels name the base (registry, repository, platform digest), gosu
-(version and sha256), the project revision, the build epoch and the ops
-account. The entrypoint comes from that revision in the local checkout; the
-rebuild uses this checkout's assembler. Equal manifest digests mean every
-byte is accounted for; otherwise the answer names the config fields and the
-files that differ.
+The labels are the image's plan (build/plan.py): the base (registry,
+repository, platform digest), gosu (version and sha256), the project
+revision, the build epoch and the ops account; `from_labels` reads them back
+into that record, which is rebuilt as any build would. The entrypoint
+comes from that revision in the local checkout; the rebuild uses this
+checkout's assembler. Equal manifest digests mean every byte is accounted
+for; otherwise the answer names the config fields and the files that differ.
 """
 
 from __future__ import annotations
@@ -18,25 +19,17 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.core.errors import BuilderError
 from builder.build import images
 from builder.build.assembly import append, layer
-from builder.gosu.fetch import Fetched
-from builder.build.images import LABEL, Base, Flavor, ImageSettings, Revision, Target, parse_ref
-from builder.core.registry import OCI_MANIFEST, DOCKER_MANIFEST, Registry
 from builder.build.assembly.store import Store
-
-NEEDED = ("org.opencontainers.image.revision", "org.opencontainers.image.source", "org.opencontainers.image.title",
-          "org.opencontainers.image.base.name", "org.opencontainers.image.base.digest",
-          f"{LABEL}.base.platform-digest", f"{LABEL}.gosu.version", f"{LABEL}.gosu.sha256", f"{LABEL}.flavor",
-          f"{LABEL}.ops", f"{LABEL}.source-date-epoch")
-
-
-# Where a Debian or rebuilt gosu came from (suite, package, Go toolchain, dependencies): facts of the
-# fetch, not of the bytes. The bytes are checked by sha256; these labels are carried over as published.
-PROVENANCE = (f"{LABEL}.gosu.debian.", f"{LABEL}.gosu.rebuild.")
+from builder.build.model import Flavor
+from builder.build.plan import Gosu, ImagePlan, LabelError, from_labels, plan_image, platform_of
+from builder.core.refs import parse_ref
+from builder.core.registry import DOCKER_MANIFEST, OCI_MANIFEST, Registry
 
 
-class ReproduceError(Exception):
+class ReproduceError(BuilderError):
     pass
 
 
@@ -108,57 +101,13 @@ def _show(name: str, value) -> str:
     return oct(value) if name == "mode" else (value[:12] if name == "content" and value else str(value))
 
 
-@dataclass(frozen=True)
-class Inputs:
-    settings: ImageSettings
-    target: Target
-    base: Base
-    gosu: Fetched
-    revision: Revision
-    provenance: dict[str, str]   # labels only gosu's source can vouch for, taken as published
-
-
-def inputs_from_labels(labels: dict, platform: dict, flavors: dict[str, Flavor], settings: ImageSettings) -> Inputs:
-    missing = [k for k in NEEDED if not labels.get(k)]
-    if missing:
-        raise ReproduceError(f"the image lacks the label(s) {', '.join(missing)}: it was not assembled by a "
-                             "reproducible base-gosu build, so there is nothing to rebuild it from")
-    flavor = flavors.get(labels[f"{LABEL}.flavor"])
-    if flavor is None:
-        raise ReproduceError(f"flavor {labels[f'{LABEL}.flavor']!r} is not configured in this checkout")
-    user, uid, gid = labels[f"{LABEL}.ops"].split(":")
-    title = labels["org.opencontainers.image.title"]
-    settings = ImageSettings(**{**settings.__dict__, "repository": title.rsplit(":", 1)[0], "ops_user": user,
-                                "ops_uid": int(uid), "ops_gid": int(gid),
-                                "source_url": labels["org.opencontainers.image.source"]})
-    spec = "/".join(x for x in (platform["os"], platform["architecture"], platform.get("variant")) if x)
-    arch = flavor.arch_for(spec)
-    name = labels["org.opencontainers.image.base.name"]
-    repo_ref = name.rsplit(":", 1)[0] if ":" in name.split("/")[-1] else name
-    base = Base(name, repo_ref, labels["org.opencontainers.image.base.digest"], labels[f"{LABEL}.base.platform-digest"],
-                labels.get(f"{LABEL}.base.standin-for", ""))
-    kind = labels.get(f"{LABEL}.gosu.source", "github")
-    # An unpinned trust root is named in the trial label (images.trial_reasons), not in a label of its own.
-    reasons = labels.get(f"{LABEL}.trial", "").split(";")
-    unpinned = any(r.strip().startswith("gosu is trusted through key") for r in reasons)
-    expired = (("expired_accepted", labels[f"{LABEL}.gosu.expired-accepted"]),) \
-        if labels.get(f"{LABEL}.gosu.expired-accepted") else ()
-    gosu = Fetched(arch.gosu, labels[f"{LABEL}.gosu.version"], labels[f"{LABEL}.gosu.sha256"], 0, Path("/dev/null"),
-                   True, False, False, "", kind=kind, trust_root=labels.get(f"{LABEL}.gosu.trust-root", ""),
-                   pinned=not unpinned, details=expired)
-    rev = Revision(labels["org.opencontainers.image.revision"], int(labels[f"{LABEL}.source-date-epoch"]))
-    provenance = {k: v for k, v in labels.items() if k.startswith(PROVENANCE)}
-    return Inputs(settings, Target(flavor, arch), base, gosu, rev, provenance)
-
-
-def rebuild(inp: Inputs, root: Path, store: Store, gosu_bytes: bytes, registry_for) -> append.Image:
-    entrypoint = revision_file(root, inp.revision.commit, "images/entrypoint.sh")
-    inputs = images.inputs_digest(inp.settings, inp.target, inp.base, inp.gosu, entrypoint, gosu_bytes)
-    labels = {**images.image_labels(inp.settings, inp.target, inp.base, inp.gosu, inputs, inp.revision,
-                                    gosu_bytes),
-              **inp.provenance}
-    r = images.recipe(inp.settings, inp.target, inp.base, inp.gosu, gosu_bytes, entrypoint, inp.revision, labels)
-    return append.assemble(r, store, registry_for(inp.base.host))
+def rebuild(published: ImagePlan, root: Path, store: Store, gosu: bytes, registry_for) -> append.Image:
+    """The image the published plan describes, with the entrypoint of its revision and this checkout's
+    assembler; the inputs digest is computed afresh from those, so a changed input shows as a difference."""
+    entrypoint = revision_file(root, published.revision.commit, "images/entrypoint.sh")
+    p = published
+    again = plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, entrypoint)
+    return images.assemble_plan(again, gosu, entrypoint, store, registry_for)
 
 
 def compare(ref: str, registry: Registry, repo: str, digest: str, manifest: dict, store: Store,
@@ -198,19 +147,22 @@ def children(registry: Registry, repo: str, ref: str) -> list[tuple[str, dict]]:
     return out
 
 
-def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], settings: ImageSettings,
-              gosu_for, registry_for) -> list[Verdict]:
-    """Rebuild every platform under `ref`; `gosu_for(Fetched)` returns gosu's verified bytes."""
+def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], gosu_for, registry_for
+              ) -> list[Verdict]:
+    """Rebuild every platform under `ref` from the plan its labels name; `gosu_for(Gosu)` returns gosu's
+    verified bytes."""
     host, repo, tag = parse_ref(ref)
     registry = registry_for(host)
     verdicts = []
     for digest, manifest in children(registry, repo, tag):
         config = json.loads(registry.get_blob(repo, manifest["config"]["digest"]))
-        platform = {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
-        inp = inputs_from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors, settings)
-        image = rebuild(inp, root, store, gosu_for(inp.gosu), registry_for)
-        verdicts.append(compare(ref, registry, repo, digest, manifest, store, image,
-                                "/".join(platform[k] for k in ("os", "architecture", "variant") if k in platform)))
+        platform = platform_of(config)
+        try:
+            published = from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors)
+        except (LabelError, ValueError) as e:
+            raise ReproduceError(str(e)) from None
+        image = rebuild(published, root, store, gosu_for(published.gosu), registry_for)
+        verdicts.append(compare(ref, registry, repo, digest, manifest, store, image, platform))
     return verdicts
 
 
@@ -222,7 +174,7 @@ def gosu_getter(options_for):
     from builder.gosu import fetch as fetch_stage
     from builder.gosu.download import Cache
 
-    def get(wanted: Fetched) -> bytes:
+    def get(wanted: Gosu) -> bytes:
         opts = options_for(wanted.version, wanted.arch, wanted.kind)
         blob = Cache(opts.cache_dir).blob(wanted.sha256)
         data = blob.read_bytes() if blob.is_file() else b""

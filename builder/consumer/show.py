@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from builder.core.errors import BuilderError
 from builder.core.registry import Registry
 from builder.build.audit import provenance, referrers, sbom
 
 KINDS = {"sbom": sbom.MEDIA_TYPE, "provenance": provenance.MEDIA_TYPE}
 
 
-class ShowError(ValueError):
+class ShowError(BuilderError, ValueError):
     pass
 
 
@@ -46,14 +47,11 @@ def images(registry: Registry, repo: str, ref: str) -> tuple[list[Image], bool]:
 
 
 def document(registry: Registry, repo: str, image: Image, kind: str) -> dict:
-    found = referrers.referrers(registry, repo, image.digest, KINDS[kind])
-    if not found:
+    found = referrers.latest(registry, repo, image.digest, KINDS[kind])
+    if found is None:
         raise ShowError(f"{registry.host}/{repo}@{image.digest} ({image.platform}) carries no {kind} "
                         f"({KINDS[kind]} referrer): it was published before images carried one, or by another tool")
-    # Several (each run that pushed this very image attached its own): the latest created, ties by digest,
-    # so the answer is the same on every read.
-    newest = max(found, key=lambda d: (d.get("annotations", {}).get(referrers.CREATED, ""), d["digest"]))
-    return json.loads(referrers.fetch(registry, repo, newest))
+    return json.loads(found)
 
 
 def show(registry: Registry, repo: str, ref: str, kind: str, platform: str | None = None) -> bytes:

@@ -16,16 +16,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.core.errors import BuilderError
 from builder.core import oci
-from builder.publish import signing, attest as statements
-from builder.build.images import LABEL
+from builder.publish import signing
+from builder.build.model import LABEL
 from builder.core.registry import Registry, is_loopback
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 
 
-class TrustError(Exception):
+class TrustError(BuilderError):
     pass
 
 
@@ -124,7 +125,7 @@ class Checker:
             return Row(check, what, digest, "no verified SBOM to read it from")
         label = oci.child_config(self.registry, self.repo, digest).get("config", {}).get("Labels", {}) \
             .get(f"{LABEL}.gosu.sha256", "")
-        listed = statements.gosu_sha256(sbom)
+        listed = gosu_sha256(sbom)
         if not label or listed != label:
             return Row(check, what, digest, f"the SBOM lists gosu sha256 {listed or '(none)'}, the image's label "
                                             f"{LABEL}.gosu.sha256 says {label or '(none)'}")
@@ -170,3 +171,17 @@ def table(ref: str, digest: str, rows: list[Row]) -> list[str]:
     lines.append(f"{len(rows) - len(bad)}/{len(rows)} checks hold" +
                  ("" if not bad else f"; {len(bad)} failed: do not build on this image"))
     return lines
+
+
+def gosu_sha256(sbom: dict) -> str | None:
+    """gosu's SHA-256 as a CycloneDX SBOM lists it (the component with bom-ref `gosu`, at any depth), or None."""
+    stack = list(sbom.get("components") or [])
+    while stack:
+        c = stack.pop()
+        if c.get("bom-ref") == "gosu" or c.get("name") == "gosu":
+            for h in c.get("hashes") or []:
+                if h.get("alg") in ("SHA-256", "sha256"):
+                    return h.get("content")
+        stack.extend(c.get("components") or [])
+    return None
+

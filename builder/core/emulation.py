@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
+from builder.core.errors import BuilderError
+
 # binfmt_misc entry names registered by Debian's qemu-user-static, per image arch.
 QEMU = {"amd64": "x86_64", "arm64": "aarch64", "armel": "arm", "armhf": "arm", "armv7": "arm", "i386": "i386",
         "mips64el": "mips64el", "ppc64el": "ppc64le", "riscv64": "riscv64", "s390x": "s390x"}
@@ -22,7 +24,7 @@ BINFMT = Path("/proc/sys/fs/binfmt_misc")
 FORMATS = Path("/usr/share/binfmts")
 
 
-class EmulationError(Exception):
+class EmulationError(BuilderError):
     pass
 
 

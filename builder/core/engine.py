@@ -11,8 +11,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.core.errors import BuilderError
 
-class EngineError(Exception):
+
+class EngineError(BuilderError):
     pass
 
 

@@ -23,9 +23,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from builder.core.errors import BuilderError
 
 
-class DownloadError(Exception):
+
+class DownloadError(BuilderError):
     def __init__(self, file: str, reason: str, detail: str):
         super().__init__(f"{file}: {reason}: {detail}")
         self.file, self.reason, self.detail = file, reason, detail

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from builder.core.errors import BuilderError
 from builder.gosu.signature import VerificationError
 
 
@@ -142,7 +143,7 @@ class Lock:
         return True
 
 
-class LockFileError(ValueError):
+class LockFileError(BuilderError, ValueError):
     pass
 
 
@@ -235,3 +236,12 @@ def updated(lock: Lock, opts, fetched) -> Lock:
         return with_rebuild(lock, opts.suite, fetched)
     new = from_fetched(opts.version, fetched, opts.fingerprint)
     return Lock(new.version, new.arches, lock.debian, lock.rebuild)
+
+
+def summary(path: Path, opts, fetched: list) -> str:
+    """What `invoke lock` wrote, in one line."""
+    expired = fetched[0].detail("expired_accepted")
+    return (f"wrote {path}: {opts.kind} gosu {fetched[0].version}, {len(fetched)} arches"
+            + (f" (from expired suite(s), recorded: {expired}; fetches without --accept-expired still refuse them)"
+               if expired else ""))
+

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import gnupg
 
+from builder.core.errors import BuilderError
 from builder.core.arches import Arch
 
 KEYS_DIR = Path(__file__).resolve().parents[2] / "keys"
@@ -32,7 +33,7 @@ ELF_MACHINES = {
 }
 
 
-class VerificationError(Exception):
+class VerificationError(BuilderError):
     """A check failed; `reason` is a short category, the message says what to do."""
 
     def __init__(self, file: str, reason: str, detail: str):

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 
 from builder.core import arches, oci
-from builder.build import images
+from builder.build import bases, model
 from builder.local import rootfs
 from builder.build.assembly import accounts, basefs, layer
 from builder.build.assembly.append import iso
@@ -56,7 +56,7 @@ UBUNTU_GECOS = "Ubuntu"
 class Seed:
     kind: str                 # alpine, debian (the minideb stand-in) or ubuntu (the ubuntu stand-in)
     name: str                 # repo:tag in the local registry
-    flavor: images.Flavor     # whose base it is: its arches, platforms and real base
+    flavor: model.Flavor     # whose base it is: its arches, platforms and real base
     extra_tags: tuple[str, ...] = ()
 
     @property
@@ -68,7 +68,7 @@ class Seed:
         return [self.name.rsplit(":", 1)[1], *self.extra_tags]
 
 
-def seeds(local: LocalSettings, settings: images.ImageSettings) -> list[Seed]:
+def seeds(local: LocalSettings, settings: model.ImageSettings) -> list[Seed]:
     """The local seeds some flavor uses (as its base or its stand-in)."""
     named = (("debian", local.minideb_seed, ()), ("ubuntu", local.ubuntu_seed, ()),
              ("alpine", local.alpine_seed, (local.alpine_version,)))
@@ -234,7 +234,7 @@ def _report(local: LocalSettings, seed: Seed, out: Outcome, log) -> None:
         _say(log, f"seed: {line}")
 
 
-def seed(local: LocalSettings, settings: images.ImageSettings, log, arch_names: list[str] | None = None) -> None:
+def seed(local: LocalSettings, settings: model.ImageSettings, log, arch_names: list[str] | None = None) -> None:
     """What `invoke up` seeds: every seed for `arch_names` (default local.arches) its flavor lists.
 
     An Alpine arch without a tarball here is reported and skipped; the others are seeded.
@@ -247,19 +247,19 @@ def seed(local: LocalSettings, settings: images.ImageSettings, log, arch_names: 
         _report(local, s, out, log)
 
 
-def _seed_for(local: LocalSettings, settings: images.ImageSettings, target: images.Target,
+def _seed_for(local: LocalSettings, settings: model.ImageSettings, target: model.Target,
               by_ref: dict[str, Seed]) -> Seed | None:
     """The local seed this target's base should come from, when it lacks the target's platform; else None."""
     try:
-        images.resolve_base(settings, target.flavor, target.arch)
+        bases.resolve_base(settings, target.flavor, target.arch)
         return None
-    except images.MissingPlatform as e:
+    except bases.MissingPlatform as e:
         return by_ref.get(e.ref)
     except ValueError:  # nothing resolves: the first local seed among the candidates is the one to make
         return next((by_ref[ref] for ref, _ in settings.base_candidates(target.flavor) if ref in by_ref), None)
 
 
-def ensure_bases(local: LocalSettings, settings: images.ImageSettings, targets, log) -> list[str]:
+def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, log) -> list[str]:
     """Seed every local base the targets need and the local registry lacks; returns the (seed, arch) seeded.
 
     Only when bases come through the local registry (images.base_mirror is

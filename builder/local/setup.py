@@ -16,13 +16,14 @@ from pathlib import Path
 
 import requests
 
+from builder.core.errors import BuilderError
 from builder.core import emulation
 from builder.core.emulation import native_arch  # noqa: F401 - re-exported: callers and tests import it from here
 from builder.core.engine import Engine
 from builder.core.registry import is_loopback
 
 
-class SetupError(Exception):
+class SetupError(BuilderError):
     pass
 
 

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from builder.core.errors import BuilderError
 from builder.gosu.download import Cache, DownloadError, Source, make_session
 from builder.gosu.sources import archive as deb_archive, deb
 from builder.gosu.sources.archive import Archive
@@ -25,7 +26,7 @@ from builder.gosu.sources.packages import Session, binary_file
 from builder.gosu.signature import PinnedKeyError, VerificationError, pinned_keyring, sha256_file
 
 
-class ToolError(Exception):
+class ToolError(BuilderError):
     """A tool could not be installed; the message names it and says what to do."""
 
 

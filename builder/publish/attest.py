@@ -1,47 +1,51 @@
 """The documents attested to each per-arch manifest: the SBOM and provenance the audit stage attached.
 
 publish attaches both as OCI referrers right after each manifest
-(builder/audit); signing attests the very same documents with cosign, read
-back from the registry, so one set of facts is both attached and signed:
-the CycloneDX SBOM as it is (`--type cyclonedx`), and the SLSA v1 predicate
-of the in-toto provenance (`--type slsaprovenance1`; cosign wraps it in its
-own statement whose subject is the manifest).
+(build/audit); signing attests the very same documents with cosign, so one
+set of facts is both attached and signed: the CycloneDX SBOM as it is
+(`--type cyclonedx`), and the SLSA v1 predicate of the in-toto provenance
+(`--type slsaprovenance1`; cosign wraps it in its own statement whose subject
+is the manifest). The documents come from the run that attached them; only
+an image pushed by an earlier run and never attested has its documents read
+back from the registry.
 """
 
 from __future__ import annotations
 
-from builder.consumer import show
+import json
+
+from builder.build.audit import provenance as provenance_doc, referrers, sbom as sbom_doc
 from builder.core.registry import Registry
-from builder.publish.signing import SigningError
+from builder.publish.signing import Documents, SigningError
 
 
 class DocumentError(SigningError):
     pass
 
 
-def documents(registry: Registry, repo: str, digest: str) -> dict[str, dict]:
-    """{cosign attestation type: predicate} for one per-arch manifest."""
-    image = show.Image("", digest)
-    try:
-        sbom = show.document(registry, repo, image, "sbom")
-        provenance = show.document(registry, repo, image, "provenance")
-    except show.ShowError as e:
-        raise DocumentError(f"nothing to attest: {e}") from None
-    subjects = {s.get("digest", {}).get("sha256") for s in provenance.get("subject", [])}
+def predicates(sbom: bytes, provenance: bytes, digest: str, where: str = "") -> dict[str, dict]:
+    """{cosign attestation type: predicate} for the per-arch manifest `digest`, from its two documents."""
+    statement = json.loads(provenance)
+    subjects = {s.get("digest", {}).get("sha256") for s in statement.get("subject", [])}
     if digest.split(":", 1)[1] not in subjects:
-        raise DocumentError(f"{registry.host}/{repo}@{digest}: its provenance referrer names another subject "
+        raise DocumentError(f"{where or digest}: its provenance names another subject "
                             f"({', '.join(sorted(map(str, subjects)))}); not attesting it")
-    return {"cyclonedx": sbom, "slsaprovenance1": provenance["predicate"]}
+    return {"cyclonedx": json.loads(sbom), "slsaprovenance1": statement["predicate"]}
 
 
-def gosu_sha256(sbom: dict) -> str | None:
-    """gosu's SHA-256 as a CycloneDX SBOM lists it (the component with bom-ref `gosu`, at any depth), or None."""
-    stack = list(sbom.get("components") or [])
-    while stack:
-        c = stack.pop()
-        if c.get("bom-ref") == "gosu" or c.get("name") == "gosu":
-            for h in c.get("hashes") or []:
-                if h.get("alg") in ("SHA-256", "sha256"):
-                    return h.get("content")
-        stack.extend(c.get("components") or [])
-    return None
+def read_back(registry: Registry, repo: str, digest: str) -> dict[str, dict]:
+    """The predicates of an image this run did not make, from the referrers an earlier run attached."""
+    found = {kind: referrers.latest(registry, repo, digest, media)
+             for kind, media in (("sbom", sbom_doc.MEDIA_TYPE), ("provenance", provenance_doc.MEDIA_TYPE))}
+    where = f"{registry.host}/{repo}@{digest}"
+    missing = [kind for kind, doc in found.items() if doc is None]
+    if missing:
+        raise DocumentError(f"nothing to attest: {where} carries no {' or '.join(missing)} referrer")
+    return predicates(found["sbom"], found["provenance"], digest, where)
+
+
+def documents_for(made: dict[str, dict[str, dict]]) -> Documents:
+    """What `signing.seal` attests: the documents this run made (by digest), else those attached before."""
+    def documents(registry: Registry, repo: str, digest: str) -> dict[str, dict]:
+        return made.get(digest) or read_back(registry, repo, digest)
+    return documents

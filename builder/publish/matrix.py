@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from builder.core import emulation
-from builder.build.images import ALL, ImageSettings, plan
+from builder.build.model import ALL, ImageSettings, select_targets
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def jobs(settings: ImageSettings, runners: dict[str, str], other_arches_on: str)
         raise ValueError(f"ci.other_arches_on is {other_arches_on!r}, which has no runner in ci.runners "
                          f"({', '.join(runners) or 'empty'}): name one of those arches, or add its runner")
     out = []
-    for t in plan(settings, None, ALL, other_arches_on):
+    for t in select_targets(settings, None, ALL, other_arches_on):
         host = t.arch.dpkg if t.arch.dpkg in runners else other_arches_on
         out.append(Job(t.flavor.name, t.arch.dpkg, runners[host], bool(emulation.foreign([t.arch.dpkg], host))))
     return out

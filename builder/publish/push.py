@@ -2,7 +2,7 @@
 
 Two halves that can run on different machines (the nightly matrix):
 `push_child` uploads one smoke-tested image by digest and returns a `Child`
-record (written to a file by the task); builder/tags.py reads those records,
+record (written to a file by the task); publish/tags.py reads those records,
 assembles one OCI index per flavor and moves its tags. Trial images are
 stopped here, before a byte is sent.
 """
@@ -13,14 +13,17 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from builder.core.errors import BuilderError
 from builder.build import audit
 from builder.core import oci
-from builder.build.images import Built, split_ref
+from builder.build.images import Built
+from builder.core.refs import split_ref
+from builder.publish import attest
 from builder.core.oci import platform_key
 from builder.core.registry import OCI_MANIFEST, Registry, credentials_for
 
 
-class PublishError(Exception):
+class PublishError(BuilderError):
     pass
 
 
@@ -118,11 +121,12 @@ def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: b
         "anyway. Nothing was pushed")
 
 
-def push_child(registry: Registry, dest: Destination, built: Built, log) -> Child:
-    """Upload one smoke-tested, assembled image by digest; no tag is created or moved.
+def push_child(registry: Registry, dest: Destination, built: Built, log) -> tuple[Child, dict[str, dict]]:
+    """Upload one smoke-tested, assembled image by digest; no tag is created or moved. Returns its record
+    and the documents to attest to it (those just attached as referrers).
 
     Whether the registry already serves an image's inputs is decided before
-    building (pipeline._triage), so every image that reaches here is pushed;
+    building (the run's plan), so every image that reaches here is pushed;
     blobs the registry has are skipped, and the base's layers are mounted
     when the base lives in the same registry.
     """
@@ -138,13 +142,10 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> Chil
     sent = registry.bytes_uploaded - before
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded); SBOM "
               f"{attached.sbom[:19]}, provenance {attached.provenance[:19]} attached\n")
-    return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
-                 pushed.size, built.inputs, built.gosu.version, built.labels["org.opencontainers.image.revision"],
-                 built.labels["org.opencontainers.image.created"], uploaded=sent, trial=built.trial)
-
-
-def push_all(registry: Registry, dest: Destination, built: list[Built], log) -> list[Child]:
-    return [push_child(registry, dest, b, log) for b in built]
+    child = Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
+                  pushed.size, built.inputs, built.plan.gosu.version, built.plan.revision.commit,
+                  built.plan.revision.created, uploaded=sent, trial=built.trial)
+    return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest)
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:

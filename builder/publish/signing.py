@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from builder.core.errors import BuilderError
 from builder.core.registry import Registry, is_loopback
 
 # `cosign attest --type` names and the predicate types they produce.
@@ -26,7 +27,7 @@ ATTESTATIONS = {"cyclonedx": "https://cyclonedx.org/bom", "slsaprovenance1": "ht
 OIDC_ENV = ("ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN")
 
 
-class SigningError(Exception):
+class SigningError(BuilderError):
     """Signing could not be done; the message names what and what to do, and holds no secret."""
 
 

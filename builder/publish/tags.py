@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from builder.core import oci
-from builder.build.images import LABEL
+from builder.build.model import LABEL
 from builder.core.oci import platform_key
 from builder.publish.push import Child, Destination, PublishError, check_children
 from builder.core.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryError, sha256_digest
@@ -175,9 +175,11 @@ def plan_flavor(registry: Registry, dest: Destination, group: list[Child], allow
 
 
 def plan(registry: Registry, dest: Destination, children: list[Child], expected=None,
-         allow_shrink: bool = False) -> list[FlavorPlan]:
+         allow_shrink: bool = False, states: dict[str, dict[str, TagState]] | None = None) -> list[FlavorPlan]:
+    """Each flavor's index and tag moves; `states` (by flavor): its tags as this run already read them."""
     groups = check_children(children, expected)
-    return [plan_flavor(registry, dest, g, allow_shrink) for _, g in sorted(groups.items())]
+    return [plan_flavor(registry, dest, g, allow_shrink, (states or {}).get(name))
+            for name, g in sorted(groups.items())]
 
 
 def describe(plans: list[FlavorPlan], dest: Destination) -> list[str]:

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from builder.build import images
+from builder.core import refs
 from builder.consumer import reproduce
 from builder.build.assembly import accounts, basefs, layer
 from builder.build.assembly.accounts import Account
@@ -169,4 +169,4 @@ def test_differences_name_fields_and_files():
     ("ghcr.io/org/base-gosu@sha256:" + "a" * 64, ("ghcr.io", "org/base-gosu", "sha256:" + "a" * 64)),
 ])
 def test_reproduce_takes_a_tag_or_a_digest(ref, want):
-    assert images.parse_ref(ref) == want
+    assert refs.parse_ref(ref) == want

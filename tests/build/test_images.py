@@ -2,10 +2,13 @@
 
 import pytest
 
-from builder.build import images
+import json
+
+from builder.build import bases, model
+from builder.core import arches, refs
 
 from tests.support.engine import project_config
-from builder import config
+from builder import config, wiring
 
 
 def settings():
@@ -21,16 +24,16 @@ def test_repository_default_and_tags():
 def test_unknown_flavor_or_arch_or_unsupported_pair_fails_before_building():
     s = settings()
     with pytest.raises(ValueError, match="unknown flavor centos: use one of minideb, ubuntu, alpine"):
-        images.plan(s, "alpine,centos", "amd64", "amd64")
+        model.select_targets(s, "alpine,centos", "amd64", "amd64")
     with pytest.raises(ValueError, match="unknown architecture 'sparc'"):
-        images.plan(s, "alpine", "sparc", "amd64")
+        model.select_targets(s, "alpine", "sparc", "amd64")
     with pytest.raises(ValueError, match="flavor minideb has no s390x image: its base bitnami/minideb:bookworm "
                                          "exists only for amd64, arm64"):
-        images.plan(s, "minideb", "s390x", "amd64")
+        model.select_targets(s, "minideb", "s390x", "amd64")
 
 
 def test_plan_defaults_to_all_flavors_on_the_host_arch():
-    assert [t.name for t in images.plan(settings(), None, None, "arm64")] == \
+    assert [t.name for t in model.select_targets(settings(), None, None, "arm64")] == \
         ["minideb-arm64", "ubuntu-arm64", "alpine-arm64"]
 
 
@@ -39,7 +42,7 @@ def test_real_defaults_and_local_standins():
     assert [s.flavors[f].base for f in ("minideb", "ubuntu", "alpine")] == \
         ["bitnami/minideb:bookworm", "ubuntu:24.04", "alpine:3.20"]
     assert s.base_candidates(s.flavors["ubuntu"])[-1] == ("127.0.0.1:5000/standin/ubuntu-from-debian:24.04", True)
-    prod = images.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": "false"})
+    prod = model.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": "false"})
     assert prod.base_ref(prod.flavors["ubuntu"]) == "ubuntu:24.04"
     assert prod.base_candidates(prod.flavors["ubuntu"]) == [("ubuntu:24.04", False)]
 
@@ -60,7 +63,7 @@ def test_auto_tries_the_real_base_through_the_mirror_then_its_registry_then_the_
     ("ghcr.io/org/x", ("ghcr.io", "org/x", "latest")),
 ])
 def test_split_ref(ref, want):
-    assert images.split_ref(ref) == want
+    assert refs.split_ref(ref) == want
 
 
 @pytest.mark.parametrize("value,want", [("false", False), ("0", False), ("no", False), ("true", True), ("1", True)])
@@ -81,7 +84,7 @@ def test_a_misspelt_switch_is_an_error(monkeypatch):
 
 
 def test_arch_all_is_every_arch_of_each_flavor_with_its_own_platform():
-    targets = images.plan(settings(), "minideb,ubuntu,alpine", "all", "amd64")
+    targets = model.select_targets(settings(), "minideb,ubuntu,alpine", "all", "amd64")
     got = {}
     for t in targets:
         got.setdefault(t.flavor.name, []).append(str(t.platform))
@@ -99,7 +102,7 @@ def test_arch_all_is_every_arch_of_each_flavor_with_its_own_platform():
 
 
 def test_a_build_for_armv7_fetches_gosu_armhf_only():
-    req = config.build_request(project_config(), "alpine", "armhf,armv7", default_arch="amd64")
+    req = wiring.build_request(project_config(), "alpine", "armhf,armv7", default_arch="amd64")
     assert [a.dpkg for a in req.fetch.arches] == ["armhf"]
 
 
@@ -115,9 +118,9 @@ def test_the_base_platform_must_match_its_variant():
         {"digest": "sha256:" + "6" * 64, "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
         {"digest": "sha256:" + "8" * 64, "platform": {"os": "linux", "architecture": "arm64"}},
     ]}
-    got = (images.json.dumps(index).encode(), "application/vnd.oci.image.index.v1+json", "sha256:" + "1" * 64)
-    v6 = images.arches.Platform("linux", "arm", "v6")
-    assert images._platform_base("r:1", got, v6, "").digest == "sha256:" + "6" * 64
-    assert images._platform_base("r:1", got, images.arches.Platform("linux", "arm64", "v8"), "").digest.endswith("8")
-    with pytest.raises(images.MissingPlatform, match="base r:1 has no linux/arm/v7 image"):
-        images._platform_base("r:1", got, images.arches.Platform("linux", "arm", "v7"), "")
+    got = (json.dumps(index).encode(), "application/vnd.oci.image.index.v1+json", "sha256:" + "1" * 64)
+    v6 = arches.Platform("linux", "arm", "v6")
+    assert bases._platform_base("r:1", got, v6, "").digest == "sha256:" + "6" * 64
+    assert bases._platform_base("r:1", got, arches.Platform("linux", "arm64", "v8"), "").digest.endswith("8")
+    with pytest.raises(bases.MissingPlatform, match="base r:1 has no linux/arm/v7 image"):
+        bases._platform_base("r:1", got, arches.Platform("linux", "arm", "v7"), "")

@@ -28,13 +28,13 @@ sys.path.insert(0, str(root))
 import builder
 assert Path(builder.__file__).resolve().is_relative_to(root), builder.__file__
 from invoke import Config
-from builder import config, pipeline
+from builder import pipeline, wiring
 cfg = Config(project_location=str(root))
 cfg.load_project()
 cfg.load_shell_env()
 args = json.loads(sys.argv[1])
-req = config.build_request(cfg, **args)
-built = pipeline.assemble_images(req, io.StringIO())
+req = wiring.build_request(cfg, **args)
+built = pipeline.assemble_images(req, pipeline.plan(req, io.StringIO()), io.StringIO())
 print(json.dumps({b.target.name: [b.image.digest, b.image.config_digest, b.labels["org.opencontainers.image.created"]]
                   for b in built}))
 """

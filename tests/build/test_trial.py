@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from builder.gosu import fetch as fetch_stage
-from builder import pipeline
+from builder import pipeline, wiring
 from builder.publish.push import Destination, PublishError
 from builder.core.registry import Registry
 
@@ -45,8 +45,7 @@ def _labels(engine, tag: str) -> dict:
 @pytest.mark.engine
 def test_debian_gosu_on_the_real_alpine_base_is_a_production_image(rig):
     req = rig.request("alpine", "amd64")
-    from builder import config
-    req = dataclasses.replace(req, fetch=config.fetch_options(rig.cfg.gosu, source="debian", arch="amd64"))
+    req = dataclasses.replace(req, fetch=wiring.fetch_options(rig.cfg.gosu, source="debian", arch="amd64"))
     [built] = pipeline.build(req, rig.engine, io.StringIO())
     labels = _labels(rig.engine, built.tag)
     assert labels["org.base-gosu.gosu.source"] == "debian"

@@ -14,6 +14,7 @@ import lzma
 
 import pytest
 
+from builder import wiring
 from builder.core import arches
 from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, fetch
@@ -258,16 +259,16 @@ def test_cache_and_lock_never_launder_an_accepted_expired_release(fake, debian_o
 
 def test_an_image_from_an_accepted_expired_release_is_a_trial_image(fake, debian_options):
     """Its trial label names the expired suite; its trust root is still the archive key."""
-    from builder.build import images
+    from builder.build import model, plan
     fake.build()
     _expired(fake)
     [f] = fetch(debian_options(fake.root, accept_expired=("testing",))).fetched
     f = dataclasses.replace(f, pinned=True)   # as if signed by Debian's own key: the expiry alone makes it trial
-    base = images.Base("alpine:3.20", "alpine", "sha256:" + "1" * 64, "sha256:" + "2" * 64)
-    assert images.trial_reasons(base, f) == ("gosu came from an expired Debian archive Release, accepted with "
+    base = model.Base("alpine:3.20", "alpine", "sha256:" + "1" * 64, "sha256:" + "2" * 64)
+    assert plan.trial_reasons(base, plan.gosu_of(f, f.path.read_bytes())) == ("gosu came from an expired Debian archive Release, accepted with "
                                              "--accept-expired (expired_accepted: testing 2020-01-01)")
     fresh = dataclasses.replace(f, details=tuple(d for d in f.details if d[0] != "expired_accepted"))
-    assert images.trial_reasons(base, fresh) == ""
+    assert plan.trial_reasons(base, plan.gosu_of(fresh, fresh.path.read_bytes())) == ""
 
 
 def test_tamper_http_500_is_retried_then_named(fake, debian_options):
@@ -346,10 +347,9 @@ def test_debian_version_order(a, b, want):
 def test_real_debian_archive_chain_for_all_eight_arches(tmp_path):
     """The real chain against Debian's mirror and keys, checked against the repository's lock."""
     from invoke import Config
-    from builder import config
     cfg = Config(project_location=str(ROOT))
     cfg.load_project()
-    opts = config.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches, cache_dir=str(tmp_path / "c"))
+    opts = wiring.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches, cache_dir=str(tmp_path / "c"))
     report = fetch(opts)
     if any(f.reason == "connection failed" for f in report.failures):
         skip_or_fail(f"Debian's mirror {opts.source} cannot be reached: {report.failures[0]}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import wiring
 from builder.build.audit import goinfo
 from builder.local.setup import SetupError, apt_install
 
@@ -72,12 +73,11 @@ def test_real_gosu_1_14_pre_go_1_18_layout(go, tmp_path):
 
 def test_debians_gosu_builds_inline_layout(go, tmp_path):
     from invoke import Config
-    from builder import config
     from builder.gosu.fetch import fetch
     from tests.conftest import ROOT
     cfg = Config(project_location=str(ROOT))
     cfg.load_project()
-    report = fetch(config.fetch_options(cfg.gosu, source="debian", arch="amd64,s390x,armhf",
+    report = fetch(wiring.fetch_options(cfg.gosu, source="debian", arch="amd64,s390x,armhf",
                                         cache_dir=str(tmp_path / "c")), log=io.StringIO())
     if not report.ok:
         skip_or_fail(f"Debian's mirror could not provide gosu: {report.failures[0]}")

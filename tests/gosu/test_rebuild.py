@@ -27,7 +27,7 @@ import zipfile
 import pytest
 
 from builder.core import arches
-from builder import config
+from builder import wiring
 from builder.gosu import lock as lockfile, testarchive
 from builder.gosu.fetch import FetchOptions, fetch
 from builder.gosu.download import Cache
@@ -212,7 +212,7 @@ def test_lock_section_round_trip_and_refusals(tmp_path):
 def archive():
     """Debian's real toolchain and dependency packages + gosu 1.19's orig tarball, under a test key."""
     cfg = project_config()
-    opts = config.fetch_options(cfg.gosu, source="rebuild", arch="amd64")
+    opts = wiring.fetch_options(cfg.gosu, source="rebuild", arch="amd64")
     log = io.StringIO()
     try:
         made = testarchive.make(ROOT / ".cache" / "test-archive", opts, "1.19-1", GOSU_119_ORIG, log)
@@ -225,7 +225,7 @@ def archive():
 
 def _options(archive, **kw) -> FetchOptions:
     cfg = project_config(archive.config)
-    return config.fetch_options(cfg.gosu, source="rebuild", **kw)
+    return wiring.fetch_options(cfg.gosu, source="rebuild", **kw)
 
 
 @pytest.fixture(scope="session")
@@ -360,8 +360,9 @@ def test_expired_source_suite_is_built_only_on_request_and_marked(rebuilt, archi
     marker = f"{archive.suite} {now - dt.timedelta(days=21):%Y-%m-%d}"
     assert f.detail("expired_accepted") == marker and not f.from_cache
     assert f.sha256 == next(x.sha256 for x in first.fetched if x.arch == "amd64")   # same inputs, same bytes
-    from builder.build import images
-    assert f"(expired_accepted: {marker})" in images.trial_reasons(images.Base("a", "a", "", ""), f)
+    from builder.build import model, plan
+    gosu = plan.gosu_of(f, f.path.read_bytes())
+    assert f"(expired_accepted: {marker})" in plan.trial_reasons(model.Base("a", "a", "", ""), gosu)
     record = Cache(cache).record_path(archive.fingerprint, f"rebuild-{archive.suite}-1.19-gonewest", "amd64")
     [failure] = fetch(plain, log=io.StringIO()).failures
     assert failure.reason == "expired Release" and record.is_file()   # not served, not evicted
@@ -379,7 +380,7 @@ def test_debians_own_source_suite_is_checked_not_trusted(rebuilt):
     refused, and built only with --accept-expired: marked, trusted through Debian's key, and the same bytes as the
     test archive's rebuild of the same tarball with the same toolchain."""
     cfg = project_config()
-    opts = dataclasses.replace(config.fetch_options(cfg.gosu, source="rebuild", arch="amd64"), lock=None)
+    opts = dataclasses.replace(wiring.fetch_options(cfg.gosu, source="rebuild", arch="amd64"), lock=None)
     report = fetch(opts, log=io.StringIO())
     if any(f.reason == "connection failed" for f in report.failures):
         skip_or_fail(f"Debian's mirror cannot be reached: {report.failures[0]}")
@@ -401,7 +402,7 @@ def test_debians_own_source_suite_is_checked_not_trusted(rebuilt):
 def test_images_with_rebuilt_gosu_pass_the_smoke_suite(rig, archive):
     from builder import pipeline
     cfg = project_config(archive.config)
-    req = config.build_request(cfg, flavor="alpine", arch="amd64", source="rebuild")
+    req = wiring.build_request(cfg, flavor="alpine", arch="amd64", source="rebuild")
     req = dataclasses.replace(req, settings=dataclasses.replace(req.settings,
                                                                 repository=req.settings.repository + "-rebuild"))
     [built] = pipeline.smoke(req, rig.engine, log=io.StringIO())

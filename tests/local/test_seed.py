@@ -18,7 +18,7 @@ import pytest
 
 from builder.core import arches, oci
 from builder import config
-from builder.build import images
+from builder.build import model
 from builder.local import setup as local, rootfs, seed
 from builder.core.registry import Registry
 
@@ -144,7 +144,7 @@ def test_an_arch_without_its_tarball_is_not_seedable_here_and_the_others_are_see
     assert "linux/riscv64: riscv64: not seedable here" in line and "alpine-minirootfs-3.20.3-riscv64.tar.gz" in line
     # It stays in the production configuration; a build that needs it here gets the same clear message.
     assert "riscv64" in alpine.flavor.arches
-    target = images.Target(alpine.flavor, arches.get("riscv64", arches.IMAGE_ARCHES))
+    target = model.Target(alpine.flavor, arches.get("riscv64", arches.IMAGE_ARCHES))
     with pytest.raises(local.SetupError, match="riscv64: not seedable here"):
         seed.ensure_bases(s, image_settings, [target], io.StringIO())
 
@@ -152,7 +152,7 @@ def test_an_arch_without_its_tarball_is_not_seedable_here_and_the_others_are_see
 def test_ensure_bases_never_seeds_a_registry_other_than_the_local_one(settings):
     s, image_settings = settings
     elsewhere = dataclasses.replace(image_settings, base_mirror="127.0.0.1:1")
-    target = images.Target(seed_named(s, image_settings, "alpine").flavor, arches.get("amd64"))
+    target = model.Target(seed_named(s, image_settings, "alpine").flavor, arches.get("amd64"))
     assert seed.ensure_bases(s, elsewhere, [target], io.StringIO()) == []
     assert Registry(s.registry).get_manifest("alpine", "3.20") is None
 

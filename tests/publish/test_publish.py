@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from builder.build import images
+from builder.build import model
 from builder.local import setup as local
 from builder.core import oci
 from builder import pipeline
@@ -225,7 +225,7 @@ def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
     req = rig.request("alpine", "amd64,arm64")
     flavor = dataclasses.replace(req.settings.flavors["alpine"], base=base, digest="")
     settings = dataclasses.replace(req.settings, flavors={**req.settings.flavors, "alpine": flavor})
-    req = dataclasses.replace(req, settings=settings, targets=tuple(images.Target(flavor, t.arch) for t in req.targets))
+    req = dataclasses.replace(req, settings=settings, targets=tuple(model.Target(flavor, t.arch) for t in req.targets))
     client, log = reg.client(), io.StringIO()
     with pytest.raises(pipeline.PipelineError, match="smoke check"):
         pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from builder.core import arches
-from builder import config
+from builder import config, wiring
 from builder.publish import push as pub, tags
 from builder.publish.push import Child, PublishError
 from builder.publish.tags import TagState
@@ -107,15 +107,15 @@ def test_shrinking_a_tag_is_refused_unless_asked():
 ])
 def test_destination_names_the_bad_input(registry, repository, message):
     with pytest.raises(ValueError, match=message):
-        config.destination(project_config(), registry, repository)
+        wiring.destination(project_config(), registry, repository)
 
 
 def test_destination_defaults_to_the_local_registry(monkeypatch):
     monkeypatch.delenv("REGISTRY_USERNAME", raising=False)
-    dest, client = config.destination(project_config())
+    dest, client = wiring.destination(project_config())
     assert (dest.registry, dest.repository) == ("127.0.0.1:5000", "org/base-gosu")
     assert client.base == "http://127.0.0.1:5000/v2"
-    _, remote = config.destination(project_config(), "ghcr.io", "org/base-gosu")
+    _, remote = wiring.destination(project_config(), "ghcr.io", "org/base-gosu")
     assert remote.base == "https://ghcr.io/v2", "plain HTTP only for loopback"
 
 
@@ -128,6 +128,6 @@ def test_credentials_from_environment_then_docker_config(tmp_path, monkeypatch):
     assert credentials_for("ghcr.io", {**env, "REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": "p"}) == ("u", "p")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     monkeypatch.delenv("REGISTRY_USERNAME", raising=False)
-    _, client = config.destination(project_config(), "ghcr.io")
+    _, client = wiring.destination(project_config(), "ghcr.io")
     assert client.credentials == ("bot", "s3cr:et")
     assert "s3cr" not in repr(client), "a client printed in a traceback must not show the secret"

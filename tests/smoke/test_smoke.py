@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import pipeline
+from builder import pipeline, wiring
 from builder.smoke import run as smoke
-from builder.build.images import IMAGES
+from builder.build.model import IMAGES
 
 from tests.support.engine import ARCHES, rig  # noqa: F401 - fixture
 
@@ -23,7 +23,7 @@ FLAVORS = ("minideb", "ubuntu", "alpine")
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_smoke(rig, flavor, arch, check):
     built = rig.built(flavor, arch)
-    smoke.CHECKS[check](smoke.Ctx(rig.engine, pipeline.subject_of(built, rig.request(flavor, arch).settings)))
+    smoke.CHECKS[check](smoke.Ctx(rig.engine, pipeline.subject_of(built)))
 
 
 def test_checks_catch_the_naive_entrypoint(rig):
@@ -33,7 +33,7 @@ def test_checks_catch_the_naive_entrypoint(rig):
         Path(ctx, "Dockerfile").write_text(
             f"FROM {good.tag}\nRUN printf '#!/bin/sh\\nexec gosu ops \"$@\"\\n' > /usr/local/bin/entrypoint\n")
         rig.engine.build(Path(ctx), "base-gosu-test/naive:amd64", "linux/amd64")
-    subject = pipeline.subject_of(good, rig.request("alpine", "amd64").settings)
+    subject = pipeline.subject_of(good)
     subject = smoke.Subject(**{**subject.__dict__, "image": "base-gosu-test/naive:amd64"})
     failed = {f.check for f in smoke.run_all(rig.engine, subject)}
     for expected in ("USER_ID/GROUP_ID remap", "remap to mount owner", "bad value refused", "--cap-drop ALL",
@@ -43,7 +43,7 @@ def test_checks_catch_the_naive_entrypoint(rig):
 
 def test_smoke_failure_names_image_check_and_observation(rig):
     built = rig.built("alpine", "amd64")
-    subject = pipeline.subject_of(built, rig.request("alpine", "amd64").settings)
+    subject = pipeline.subject_of(built)
     wrong = smoke.Subject(**{**subject.__dict__, "gosu_sha256": "0" * 64})
     with pytest.raises(smoke.SmokeFailure) as e:
         smoke.gosu_sha256(smoke.Ctx(rig.engine, wrong))
@@ -67,12 +67,11 @@ def test_build_of_real_gosu_1_14_with_the_real_pinned_key(rig, tmp_path):
     rel = SHARED / "gosu-release"
     if not (rel / "1.14").is_dir():
         skip_or_fail(f"{rel} not found")
-    from builder import config
-    req = config.build_request(rig.cfg, flavor="alpine", arch="amd64", gosu_version="1.14", mirror=str(rel))
+    req = wiring.build_request(rig.cfg, flavor="alpine", arch="amd64", gosu_version="1.14", mirror=str(rel))
     assert req.fetch.fingerprint == "B42F6819007F00F88E364FD4036A9C25BF357DD4"
     [b] = pipeline.build(req, rig.engine, log=io.StringIO())
     assert b.gosu.sha256 == "bd8be776e97ec2b911190a82d9ab3fa6c013ae6d3121eea3d0bfd5c82a0eaf8c"
-    smoke.gosu_version(smoke.Ctx(rig.engine, pipeline.subject_of(b, req.settings)))
+    smoke.gosu_version(smoke.Ctx(rig.engine, pipeline.subject_of(b)))
 
 
 @pytest.mark.parametrize("env,want", [
@@ -97,7 +96,7 @@ def test_checks_run_the_built_image_even_if_its_tag_moves(rig):
     moved = "base-gosu-test/moved:alpine-amd64"
     rig.engine.tag(minideb.tag, moved)
     try:
-        subject = pipeline.subject_of(alpine, rig.request("alpine", "amd64").settings, by_id=True)
+        subject = pipeline.subject_of(alpine, by_id=True)
         subject = smoke.Subject(**{**subject.__dict__, "image": moved})
         assert subject.runs == alpine.image_id
         ctx = smoke.Ctx(rig.engine, subject)

@@ -53,7 +53,7 @@ class Alts:
         if (kind, built.tag) not in self.loaded:
             engines.copy_image(self.rig.engine, engine, built.tag)
             self.loaded.add((kind, built.tag))
-        return engine, pipeline.subject_of(built, self.rig.request(flavor, arch).settings)
+        return engine, pipeline.subject_of(built)
 
     def close(self):
         self.stack.close()

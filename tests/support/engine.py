@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from invoke import Config
 
-from builder import config, pipeline
+from builder import config, pipeline, wiring
 from builder.core import emulation
 from builder.local import setup as local, seed, tools
 from builder.publish import signing
@@ -58,7 +58,7 @@ class Rig:
             settings = config.local_settings(self.cfg.local)
             local.up(settings, self.engine, log)
             seed.seed(settings, config.image_settings(self.cfg.images), log)
-            debian = config.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
+            debian = wiring.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
             self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", debian, log)
             self.cosign = tools.ensure(config.tool_settings(self.cfg), "cosign", native_arch(), log)
             signing.make_local_key(self.cosign, config.project_path(self.cfg.signing.local_key), log)
@@ -71,7 +71,7 @@ class Rig:
 
     def request(self, flavor: str, arch: str, **settings):
         """A build request for the test mirror's gosu; `settings` override ImageSettings fields."""
-        req = config.build_request(self.cfg, flavor=flavor, arch=arch, **self.gosu_overrides)
+        req = wiring.build_request(self.cfg, flavor=flavor, arch=arch, **self.gosu_overrides)
         return dataclasses.replace(req, settings=dataclasses.replace(req.settings, **settings)) if settings else req
 
     def built(self, flavor: str, arch: str, **settings):

@@ -1,8 +1,8 @@
 """The audit stage: what an image is made of and how it was made (build information, SBOM, provenance).
 
 publish calls `attach` for each per-arch manifest it has just pushed, before
-any tag moves; `documents` gives the same bytes to whoever wants to sign or
-attest them.
+any tag moves; what it returns carries the very bytes attached, which
+signing attests (nothing is read back from the registry).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 class Attached:
     sbom: str          # the referrer manifests' digests
     provenance: str
+    sbom_doc: bytes    # the documents themselves, as attached (signing attests these very bytes)
+    provenance_doc: bytes
 
 
 def documents(built, manifest_digest: str, repository: str = "", registry_for=None,
@@ -37,4 +39,5 @@ def attach(registry, repo: str, built, subject: dict, registry_for=None, run_url
     sbom_doc, prov_doc = documents(built, subject["digest"], repo, registry_for, run_url)
     created = built.labels.get("org.opencontainers.image.created", "")
     return Attached(referrers.attach(registry, repo, subject, sbom.MEDIA_TYPE, sbom_doc, created),
-                    referrers.attach(registry, repo, subject, provenance.MEDIA_TYPE, prov_doc, created))
+                    referrers.attach(registry, repo, subject, provenance.MEDIA_TYPE, prov_doc, created),
+                    sbom_doc, prov_doc)

@@ -109,3 +109,16 @@ def fetch(registry: Registry, repo: str, descriptor: dict) -> bytes:
     if sha256_digest(data) != layer["digest"]:
         raise RegistryError(f"referrer {descriptor['digest'][:19]}: its document does not match its digest")
     return data
+
+
+def latest(registry: Registry, repo: str, digest: str, artifact_type: str) -> bytes | None:
+    """The newest referrer document of this type (ties by digest, so every read gives the same), or None.
+
+    Several can exist: each run that pushed this very image attached its own.
+    """
+    found = referrers(registry, repo, digest, artifact_type)
+    if not found:
+        return None
+    newest = max(found, key=lambda d: (d.get("annotations", {}).get(CREATED, ""), d["digest"]))
+    return fetch(registry, repo, newest)
+

@@ -1,0 +1,112 @@
+"""The one place that acts on configuration: reads the lock, git and the entrypoint, probes the gosu
+source, builds registry clients and installs the tools a task needs.
+
+builder/config only parses; the stages only take what they are given.
+tasks.py calls these and nothing else does I/O on a task's behalf, so a run's
+inputs are gathered once, here, then planned once (pipeline.plan).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from builder import config
+from builder.build.assembly.store import Store
+from builder.build.model import IMAGES, Revision, select_targets
+from builder.config import gosu as gosu_config
+from builder.config.paths import ROOT, project_path
+from builder.core.emulation import native_arch
+from builder.core.errors import BuilderError, UsageError
+from builder.core.registry import Registry, credentials_for
+from builder.gosu import lock as lockfile
+from builder.gosu.fetch import FetchOptions, choose_source
+from builder.local import tools
+from builder.pipeline import Request
+from builder.publish.signing import Signer
+
+
+def usage(call, *args, **kw):
+    """Configuration, flags and inputs that do not parse are the user's to fix: one UsageError (exit 2)."""
+    try:
+        return call(*args, **kw)
+    except UsageError:
+        raise
+    except (ValueError, BuilderError) as e:
+        raise UsageError(str(e)) from None
+
+
+def fetch_options(gosu, *, for_lock: bool = False, log=sys.stderr, **flags) -> FetchOptions:
+    """The gosu section and the fetch flags as options: the lock read, `auto` resolved by probing GitHub."""
+    lock = usage(lockfile.load, project_path(gosu["lock_file"]))
+    kind = usage(gosu_config.source_kind, gosu, flags.get("source"))
+    if kind == "auto" and not for_lock:
+        where = usage(gosu_config.auto_location, gosu, flags.get("mirror"), flags.get("key"),
+                       flags.get("fingerprint"))
+        kind, why = choose_source(where, float(gosu.get("probe_timeout", 5)))
+        flags = {**flags, "source": kind, "chosen_because": why}
+        print(f"gosu source: {kind}, because {why}", file=log)
+    parse = gosu_config.lock_options if for_lock else gosu_config.fetch_options
+    return usage(parse, gosu, lock, **flags)
+
+
+def git_revision(root: Path, source_date_epoch: str | None = None) -> Revision:
+    """The checkout's commit, and SOURCE_DATE_EPOCH if given, else the commit's time."""
+    def git(*args):
+        p = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else ""
+    commit = git("rev-parse", "HEAD") or "unknown"
+    value = source_date_epoch if source_date_epoch not in (None, "") else git("log", "-1", "--format=%ct") or "0"
+    if not value.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH is {value!r}: give whole seconds since 1970 (e.g. `git log -1 "
+                         "--format=%ct`), or unset it to use the commit's time")
+    return Revision(commit, int(value))
+
+
+def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
+                  default_arch: str | None = None, environ=os.environ, **fetch_flags) -> Request:
+    """One run's request: targets checked, gosu options resolved, the revision and entrypoint read."""
+    settings = usage(config.image_settings, c_config.images)
+    targets = usage(select_targets, settings, flavor, arch, default_arch or native_arch())
+    needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
+    opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
+    return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
+                   git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes())
+
+
+def release_source(source: str | None, mirror, key, fingerprint) -> str | None:
+    """`release` defaults to auto; naming a mirror or key names the configured source, as for every task."""
+    return None if source == "auto" and (mirror or key or fingerprint) else source
+
+
+def destination(c_config, registry: str | None = None, repository: str | None = None):
+    """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
+    dest, retries, backoff = usage(config.destination, c_config, registry, repository)
+    return dest, Registry(dest.registry, credentials_for(dest.registry), retries=retries, backoff=backoff)
+
+
+def cosign(c_config) -> Path:
+    """cosign from Debian's archive (pinned), installed under tools.dir on first use."""
+    settings = usage(config.tool_settings, c_config)
+    found = tools.path(settings, "cosign")
+    return found if found.is_file() else tools.ensure(settings, "cosign", native_arch())
+
+
+def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
+           environ=os.environ) -> Signer | None:
+    """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
+    identity = usage(config.signing_identity, c_config, dest, key, keyless, unsigned)
+    return None if identity is None else Signer(usage(cosign, c_config), identity, dict(environ))
+
+
+def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
+    """(flavors, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
+    settings = usage(config.image_settings, c_config.images)
+    store = Store(project_path(c_config.images.get("store") or ".cache/images"))
+
+    def options_for(version: str, arch: str, kind: str) -> FetchOptions:
+        return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
+                             fingerprint=fingerprint, enforce_lock=False, source=kind)
+    return settings.flavors, store, options_for
