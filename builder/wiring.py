@@ -14,17 +14,23 @@ import sys
 from pathlib import Path
 
 from builder import config
+from builder.build.assembly import load
 from builder.build.assembly.store import Store
 from builder.build.model import IMAGES, Revision, select_targets
 from builder.config import gosu as gosu_config
 from builder.config.paths import ROOT, project_path
+from builder.consumer import reproduce as reproduce_stage, show as show_stage, verify as verify_stage
 from builder.core.emulation import native_arch
 from builder.core.errors import BuilderError, UsageError
+from builder.core.refs import parse_ref
 from builder.core.registry import Registry, credentials_for
 from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, choose_source
-from builder.local import tools
+from builder.local import seed as seed_stage, setup, tools
+from builder import pipeline
+from builder.core.engine import Engine
 from builder.pipeline import Request
+from builder.publish import signing
 from builder.publish.signing import Signer
 
 
@@ -76,9 +82,11 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes())
 
 
-def release_source(source: str | None, mirror, key, fingerprint) -> str | None:
-    """`release` defaults to auto; naming a mirror or key names the configured source, as for every task."""
-    return None if source == "auto" and (mirror or key or fingerprint) else source
+def release_fetch(flags: dict) -> dict:
+    """`release` takes gosu from `auto` unless told; naming a mirror or key names the configured source instead,
+    as for every other task."""
+    named = flags.get("mirror") or flags.get("key") or flags.get("fingerprint")
+    return {**flags, "source": flags.get("source") or (None if named else "auto")}
 
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
@@ -101,12 +109,58 @@ def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsign
     return None if identity is None else Signer(usage(cosign, c_config), identity, dict(environ))
 
 
-def reproduce_setup(c_config, mirror: str | None = None, key: str | None = None, fingerprint: str | None = None):
-    """(flavors, store, options_for(version, arch, source kind)) for `invoke reproduce`."""
+def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = None,
+              fingerprint: str | None = None) -> list[reproduce_stage.Verdict]:
+    """`invoke reproduce`: the published image's plan rebuilt in this checkout's store, gosu from the cache
+    or fetched again from where it came (`mirror`, `key`)."""
     settings = usage(config.image_settings, c_config.images)
     store = Store(project_path(c_config.images.get("store") or ".cache/images"))
 
     def options_for(version: str, arch: str, kind: str) -> FetchOptions:
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
-    return settings.flavors, store, options_for
+    return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
+                                     load.registry_client({}))
+
+
+def show(ref: str, kind: str, platform: str | None) -> bytes:
+    """`invoke sbom` / `provenance`: the document a published image carries, from the registry alone."""
+    host, repo, reference = parse_ref(ref)
+    return show_stage.show(load.registry_client({})(host), repo, reference, kind, platform)
+
+
+def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None):
+    """`invoke verify`: (digest, rows) of every check on a published image, with the configured trust."""
+    trust = usage(config.trust, c_config, keys, identity, issuer)
+    host, repo, tag = parse_ref(ref)
+    checker = verify_stage.Checker(cosign(c_config), trust, Registry(host, credentials_for(host)), repo)
+    return verify_stage.check(checker, tag)
+
+
+def up(c_config, engine, log) -> None:
+    """`invoke up`: engine, emulation and registry, seeded bases, cosign and oras, the local key pair."""
+    local = usage(config.local_settings, c_config.local)
+    setup.up(local, engine, log)
+    seed_stage.seed(local, usage(config.image_settings, c_config.images), log)
+    for name in ("cosign", "oras"):
+        log.write(f"up: tools: {name} at {tools.ensure(config.tool_settings(c_config), name, native_arch(), log)}\n")
+    pub = signing.make_local_key(cosign(c_config), project_path(c_config.signing.local_key), log)
+    log.write(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}\n")
+
+
+def seed(c_config, req: Request) -> None:
+    """Seed what the local registry lacks for these targets (only when bases come through it)."""
+    seed_stage.ensure_bases(usage(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout)
+
+
+def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,
+            keyless=False, unsigned=False, log=sys.stdout):
+    """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
+    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch)
+    dest, client = destination(c.config, registry, repository)
+    signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
+    if dry_run:  # a dry run changes nothing, the local registry included
+        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial)
+    seed(c.config, req)
+    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_)
+

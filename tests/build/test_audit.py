@@ -198,7 +198,7 @@ REPO = "h-audit/base-gosu"
 
 
 def _push(client, built, log=None):
-    return pub.push_all(client, Destination(client.host, REPO), built, log or io.StringIO())
+    return [pub.push_child(client, Destination(client.host, REPO), b, log or io.StringIO())[0] for b in built]
 
 
 @pytest.mark.engine

@@ -1,14 +1,13 @@
 """Build planning and base references: validated before anything is built."""
 
-import pytest
-
 import json
 
+import pytest
+
+from builder import config, wiring
 from builder.build import bases, model
 from builder.core import arches, refs
-
 from tests.support.engine import project_config
-from builder import config, wiring
 
 
 def settings():

@@ -61,7 +61,7 @@ def publish_built(built: list, client: Registry, engine, log=None):
     """publish after build and smoke, for images test_smoke already checked: push by digest, then assemble."""
     log = log or io.StringIO()
     dest = Destination(client.host, REPO)
-    children = pub.push_all(client, dest, built, log)
+    children = [pub.push_child(client, dest, b, log)[0] for b in built]
     return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log,
                              allow_trial=True)
 

@@ -55,7 +55,7 @@ class Signed:
 
 def publish_signed(rig, client: Registry, repo: str, signer, log) -> tags.Report:
     dest = Destination(client.host, repo)
-    children = pub.push_all(client, dest, [rig.built("alpine", a) for a in ARCHES], log)
+    children = [pub.push_child(client, dest, b, log)[0] for b in [rig.built("alpine", a) for a in ARCHES]]
     return pipeline.assemble(children, client, dest, [("alpine", a) for a in ARCHES], log, allow_trial=True,
                              signer=signer)
 
@@ -202,7 +202,7 @@ def republish(rig, s: Signed, repo: str, unsigned: str = "", attest=None) -> Non
         if digest != unsigned:
             signer.sign(client, ref)
         if digest != s.index:
-            docs = (attest and attest(digest)) or statements.documents(client, REPO, digest)
+            docs = (attest and attest(digest)) or statements.read_back(client, REPO, digest)
             for kind, predicate in docs.items():
                 signer.attest(client, ref, kind, predicate)
 
@@ -258,7 +258,7 @@ def test_tamper_matrix(rig, signed, tmp_path):
     def wrong_sbom(digest):
         if digest != amd:
             return None
-        docs = statements.documents(client, REPO, digest)
+        docs = statements.read_back(client, REPO, digest)
         [gosu] = [c for c in docs["cyclonedx"]["components"] if c.get("bom-ref") == "gosu"]
         gosu["hashes"][0]["content"] = "0" * 64
         return docs

@@ -1,4 +1,14 @@
-"""The task flags' help texts, declared once and shared by every task that takes the flag."""
+"""How tasks are declared: the flags' help texts (once, shared by every task that takes the flag), the fetch
+flags a task gains, and `cli`, the one mapping from the BuilderError family to exit codes."""
+
+import functools
+import inspect
+import subprocess
+import sys
+
+from invoke import Exit
+
+from builder.core.errors import BuilderError, UsageError
 
 FETCH_FLAGS = ("source", "suite", "go", "mirror", "key", "fingerprint", "accept_expired")
 
@@ -94,3 +104,40 @@ VERIFY = {"ref": "HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index 
                    "signing.trusted_keys, else the local registry's public key)",
             "identity": "keyless: the certificate identity regexp to require (signing.identity)",
             "issuer": "keyless: the OIDC issuer to require (signing.issuer)"}
+
+
+def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):
+    """One line per error: exit 2 for a request that does not parse, `failed` for a run that could not finish.
+
+    `fetch`: flags added to the task's signature (declared once, here) and handed to the body as `fetch`.
+    """
+    def wrap(body):
+        @functools.wraps(body)
+        def run(c, *args, **kw):
+            for value in (*args, *kw.values()):
+                if value in ("--help", "-h"):  # Invoke hands it to a task's positional: show the help instead
+                    subprocess.run([sys.executable, "-m", "invoke", "--help", name], check=False)
+                    raise Exit(code=0)
+                if isinstance(value, str) and value.startswith("-"):
+                    raise Exit(f"{name}: error: {value!r} is not a value: see `invoke {name} --help`", code=2)
+            if fetch:
+                kw["fetch"] = {k: kw.pop(k, None) for k in fetch}
+            try:
+                return body(c, *args, **kw)
+            except UsageError as e:
+                raise Exit(f"{name}: error: {e}", code=2)
+            except (BuilderError, ValueError, OSError) as e:
+                raise Exit(f"{name}: error: {e}", code=failed)
+        if fetch:  # where `fetch` stands, and --accept-expired last: the short flags stay as they always were
+            params = list(inspect.signature(body).parameters.values())
+            at = [p.name for p in params].index("fetch")
+            flag = [inspect.Parameter(f, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for f in fetch]
+            run.__signature__ = inspect.Signature(params[:at] + flag[:-1] + params[at + 1:] + flag[-1:])
+        return run
+    return wrap
+
+
+# What build, smoke, publish, push and release hand to the fetch stage, and what fetch and lock take
+# (accept_expired last, as it was added last: Invoke gives short flags in signature order).
+IMAGE_FETCH = ("source", "gosu_version", "suite", "go", "mirror", "key", "fingerprint", "accept_expired")
+FETCH_ONLY = ("source", "version", "arch", "mirror", "key", "fingerprint", "suite", "go", "cache_dir", "accept_expired")
