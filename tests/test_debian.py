@@ -17,7 +17,7 @@ import pytest
 from builder import arches, lock as lockfile
 from builder.fetch import FetchOptions, fetch
 from builder.sources import archive, deb
-from builder.verify import sha256_file
+from builder.verify import VerificationError, sha256_file
 
 from .conftest import ROOT, cache_files, skip_or_fail
 from .fakearchive import FakeArchive, make_deb
@@ -332,6 +332,13 @@ def test_deb_members_in_every_compression():
         deb.extract(make_deb({"./usr/sbin/gosu": binary}, bytes, ".zst"), "/usr/sbin/gosu")
     with pytest.raises(deb.DebError, match="not a Debian package"):
         deb.extract(b"PK\x03\x04", "/usr/sbin/gosu")
+
+
+def test_index_stanza_without_a_debian_version_is_refused():
+    index = b"Package: gosu\nVersion: 1.17-3\nArchitecture: amd64\n\nPackage: gosu\nArchitecture: amd64\n"
+    with pytest.raises(VerificationError, match="not a Debian version"):
+        archive.packages_named(index, "gosu", "amd64")
+    assert [s["Version"] for s in archive.packages_named(index, "gosu", "arm64")] == []
 
 
 @pytest.mark.parametrize("a,b,want", [("1.17-3+b4", "1.17-3+b10", -1), ("1.17-3", "1.17-3+b1", -1),
