@@ -334,6 +334,17 @@ def test_deb_members_in_every_compression():
         deb.extract(b"PK\x03\x04", "/usr/sbin/gosu")
 
 
+def test_deb_container_refusals():
+    from .fakearchive import ar
+    package = make_deb({"./usr/sbin/gosu": fake_elf(arches.get("amd64"))})
+    with pytest.raises(deb.DebError, match="data.tar.xz is truncated"):
+        deb.extract(package[:-100], "/usr/sbin/gosu")
+    with pytest.raises(deb.DebError, match="not a Debian package .*control.tar"):
+        deb.extract(ar([("debian-binary", b"2.0\n"), ("data.tar", b"")]), "/usr/sbin/gosu")
+    with pytest.raises(deb.DebError, match="not a format 2.0"):
+        deb.extract(package.replace(b"2.0\n", b"3.0\n", 1), "/usr/sbin/gosu")
+
+
 def test_index_stanza_without_a_debian_version_is_refused():
     index = b"Package: gosu\nVersion: 1.17-3\nArchitecture: amd64\n\nPackage: gosu\nArchitecture: amd64\n"
     with pytest.raises(VerificationError, match="not a Debian version"):
