@@ -19,7 +19,7 @@ from builder.core import arches
 from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, fetch
 from builder.gosu.sources import archive, deb
-from builder.gosu.signature import sha256_file
+from builder.gosu.signature import VerificationError, sha256_file
 
 from tests.conftest import ROOT, cache_files, skip_or_fail
 from tests.support.fakearchive import FakeArchive, make_deb
@@ -334,6 +334,24 @@ def test_deb_members_in_every_compression():
         deb.extract(make_deb({"./usr/sbin/gosu": binary}, bytes, ".zst"), "/usr/sbin/gosu")
     with pytest.raises(deb.DebError, match="not a Debian package"):
         deb.extract(b"PK\x03\x04", "/usr/sbin/gosu")
+
+
+def test_deb_container_refusals():
+    from tests.support.fakearchive import ar
+    package = make_deb({"./usr/sbin/gosu": fake_elf(arches.get("amd64"))})
+    with pytest.raises(deb.DebError, match="data.tar.xz is truncated"):
+        deb.extract(package[:-100], "/usr/sbin/gosu")
+    with pytest.raises(deb.DebError, match="not a Debian package .*control.tar"):
+        deb.extract(ar([("debian-binary", b"2.0\n"), ("data.tar", b"")]), "/usr/sbin/gosu")
+    with pytest.raises(deb.DebError, match="not a format 2.0"):
+        deb.extract(package.replace(b"2.0\n", b"3.0\n", 1), "/usr/sbin/gosu")
+
+
+def test_index_stanza_without_a_debian_version_is_refused():
+    index = b"Package: gosu\nVersion: 1.17-3\nArchitecture: amd64\n\nPackage: gosu\nArchitecture: amd64\n"
+    with pytest.raises(VerificationError, match="not a Debian version"):
+        archive.packages_named(index, "gosu", "amd64")
+    assert [s["Version"] for s in archive.packages_named(index, "gosu", "arm64")] == []
 
 
 @pytest.mark.parametrize("a,b,want", [("1.17-3+b4", "1.17-3+b10", -1), ("1.17-3", "1.17-3+b1", -1),

@@ -185,8 +185,8 @@ def test_unpack_refuses_links_out_of_the_tree(tmp_path):
         info = tarfile.TarInfo("./usr/lib/evil")
         info.type, info.linkname = tarfile.SYMTYPE, "../../../etc"
         tar.addfile(info)
-    from tests.support.fakearchive import ar
-    package = ar([("debian-binary", b"2.0\n"), ("data.tar.gz", gzip.compress(buf.getvalue()))])
+    from tests.support.fakearchive import deb_of
+    package = deb_of(buf.getvalue(), gzip.compress, ".gz")
     with pytest.raises(deb.DebError, match="outside the package's tree"):
         deb.unpack(package, tmp_path)
 

@@ -36,9 +36,14 @@ def ar(members: list[tuple[str, bytes]]) -> bytes:
 
 
 def make_deb(files: dict[str, bytes], compress=lzma.compress, suffix: str = ".xz") -> bytes:
+    return deb_of(_tar(files), compress, suffix)
+
+
+def deb_of(data_tar: bytes, compress=lzma.compress, suffix: str = ".xz") -> bytes:
+    """A .deb as deb(5) lays it out (debian-binary, control.tar, data.tar) around a given data.tar."""
     control = _tar({"./control": b"Package: gosu\n"})
     return ar([("debian-binary", b"2.0\n"), ("control.tar.xz", lzma.compress(control)),
-               (f"data.tar{suffix}", compress(_tar(files)))])
+               (f"data.tar{suffix}", compress(data_tar))])
 
 
 @dataclass
