@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from builder import config, pipeline
 from builder.build import images  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
-from tests.support.engine import project_config  # noqa: E402
+from benchmarks.common import project_config  # noqa: E402
 
 
 def timed(fn) -> float:
