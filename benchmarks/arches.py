@@ -31,7 +31,7 @@ from builder.build.assembly.store import Store
 from builder.local import seed
 from builder.smoke import run as smoke  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
-from tests.support.engine import project_config  # noqa: E402
+from benchmarks.common import project_config  # noqa: E402
 
 
 def timed(fn):

@@ -33,7 +33,7 @@ from builder import pipeline, wiring
 from builder.build import images  # noqa: E402
 from builder.build.assembly.store import Store  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
-from tests.support.engine import project_config  # noqa: E402
+from benchmarks.common import project_config  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -43,8 +43,7 @@ from builder.publish import push as pub, signing  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
 from builder.publish.push import Destination  # noqa: E402
 from builder.core.registry import Registry  # noqa: E402
-from tests.support.engine import project_config  # noqa: E402
-from tests.support.registries import free_port  # noqa: E402
+from benchmarks.common import free_port, project_config  # noqa: E402
 
 REPO = "org/base-gosu"
 BASELINE = "baseline: docker push of the same images"

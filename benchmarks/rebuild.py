@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from builder import wiring
 from builder.gosu import testarchive  # noqa: E402
 from builder.gosu.fetch import fetch  # noqa: E402
-from tests.support.engine import project_config  # noqa: E402
+from benchmarks.common import project_config  # noqa: E402
 
 GOSU_119_ORIG = "cd9719b775dbfedae53923c9b0dc792b66d42c51e0b36652ed6f747fbadc0164"
 UPSTREAM_114_AMD64 = ROOT.parent / "shared" / "gosu-release" / "1.14" / "gosu-amd64"

@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder import config
 from builder.local import setup as local, seed  # noqa: E402
-from tests.support.engine import project_config  # noqa: E402
-from tests.support.registries import free_port  # noqa: E402
+from benchmarks.common import free_port, project_config  # noqa: E402
 
 
 def timed_seed(settings, s: seed.Seed, arch: str, log) -> tuple[float, int]:

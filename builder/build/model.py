@@ -52,10 +52,6 @@ class ImageSettings:
     def _mirrored(self, name: str) -> str:
         return f"{self.base_mirror.rstrip('/')}/{name}" if self.base_mirror else name
 
-    def base_ref(self, flavor: Flavor) -> str:
-        """The first reference tried for a flavor's base."""
-        return self.base_candidates(flavor)[0][0]
-
     def base_candidates(self, flavor: Flavor) -> list[tuple[str, bool]]:
         """(reference, is a stand-in) in the order they are tried."""
         real = [(self._mirrored(flavor.base), False)] + ([(flavor.base, False)] if self.base_mirror else [])
@@ -132,7 +128,3 @@ def select_targets(settings: ImageSettings, flavor_spec: str | None, arch_spec: 
                                  f"{', '.join(flavor.arches)}")
             targets.append(Target(flavor, a))
     return targets
-
-
-def entrypoint_bytes(root: Path | None = None) -> bytes:
-    return ((root or IMAGES.parent) / "images" / "entrypoint.sh").read_bytes()

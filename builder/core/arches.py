@@ -84,7 +84,6 @@ IMAGE_ARCHES = ARCHES + IMAGE_ONLY
 
 BY_DPKG = {a.dpkg: a for a in ARCHES}
 NAMES = tuple(BY_DPKG)
-IMAGE_NAMES = tuple(a.dpkg for a in IMAGE_ARCHES)
 
 # `uname -m` inside a container of that arch (what smoke tests compare).
 UNAME = {
@@ -138,13 +137,3 @@ def parse_platform(spec: str) -> Platform:
     if len(parts) not in (2, 3) or not all(parts):
         raise UnknownArch(f"platform {spec!r} is not os/architecture[/variant], e.g. linux/arm/v7")
     return Platform(*parts)
-
-
-def from_platform(spec: str) -> Arch:
-    """'linux/arm/v7' -> armhf; the variant matters only where the table lists one."""
-    parts = spec.split("/")
-    for arch in ARCHES:
-        for p in arch.platforms:
-            if str(p) == spec or (len(parts) == 2 and (p.os, p.architecture) == tuple(parts)):
-                return arch
-    raise UnknownArch(f"no gosu architecture for platform {spec!r}")

@@ -77,9 +77,6 @@ class Engine:
     def info(self) -> dict:
         return json.loads(self.run("info", "--format", "{{json .}}").stdout)
 
-    def has_buildx(self) -> bool:
-        return self.run("buildx", "version", check=False).returncode == 0
-
     def build(self, context: Path, tag: str, platform: str, dockerfile: Path | None = None,
               build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None,
               network: str = "none", no_cache: bool = False) -> None:

@@ -150,11 +150,6 @@ class Registry:
         self._tokens[scope] = body.get("token") or body.get("access_token", "")
         return True
 
-    def ping(self) -> None:
-        resp = self._request("GET", f"{self.base}/", None)
-        if resp.status_code != 200:
-            raise RegistryError(f"registry {self.host}: GET /v2/ answered {resp.status_code}")
-
     def blob_exists(self, repo: str, digest: str) -> bool:
         resp = self._request("HEAD", f"{self.base}/{repo}/blobs/{digest}", repo)
         return resp.status_code == 200

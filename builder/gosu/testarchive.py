@@ -24,7 +24,7 @@ from builder.gosu.fetch import FetchOptions
 from builder.gosu.download import Cache, Source, make_session
 from builder.gosu.sources.archive import Archive
 from builder.gosu.sources.inputs import ArchiveFile, Pins, Session, dependency, toolchain_files
-from builder.gosu.testmirror import _gpg, _key
+from builder.gosu.testmirror import gpg, throwaway_key
 from builder.gosu.signature import VerificationError, pinned_keyring, sha256_file
 
 SUITE = "rebuild-test"
@@ -42,7 +42,7 @@ class TestArchive:
 def make(root: Path, opts: FetchOptions, orig_version: str, orig_sha256: str, log) -> TestArchive:
     """`opts`: rebuild fetch options against Debian's real archive and keys."""
     root.mkdir(parents=True, exist_ok=True)
-    fpr = _key(root / "gnupg")
+    fpr = throwaway_key(root / "gnupg")
     cache = Cache(opts.cache_dir)
     files: list[ArchiveFile] = []
     stage = cache.staging()
@@ -75,7 +75,7 @@ def make(root: Path, opts: FetchOptions, orig_version: str, orig_sha256: str, lo
     key_dir = root / "keys"
     key_dir.mkdir(exist_ok=True)
     key_file = key_dir / f"{fpr}.asc"
-    key_file.write_text(_gpg(root / "gnupg", "--armor", "--export", fpr))
+    key_file.write_text(gpg(root / "gnupg", "--armor", "--export", fpr))
     config = root / "invoke.yaml"
     config.write_text(
         "# Written for rebuild tests: trust a throwaway key for this archive only (trial images).\n"
@@ -105,5 +105,5 @@ def _write_dists(root: Path, host: str, files: list[ArchiveFile], orig: ArchiveF
              "No-Support-for-Architecture-all: Packages", "SHA256:"]
     lines += [f" {hashlib.sha256(d).hexdigest()} {len(d):>8} {p}" for p, d in sorted(listed.items())]
     (dists / "Release").write_text("\n".join(lines) + "\n")
-    _gpg(root / "gnupg", "--local-user", fpr, "--output", str(dists / "InRelease"), "--clearsign",
-         str(dists / "Release"))
+    gpg(root / "gnupg", "--local-user", fpr, "--output", str(dists / "InRelease"), "--clearsign",
+        str(dists / "Release"))

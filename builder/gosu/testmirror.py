@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.gosu.fetch import FetchOptions, fetch, print_report
-from builder.local.setup import SetupError, _say, apt_install
+from builder.local.setup import SetupError, say, apt_install
 
 VERSION = "1.14-debian"
 SUITE, UPSTREAM = "bookworm", "1.14"
@@ -34,18 +34,18 @@ class TestMirror:
     config: Path
 
 
-def _gpg(home: Path, *args: str) -> str:
+def gpg(home: Path, *args: str) -> str:
     return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
                            "--passphrase", "", *args], check=True, capture_output=True, text=True).stdout
 
 
-def _key(home: Path) -> str:
+def throwaway_key(home: Path) -> str:
     if not (home / "pubring.kbx").exists():
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o700)
-        _gpg(home, "--quick-gen-key", "base-gosu TEST mirror key (never trust in production) <test@invalid>",
-             "ed25519", "sign", "2y")
-    out = _gpg(home, "--with-colons", "--list-keys")
+        gpg(home, "--quick-gen-key", "base-gosu TEST mirror key (never trust in production) <test@invalid>",
+            "ed25519", "sign", "2y")
+    out = gpg(home, "--with-colons", "--list-keys")
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
@@ -62,7 +62,7 @@ def make(root: Path, debian: FetchOptions, log) -> TestMirror:
     """`debian`: fetch options for Debian's archive; the mirror holds bookworm's gosu 1.14 for its arches."""
     apt_install(["gnupg"], log)
     root.mkdir(parents=True, exist_ok=True)
-    fpr = _key(root / "gnupg")
+    fpr = throwaway_key(root / "gnupg")
     rel = root / VERSION
     rel.mkdir(exist_ok=True)
     arches = tuple(a.dpkg for a in debian.arches)
@@ -76,18 +76,18 @@ def make(root: Path, debian: FetchOptions, log) -> TestMirror:
             os.replace(tmp, rel / f"gosu-{arch}")
     for arch in arches:
         dest = rel / f"gosu-{arch}"
-        _gpg(root / "gnupg", "--armor", "--output", f"{dest}.asc", "--detach-sign", str(dest))
+        gpg(root / "gnupg", "--armor", "--output", f"{dest}.asc", "--detach-sign", str(dest))
     sums = "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}\n"
                    for f in sorted(rel.glob("gosu-*")) if not f.name.endswith(".asc"))
     (rel / "SHA256SUMS").write_text(sums)
-    _gpg(root / "gnupg", "--armor", "--output", str(rel / "SHA256SUMS.asc"), "--detach-sign", str(rel / "SHA256SUMS"))
+    gpg(root / "gnupg", "--armor", "--output", str(rel / "SHA256SUMS.asc"), "--detach-sign", str(rel / "SHA256SUMS"))
     key_file = root / "key.asc"
-    key_file.write_text(_gpg(root / "gnupg", "--armor", "--export", fpr))
+    key_file.write_text(gpg(root / "gnupg", "--armor", "--export", fpr))
     config = root / "invoke.yaml"
     config.write_text(
         "# Written by `invoke test-mirror`: trust a throwaway key for this mirror only.\n"
         f"gosu:\n  version: '{VERSION}'\n  mirror: '{root}'\n  key_file: '{key_file}'\n  fingerprint: '{fpr}'\n"
     )
-    _say(log, f"test-mirror: {rel} signed by test key {fpr} for {', '.join(arches)}")
-    _say(log, f"test-mirror: use it with `invoke -f {config} TASK`")
+    say(log, f"test-mirror: {rel} signed by test key {fpr} for {', '.join(arches)}")
+    say(log, f"test-mirror: use it with `invoke -f {config} TASK`")
     return TestMirror(root, VERSION, key_file, fpr, config)

@@ -39,7 +39,7 @@ from builder.build import bases, model
 from builder.local import rootfs
 from builder.build.assembly import accounts, basefs, layer
 from builder.build.assembly.append import iso
-from builder.local.setup import LocalSettings, SetupError
+from builder.local.setup import LocalSettings, SetupError, say
 from builder.core.registry import (OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, RegistryError, sha256_digest)
 
 # Part of every recipe: bump it when a child's content changes for the same inputs, so old children are remade.
@@ -78,11 +78,6 @@ def seeds(local: LocalSettings, settings: model.ImageSettings) -> list[Seed]:
         if flavor is not None:
             out.append(Seed(kind, name, flavor, extra))
     return out
-
-
-def _say(log, text: str) -> None:
-    log.write(text + "\n")
-    log.flush()
 
 
 def _key(platform: dict) -> str:
@@ -222,16 +217,16 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
         children[_key(platform.as_oci())] = _push_child(registry, seed, child, platform, want, mount_from)
         digest = _write_index(registry, seed, list(children.values()))
         out.seeded.append(arch)
-        _say(log, f"seed: {local.registry}/{seed.name}: added {platform} from {describe(local, seed, arch)} "
-                  f"({time.monotonic() - start:.1f} s); index {digest[:19]}")
+        say(log, f"seed: {local.registry}/{seed.name}: added {platform} from {describe(local, seed, arch)} "
+                 f"({time.monotonic() - start:.1f} s); index {digest[:19]}")
     return out
 
 
 def _report(local: LocalSettings, seed: Seed, out: Outcome, log) -> None:
     if out.already and not out.seeded:
-        _say(log, f"seed: {local.registry}/{seed.name} already seeded for {', '.join(out.already)}; nothing to do")
+        say(log, f"seed: {local.registry}/{seed.name} already seeded for {', '.join(out.already)}; nothing to do")
     for line in out.unseedable:
-        _say(log, f"seed: {line}")
+        say(log, f"seed: {line}")
 
 
 def seed(local: LocalSettings, settings: model.ImageSettings, log, arch_names: list[str] | None = None) -> None:
@@ -273,8 +268,8 @@ def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, l
     for t in targets:
         s = _seed_for(local, settings, t, by_ref)
         if s is not None and t.arch.dpkg not in wanted.setdefault(s.name, []):
-            _say(log, f"seed: {local.registry}/{s.name} has no {t.platform} image; seeding it from "
-                      f"{describe(local, s, t.arch.dpkg)}")
+            say(log, f"seed: {local.registry}/{s.name} has no {t.platform} image; seeding it from "
+                     f"{describe(local, s, t.arch.dpkg)}")
             wanted[s.name].append(t.arch.dpkg)
     done, unseedable = [], []
     for s in all_seeds:

@@ -51,7 +51,7 @@ class LocalSettings:
         return dict(self.debian_suites).get(arch, self.debian_suite)
 
 
-def _say(log, text: str) -> None:
+def say(log, text: str) -> None:
     log.write(text + "\n")
     log.flush()
 
@@ -63,14 +63,14 @@ def apt_install(packages: list[str], log) -> list[str]:
         return []
     if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
         raise SetupError(f"need {', '.join(missing)}: install them (as root on Debian, `invoke up` does it)")
-    _say(log, f"up: apt-get install {' '.join(missing)}")
+    say(log, f"up: apt-get install {' '.join(missing)}")
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, stdout=subprocess.DEVNULL,
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return missing
 
 
-def _start(cmd: list[str], pidfile: Path, logfile: Path) -> int:
+def start_daemon(cmd: list[str], pidfile: Path, logfile: Path) -> int:
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -78,7 +78,7 @@ def _start(cmd: list[str], pidfile: Path, logfile: Path) -> int:
     return proc.pid
 
 
-def _wait(ready, what: str, seconds: float, logfile: Path) -> None:
+def wait_ready(ready, what: str, seconds: float, logfile: Path) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if ready():
@@ -89,19 +89,19 @@ def _wait(ready, what: str, seconds: float, logfile: Path) -> None:
 
 def ensure_engine(s: LocalSettings, engine: Engine, log) -> None:
     if engine.available():
-        _say(log, f"up: engine: using the running Docker engine ({engine.info().get('ServerVersion')})")
+        say(log, f"up: engine: using the running Docker engine ({engine.info().get('ServerVersion')})")
         return
     apt_install(["docker.io"], log)
     logfile = s.state_dir / "dockerd.log"
-    pid = _start(["dockerd"], s.state_dir / "dockerd.pid", logfile)
-    _wait(engine.available, "dockerd", 90, logfile)
-    _say(log, f"up: engine: started dockerd (pid {pid}, log {logfile}); undo: invoke down")
+    pid = start_daemon(["dockerd"], s.state_dir / "dockerd.pid", logfile)
+    wait_ready(engine.available, "dockerd", 90, logfile)
+    say(log, f"up: engine: started dockerd (pid {pid}, log {logfile}); undo: invoke down")
 
 
 def ensure_emulation(s: LocalSettings, log) -> None:
     enabled = emulation.ensure(s.arches, log, "up", install=lambda pkgs: apt_install(pkgs, log))
     if not enabled and emulation.foreign(s.arches):
-        _say(log, f"up: emulation: qemu binfmt handlers already enabled for {', '.join(emulation.foreign(s.arches))}")
+        say(log, f"up: emulation: qemu binfmt handlers already enabled for {', '.join(emulation.foreign(s.arches))}")
 
 
 def registry_answers(addr: str) -> bool:
@@ -133,20 +133,20 @@ def start_registry(state: Path, addr: str, htpasswd: Path | None = None) -> int:
         f"http: {{addr: '{addr}'}}\n" + auth
     )
     logfile = state / "registry.log"
-    pid = _start(["docker-registry", "serve", str(config)], state / "registry.pid", logfile)
-    _wait(lambda: registry_answers(addr), "docker-registry", 30, logfile)
+    pid = start_daemon(["docker-registry", "serve", str(config)], state / "registry.pid", logfile)
+    wait_ready(lambda: registry_answers(addr), "docker-registry", 30, logfile)
     return pid
 
 
 def ensure_registry(s: LocalSettings, log) -> None:
     if registry_up(s):
-        _say(log, f"up: registry: already answering on {s.registry}")
+        say(log, f"up: registry: already answering on {s.registry}")
         return
     apt_install(["docker-registry"], log)
     d = s.state_dir / "registry"
     pid = start_registry(d, s.registry)
-    _say(log, f"up: registry: started docker-registry on {s.registry} (pid {pid}, data {d / 'data'}); "
-              "undo: invoke down")
+    say(log, f"up: registry: started docker-registry on {s.registry} (pid {pid}, data {d / 'data'}); "
+             "undo: invoke down")
 
 
 def down(s: LocalSettings, log) -> None:
@@ -154,7 +154,7 @@ def down(s: LocalSettings, log) -> None:
     for name, pidfile in (("docker-registry", s.state_dir / "registry" / "registry.pid"),
                           ("dockerd", s.state_dir / "dockerd.pid")):
         if not pidfile.exists():
-            _say(log, f"down: {name}: not started by `invoke up`, left alone")
+            say(log, f"down: {name}: not started by `invoke up`, left alone")
             continue
         pid = int(pidfile.read_text())
         try:
@@ -165,9 +165,9 @@ def down(s: LocalSettings, log) -> None:
         except ProcessLookupError:
             pass
         pidfile.unlink()
-        _say(log, f"down: {name}: stopped pid {pid}")
-    _say(log, "down: packages installed by `up` stay; remove with apt-get remove docker.io docker-registry "
-              "qemu-user-static binfmt-support mmdebstrap debootstrap")
+        say(log, f"down: {name}: stopped pid {pid}")
+    say(log, "down: packages installed by `up` stay; remove with apt-get remove docker.io docker-registry "
+             "qemu-user-static binfmt-support mmdebstrap debootstrap")
 
 
 def up(s: LocalSettings, engine: Engine, log) -> None:
@@ -176,5 +176,5 @@ def up(s: LocalSettings, engine: Engine, log) -> None:
     ensure_engine(s, engine, log)
     ensure_emulation(s, log)
     ensure_registry(s, log)
-    _say(log, "up: engine, emulation and registry ready. Undo with `invoke down` (stops what up started; "
-              f"seeded data stays in {s.state_dir})")
+    say(log, "up: engine, emulation and registry ready. Undo with `invoke down` (stops what up started; "
+             f"seeded data stays in {s.state_dir})")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from builder.core.errors import BuilderError
 from builder.build import audit
-from builder.core import oci
+from builder.build.assembly.append import base_layer
 from builder.build.images import Built
 from builder.core.refs import split_ref
 from builder.publish import attest
 from builder.core.oci import platform_key
-from builder.core.registry import OCI_MANIFEST, Registry, credentials_for
+from builder.core.registry import OCI_MANIFEST, Registry, RegistryError, credentials_for
 
 
 class PublishError(BuilderError):
@@ -121,6 +121,41 @@ def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: b
         "anyway. Nothing was pushed")
 
 
+@dataclass(frozen=True)
+class Pushed:
+    repo: str
+    digest: str
+    size: int
+    platform: dict
+    labels: dict
+
+    def descriptor(self) -> dict:
+        return {"mediaType": OCI_MANIFEST, "digest": self.digest, "size": self.size, "platform": self.platform}
+
+
+def push_assembled(store, image, registry: Registry, repo: str, base_registry: Registry,
+                   mount_from: tuple[str, ...] = ()) -> Pushed:
+    """Upload an assembled image's blobs and manifest by digest; no tag is created or moved.
+
+    Blobs the registry has are skipped; the base's layers are mounted from
+    `mount_from` (same registry) when it can, else read from the store or
+    the base's registry and sent.
+    """
+    for desc in image.layers:
+        digest = desc["digest"]
+        if registry.blob_exists(repo, digest):
+            continue
+        if mount_from and registry.mount_blob(repo, digest, mount_from):
+            continue
+        data = store.get(digest) or base_layer(store, base_registry, image, digest)
+        registry.upload_blob(repo, data, digest)
+    registry.upload_blob(repo, image.config, image.config_digest)
+    digest = registry.put_manifest(repo, image.digest, image.manifest, OCI_MANIFEST)
+    if digest != image.digest:
+        raise RegistryError(f"registry {registry.host} stored manifest {image.digest[:19]} as {digest[:19]}")
+    return Pushed(repo, digest, len(image.manifest), image.platform, image.labels)
+
+
 def push_child(registry: Registry, dest: Destination, built: Built, log) -> tuple[Child, dict[str, dict]]:
     """Upload one smoke-tested, assembled image by digest; no tag is created or moved. Returns its record
     and the documents to attest to it (those just attached as referrers).
@@ -135,7 +170,7 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> tupl
     base_host, base_repo, _ = split_ref(built.base.ref)
     mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
     base_registry = registry if base_host == registry.host else Registry(base_host, credentials_for(base_host))
-    pushed = oci.push_assembled(built.store, built.image, registry, dest.repository, base_registry, mount)
+    pushed = push_assembled(built.store, built.image, registry, dest.repository, base_registry, mount)
     # Referrers only once their subject is in the registry, and before any tag moves: nothing ever points
     # at an image that was not pushed, and a tag never names an image without its SBOM and provenance.
     attached = audit.attach(registry, dest.repository, built, pushed.descriptor(), lambda _host: base_registry)

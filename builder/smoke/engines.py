@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.core.engine import Engine, EngineError
-from builder.local.setup import SetupError, _start, _wait, apt_install
+from builder.local.setup import SetupError, start_daemon, wait_ready, apt_install
 
 KINDS = ("docker", "podman", "podman-rootless", "docker-userns")
 SUBID_COUNT = 65536
@@ -142,13 +142,13 @@ def userns_docker(s: EngineSettings, log):
                          "using it; stop that run first")
     logfile = s.state_dir / "userns-dockerd.log"
     s.state_dir.mkdir(parents=True, exist_ok=True)
-    pid = _start(["unshare", "--net", "--", "dockerd", "--userns-remap=default", "-H", f"unix://{sock}",
-                  "--data-root", str(s.userns_data), "--exec-root", str(d / "exec"), "--pidfile", str(pidfile),
-                  "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
-                  "--containerd-namespace", "bg-userns", "--containerd-plugins-namespace", "bg-userns-plugins",
-                  "--cgroup-parent", "bg-userns"], d / "launcher.pid", logfile)
+    pid = start_daemon(["unshare", "--net", "--", "dockerd", "--userns-remap=default", "-H", f"unix://{sock}",
+                        "--data-root", str(s.userns_data), "--exec-root", str(d / "exec"), "--pidfile", str(pidfile),
+                        "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
+                        "--containerd-namespace", "bg-userns", "--containerd-plugins-namespace", "bg-userns-plugins",
+                        "--cgroup-parent", "bg-userns"], d / "launcher.pid", logfile)
     try:
-        _wait(engine.available, "the userns-remap dockerd", 90, logfile)
+        wait_ready(engine.available, "the userns-remap dockerd", 90, logfile)
         start = _subid_start(Path("/etc/subuid"), "dockremap")
         if start is None:
             raise SetupError("dockerd --userns-remap=default made no /etc/subuid range for dockremap")

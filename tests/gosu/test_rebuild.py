@@ -327,15 +327,15 @@ def test_reproducible_in_another_checkout_directory_umask_and_time_zone(rebuilt,
 
 def _expired_copy(archive, dest, date: dt.datetime, until: dt.datetime):
     """The test archive with its Release dated and expired, signed again by its key (pool/ shared)."""
-    from builder.gosu.testmirror import _gpg
+    from builder.gosu.testmirror import gpg
     shutil.copytree(archive.root / "dists", dest / "dists")
     (dest / "pool").symlink_to(archive.root / "pool")
     release = dest / "dists" / archive.suite / "Release"
     release.write_text(f"Date: {date:%a, %d %b %Y %H:%M:%S} UTC\nValid-Until: {until:%a, %d %b %Y %H:%M:%S} UTC\n"
                        + release.read_text())
     (release.parent / "InRelease").unlink()
-    _gpg(archive.root / "gnupg", "--local-user", archive.fingerprint, "--output", str(release.parent / "InRelease"),
-         "--clearsign", str(release))
+    gpg(archive.root / "gnupg", "--local-user", archive.fingerprint, "--output", str(release.parent / "InRelease"),
+        "--clearsign", str(release))
     return dest
 
 

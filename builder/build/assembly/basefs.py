@@ -41,11 +41,11 @@ def wanted(path: str) -> bool:
     return path in META or path.startswith(CONTENT_UNDER) or path.rsplit("/", 1)[-1].startswith(WHITEOUT)
 
 
-def _norm(name: str) -> str:
+def norm_path(name: str) -> str:
     return name.removeprefix("./").strip("/")
 
 
-def _inflate(blob: bytes) -> bytes:
+def inflate(blob: bytes) -> bytes:
     if blob[:2] != b"\x1f\x8b":
         if blob[:4] == b"\x28\xb5\x2f\xfd":
             raise BaseFsError("a base layer is zstd-compressed, which the build cannot read yet; use a gzip base")
@@ -58,7 +58,7 @@ def _inflate(blob: bytes) -> bytes:
     return b"".join(out)
 
 
-def _number(field: bytes) -> int:
+def header_number(field: bytes) -> int:
     if field[:1] and field[0] & 0x80:  # base-256 (GNU) for values octal cannot hold
         return int.from_bytes(field[1:], "big")
     text = field.split(b"\0", 1)[0].strip()
@@ -75,7 +75,7 @@ def _pax(records: bytes) -> dict[str, str]:
     return out
 
 
-def _members(tar: bytes):
+def scan_members(tar: bytes):
     """(path, header block, linkname, data offset, size) of each member, pax and GNU long names applied.
 
     A plain scan of the headers: tarfile spends most of a base read parsing
@@ -86,7 +86,7 @@ def _members(tar: bytes):
         hdr = tar[pos:pos + 512]
         if hdr.count(0) == 512:
             return
-        size, kind = _number(hdr[124:136]), hdr[156:157]
+        size, kind = header_number(hdr[124:136]), hdr[156:157]
         body = pos + 512
         if kind in (b"x", b"g", b"L", b"K"):
             raw = tar[body:body + size]
@@ -111,11 +111,11 @@ def _members(tar: bytes):
 
 def subset(blob: bytes) -> bytes:
     """A compressed or plain layer -> a plain tar of only its wanted entries (whiteouts included), in order."""
-    tar = _inflate(blob)
+    tar = inflate(blob)
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
-        for name, hdr, link, offset, size in _members(tar):
-            path = _norm(name)
+        for name, hdr, link, offset, size in scan_members(tar):
+            path = norm_path(name)
             if not path or not wanted(path):
                 continue
             kind = hdr[156:157] or b"0"
@@ -123,7 +123,8 @@ def subset(blob: bytes) -> bytes:
             data = tar[offset:offset + size] if regular and path.startswith(CONTENT_UNDER) else b""
             kept = tarfile.TarInfo(path)
             kept.type = tarfile.REGTYPE if regular else kind
-            kept.mode, kept.uid, kept.gid = _number(hdr[100:108]), _number(hdr[108:116]), _number(hdr[116:124])
+            kept.mode = header_number(hdr[100:108])
+            kept.uid, kept.gid = header_number(hdr[108:116]), header_number(hdr[116:124])
             kept.linkname, kept.size = link, len(data)
             dst.addfile(kept, io.BytesIO(data) if regular else None)
     return out.getvalue()
@@ -175,7 +176,7 @@ def apply(tree: dict[str, Entry], subset_tar: bytes) -> None:
             elif ti.isreg():
                 e = Entry(ti.name, FILE, ti.mode, ti.uid, ti.gid, t.extractfile(ti).read())
             elif ti.islnk():
-                src = tree.get(_norm(ti.linkname))
+                src = tree.get(norm_path(ti.linkname))
                 if src is None or src.kind != FILE:
                     raise BaseFsError(f"base layer: {ti.name} is a hard link to {ti.linkname}, which is not a "
                                       "regular file the build read")

@@ -32,11 +32,11 @@ def _wanted(path: str) -> bool:
 
 def extract(blob: bytes) -> bytes:
     """A layer -> a plain tar of only the package database files and whiteouts (basefs.apply's input)."""
-    tar = basefs._inflate(blob)
+    tar = basefs.inflate(blob)
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
-        for name, hdr, link, offset, size in basefs._members(tar):
-            path = basefs._norm(name)
+        for name, hdr, link, offset, size in basefs.scan_members(tar):
+            path = basefs.norm_path(name)
             if not path or not _wanted(path):
                 continue
             kind = hdr[156:157] or b"0"
@@ -44,7 +44,7 @@ def extract(blob: bytes) -> bytes:
             data = tar[offset:offset + size] if regular else b""
             kept = tarfile.TarInfo(path)
             kept.type = tarfile.REGTYPE if regular else kind
-            kept.mode = basefs._number(hdr[100:108])
+            kept.mode = basefs.header_number(hdr[100:108])
             kept.linkname, kept.size = link, len(data)
             dst.addfile(kept, io.BytesIO(data) if regular else None)
     return out.getvalue()

@@ -17,9 +17,6 @@ from pathlib import Path
 MAGIC = b"\xff Go buildinf:"
 HEADER = 32
 FLAG_BIG_ENDIAN, FLAG_INLINE = 0x1, 0x2
-# The module info string is framed by these 16 bytes on each side (cmd/go's modinfo markers).
-MODINFO_START = bytes.fromhex("3077af0c9274080241e1c107e6d618e6")
-MODINFO_END = bytes.fromhex("f932433186182072008242104116d8f2")
 
 
 class GoInfoError(ValueError):
@@ -41,9 +38,6 @@ class BuildInfo:
     main: Module | None = None
     deps: tuple[Module, ...] = ()
     settings: tuple[tuple[str, str], ...] = field(default=())
-
-    def setting(self, key: str) -> str:
-        return dict(self.settings).get(key, "")
 
 
 def read(path: Path) -> BuildInfo:
@@ -96,6 +90,8 @@ def _varint_string(data: bytes, pos: int, name: str) -> tuple[bytes, int]:
 
 
 def _unframe(modinfo: bytes) -> bytes:
+    # The module info string is framed by 16 bytes on each side (cmd/go's modinfo markers), the last
+    # line of the text itself ending just before the closing 16.
     if len(modinfo) >= 33 and modinfo[-17:-16] == b"\n":
         return modinfo[16:-16]
     return modinfo

@@ -34,10 +34,6 @@ class Toolchain:
     def package(self) -> str:
         return f"golang-{self.minor}-go"
 
-    @property
-    def src_package(self) -> str:
-        return f"golang-{self.minor}-src"
-
 
 def _minor_key(minor: str) -> tuple[int, ...]:
     return tuple(int(x) for x in minor.split("."))
