@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from builder import config, pipeline, wiring
 from builder.core import emulation
-from builder.build import images
-from builder.build.assembly.store import Store
+from builder.image import make
+from builder.image.assembly.store import Store
 from builder.local import seed
 from builder.smoke import run as smoke  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
@@ -43,8 +43,8 @@ def timed(fn):
 def measure(engine: Engine, req, plan, gosu) -> tuple[float, float, float, int]:
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         store = Store(Path(tmp))
-        built, assemble = timed(lambda: images.build(store, plan, gosu, req.entrypoint))
-        _, load = timed(lambda: images.load(engine, [built]))
+        built, assemble = timed(lambda: make.build(store, plan, gosu, req.entrypoint))
+        _, load = timed(lambda: make.load(engine, [built]))
         checks = smoke.checks_for(engine)
         failures, seconds = timed(lambda: smoke.run_all(
             engine, pipeline.subject_of(built, by_id=True), io.StringIO(), checks))

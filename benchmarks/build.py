@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder import pipeline, wiring
-from builder.build import images  # noqa: E402
-from builder.build.assembly.store import Store  # noqa: E402
+from builder.image import make  # noqa: E402
+from builder.image.assembly.store import Store  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
 from benchmarks.common import project_config  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> None:
                 engine.remove_image(tag)
 
                 def assemble():
-                    images.load(engine, [images.build(store, plans[t.name], gosu[t.name], req.entrypoint)])
+                    make.load(engine, [make.build(store, plans[t.name], gosu[t.name], req.entrypoint)])
                 note((t.name, "assembly cold"), timed(assemble))
                 note((t.name, "assembly warm"), timed(assemble))
                 note((t.name, "docker build cold"), timed(lambda: reference_build(

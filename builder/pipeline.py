@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.core.errors import BuilderError
-from builder.build import bases, images
-from builder.build.assembly import load as loader
-from builder.build.assembly.store import Store
-from builder.build.model import Base, ImageSettings, Revision, Target
-from builder.build.plan import Account, ImagePlan, gosu_of, plan_image
+from builder.image import bases, make
+from builder.image.assembly import load as loader
+from builder.image.assembly.store import Store
+from builder.image.model import Base, ImageSettings, Revision, Target
+from builder.image.plan import Account, ImagePlan, gosu_of, plan_image
 from builder.core import emulation
 from builder.core.engine import Engine
 from builder.gosu import fetch as fetch_stage
@@ -68,7 +68,7 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     fetched = fetch_for(req, log)
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
-    gosu = {arch: gosu_of(f, images.gosu_bytes(f)) for arch, f in fetched.items()}
+    gosu = {arch: gosu_of(f, make.gosu_bytes(f)) for arch, f in fetched.items()}
     out = []
     for t in req.targets:
         base = bases.resolve_base(s, t.flavor, t.arch)
@@ -77,7 +77,7 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     return RunPlan(tuple(out), fetched)
 
 
-def assemble_images(req: Request, run: RunPlan, log=sys.stderr, then=None) -> list[images.Built]:
+def assemble_images(req: Request, run: RunPlan, log=sys.stderr, then=None) -> list[make.Built]:
     """Assemble every planned image; the engine is not needed.
 
     One worker per arch (two at most): different arches never share base
@@ -90,12 +90,12 @@ def assemble_images(req: Request, run: RunPlan, log=sys.stderr, then=None) -> li
     for p in run.images:
         by_arch.setdefault(p.target.arch.dpkg, []).append(p)
 
-    def work(plans: list[ImagePlan]) -> list[tuple[images.Built, float]]:
+    def work(plans: list[ImagePlan]) -> list[tuple[make.Built, float]]:
         clients = loader.registry_client({})
         out = []
         for p in plans:
             start = time.monotonic()
-            out.append((images.build(store, p, run.gosu[p.gosu.arch], req.entrypoint, clients),
+            out.append((make.build(store, p, run.gosu[p.gosu.arch], req.entrypoint, clients),
                         time.monotonic() - start))
         if then:
             then([b for b, _ in out], clients)
@@ -114,18 +114,18 @@ def assemble_images(req: Request, run: RunPlan, log=sys.stderr, then=None) -> li
     return built
 
 
-def build(req: Request, engine: Engine, log=sys.stderr, run: RunPlan | None = None) -> list[images.Built]:
+def build(req: Request, engine: Engine, log=sys.stderr, run: RunPlan | None = None) -> list[make.Built]:
     """Assemble every target and load each arch's images into the engine (one `docker load` each) to run them."""
     run = run or plan(req, log)
     start, loaded = time.monotonic(), []
     built = assemble_images(req, run, log,
-                            then=lambda group, clients: loaded.append(images.load(engine, group, clients)))
+                            then=lambda group, clients: loaded.append(make.load(engine, group, clients)))
     log.write(f"engine: {sum(loaded)} image(s) loaded, {len(built) - sum(loaded)} already there "
               f"({time.monotonic() - start:.2f} s in all)\n")
     return built
 
 
-def subject_of(b: images.Built, by_id: bool = False) -> "smoke.Subject":
+def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
     """`by_id`: start containers from the image ID (the engine that built it runs the checks)."""
     from builder.smoke.run import Subject
     a = b.plan.account
@@ -134,7 +134,7 @@ def subject_of(b: images.Built, by_id: bool = False) -> "smoke.Subject":
 
 
 def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSettings | None = None,
-          run: RunPlan | None = None) -> list[images.Built]:
+          run: RunPlan | None = None) -> list[make.Built]:
     """Build (cached layers make this cheap), then run every check on every image, in the engine `under`
     names (default: the one that built them; another gets the images copied in)."""
     from builder.smoke import run as smoke_stage

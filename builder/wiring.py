@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from builder import config
-from builder.build.assembly import load
-from builder.build.assembly.store import Store
-from builder.build.model import IMAGES, Revision, select_targets
+from builder.image.assembly import load
+from builder.image.assembly.store import Store
+from builder.image.model import IMAGES, Revision, select_targets
 from builder.config import gosu as gosu_config
 from builder.config.paths import ROOT, project_path
 from builder.consumer import reproduce as reproduce_stage, show as show_stage, verify as verify_stage

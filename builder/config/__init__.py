@@ -98,7 +98,7 @@ def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platfor
 
 
 def image_settings(images: Mapping) -> "ImageSettings":
-    from builder.build.model import Flavor, ImageSettings
+    from builder.image.model import Flavor, ImageSettings
     flavors = {
         name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
                      tuple(a.dpkg for a in arches.parse_list(f["arches"], table=arches.IMAGE_ARCHES)),
@@ -148,7 +148,7 @@ def publish_arches(c_config, arch: str | None) -> str:
 
 def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str, str]]:
     """(flavor, arch) pairs an assemble must find a push record for."""
-    from builder.build.model import select_targets
+    from builder.image.model import select_targets
     return [(t.flavor.name, t.arch.dpkg) for t in select_targets(image_settings(c_config.images), flavor, arch, arch)]
 
 

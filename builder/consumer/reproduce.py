@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.core.errors import BuilderError
-from builder.build import images
-from builder.build.assembly import append, layer
-from builder.build.assembly.store import Store
-from builder.build.model import Flavor
-from builder.build.plan import Gosu, ImagePlan, LabelError, from_labels, plan_image, platform_of
+from builder.image import make
+from builder.image.assembly import append, layer
+from builder.image.assembly.store import Store
+from builder.image.model import Flavor
+from builder.image.plan import Gosu, ImagePlan, LabelError, from_labels, plan_image, platform_of
 from builder.core.refs import parse_ref
 from builder.core.registry import DOCKER_MANIFEST, OCI_MANIFEST, Registry
 
@@ -107,7 +107,7 @@ def rebuild(published: ImagePlan, root: Path, store: Store, gosu: bytes, registr
     entrypoint = revision_file(root, published.revision.commit, "images/entrypoint.sh")
     p = published
     again = plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, entrypoint)
-    return images.assemble_plan(again, gosu, entrypoint, store, registry_for)
+    return make.assemble_plan(again, gosu, entrypoint, store, registry_for)
 
 
 def compare(ref: str, registry: Registry, repo: str, digest: str, manifest: dict, store: Store,

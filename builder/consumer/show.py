@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from builder.core.errors import BuilderError
 from builder.core.registry import Registry
-from builder.build.audit import provenance, referrers, sbom
+from builder.image.audit import provenance, referrers, sbom
 
 KINDS = {"sbom": sbom.MEDIA_TYPE, "provenance": provenance.MEDIA_TYPE}
 

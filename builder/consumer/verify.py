@@ -19,7 +19,7 @@ from pathlib import Path
 from builder.core.errors import BuilderError
 from builder.core import oci
 from builder.publish import signing
-from builder.build.model import LABEL
+from builder.image.model import LABEL
 from builder.core.registry import Registry, is_loopback
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",

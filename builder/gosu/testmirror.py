@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.gosu.fetch import FetchOptions, fetch, print_report
-from builder.local.setup import SetupError, say, apt_install
+from builder.core.host import SetupError, apt_install, say
 
 VERSION = "1.14-debian"
 SUITE, UPSTREAM = "bookworm", "1.14"

@@ -28,8 +28,8 @@ from pathlib import Path
 import requests
 
 from builder.core import arches, emulation
-from builder.build.assembly.layer import gzip_bytes
-from builder.local.setup import SetupError, apt_install
+from builder.image.assembly.layer import gzip_bytes
+from builder.core.host import SetupError, apt_install
 
 TOOLS = ("mmdebstrap", "debootstrap")
 # Bump when the same bootstrap would be packed into a different layer: cached layers (and seeded children, whose

@@ -35,11 +35,12 @@ import time
 from dataclasses import dataclass
 
 from builder.core import arches, oci
-from builder.build import bases, model
+from builder.image import bases, model
 from builder.local import rootfs
-from builder.build.assembly import accounts, basefs, layer
-from builder.build.assembly.append import iso
-from builder.local.setup import LocalSettings, SetupError, say
+from builder.image.assembly import accounts, basefs, layer
+from builder.image.assembly.append import iso
+from builder.core.host import SetupError, say
+from builder.local.setup import LocalSettings
 from builder.core.registry import (OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, RegistryError, sha256_digest)
 
 # Part of every recipe: bump it when a child's content changes for the same inputs, so old children are remade.

@@ -1,4 +1,4 @@
-"""The embedded default: a local Docker engine, emulators and a loopback registry (seeded by builder/seed.py).
+"""The embedded default: a local Docker engine, emulators and a loopback registry (seeded by local/seed.py).
 
 Idempotent: every step first checks whether its job is already done. Nothing
 here listens on, or sends to, anything but 127.0.0.1 (the Debian mirror used
@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from builder.core.errors import BuilderError
 from builder.core import emulation
-from builder.core.emulation import native_arch  # noqa: F401 - re-exported: callers and tests import it from here
 from builder.core.engine import Engine
+from builder.core.host import SetupError, apt_install, say, start_daemon, wait_ready
 from builder.core.registry import is_loopback
-
-
-class SetupError(BuilderError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -49,42 +43,6 @@ class LocalSettings:
 
     def suite_for(self, arch: str) -> str:
         return dict(self.debian_suites).get(arch, self.debian_suite)
-
-
-def say(log, text: str) -> None:
-    log.write(text + "\n")
-    log.flush()
-
-
-def apt_install(packages: list[str], log) -> list[str]:
-    missing = [p for p in packages if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.find("ok installed") < 0]
-    if not missing:
-        return []
-    if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
-        raise SetupError(f"need {', '.join(missing)}: install them (as root on Debian, `invoke up` does it)")
-    say(log, f"up: apt-get install {' '.join(missing)}")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return missing
-
-
-def start_daemon(cmd: list[str], pidfile: Path, logfile: Path) -> int:
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(logfile, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    pidfile.write_text(str(proc.pid))
-    return proc.pid
-
-
-def wait_ready(ready, what: str, seconds: float, logfile: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.3)
-    raise SetupError(f"{what} did not become ready in {seconds:.0f} s; see {logfile}")
 
 
 def ensure_engine(s: LocalSettings, engine: Engine, log) -> None:

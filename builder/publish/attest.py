@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from builder.build.audit import provenance as provenance_doc, referrers, sbom as sbom_doc
+from builder.image.audit import provenance as provenance_doc, referrers, sbom as sbom_doc
 from builder.core.registry import Registry
 from builder.publish.signing import Documents, SigningError
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from builder.core import emulation
-from builder.build.model import ALL, ImageSettings, select_targets
+from builder.image.model import ALL, ImageSettings, select_targets
 
 
 @dataclass(frozen=True)

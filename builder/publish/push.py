@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from builder.core.errors import BuilderError
-from builder.build import audit
-from builder.build.assembly.append import base_layer
-from builder.build.images import Built
+from builder.image import audit
+from builder.image.assembly.append import base_layer
+from builder.image.make import Built
 from builder.core.refs import split_ref
 from builder.publish import attest
 from builder.core.oci import platform_key

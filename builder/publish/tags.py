@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from builder.core import oci
-from builder.build.model import LABEL
+from builder.image.model import LABEL
 from builder.core.oci import platform_key
 from builder.publish.push import Child, Destination, PublishError, check_children
 from builder.core.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryError, sha256_digest

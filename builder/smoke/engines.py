@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.core.engine import Engine, EngineError
-from builder.local.setup import SetupError, start_daemon, wait_ready, apt_install
+from builder.core.host import SetupError, apt_install, start_daemon, wait_ready
 
 KINDS = ("docker", "podman", "podman-rootless", "docker-userns")
 SUBID_COUNT = 65536

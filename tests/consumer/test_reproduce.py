@@ -16,7 +16,7 @@ import pytest
 from builder.local import setup as local
 from builder import pipeline
 from builder.publish import push as pub
-from builder.build.assembly import layer
+from builder.image.assembly import layer
 from builder.publish.push import Destination
 from builder.core.registry import OCI_MANIFEST, Registry, sha256_digest
 

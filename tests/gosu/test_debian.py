@@ -259,7 +259,7 @@ def test_cache_and_lock_never_launder_an_accepted_expired_release(fake, debian_o
 
 def test_an_image_from_an_accepted_expired_release_is_a_trial_image(fake, debian_options):
     """Its trial label names the expired suite; its trust root is still the archive key."""
-    from builder.build import model, plan
+    from builder.image import model, plan
     fake.build()
     _expired(fake)
     [f] = fetch(debian_options(fake.root, accept_expired=("testing",))).fetched

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from builder import wiring
-from builder.build.audit import goinfo
-from builder.local.setup import SetupError, apt_install
+from builder.image.audit import goinfo
+from builder.core.host import SetupError, apt_install
 
 from tests.conftest import SHARED, skip_or_fail
 

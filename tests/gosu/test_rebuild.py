@@ -360,7 +360,7 @@ def test_expired_source_suite_is_built_only_on_request_and_marked(rebuilt, archi
     marker = f"{archive.suite} {now - dt.timedelta(days=21):%Y-%m-%d}"
     assert f.detail("expired_accepted") == marker and not f.from_cache
     assert f.sha256 == next(x.sha256 for x in first.fetched if x.arch == "amd64")   # same inputs, same bytes
-    from builder.build import model, plan
+    from builder.image import model, plan
     gosu = plan.gosu_of(f, f.path.read_bytes())
     assert f"(expired_accepted: {marker})" in plan.trial_reasons(model.Base("a", "a", "", ""), gosu)
     record = Cache(cache).record_path(archive.fingerprint, f"rebuild-{archive.suite}-1.19-gonewest", "amd64")

@@ -18,7 +18,7 @@ import pytest
 
 from builder.core import arches, oci
 from builder import config
-from builder.build import model
+from builder.image import model
 from builder.local import setup as local, rootfs, seed
 from builder.core.registry import Registry
 

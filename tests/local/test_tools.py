@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from builder.local import tools
-from builder.local.setup import native_arch
+from builder.core.emulation import native_arch
 
 from tests.support.engine import project_config
 from tests.support.fakearchive import make_deb

@@ -19,12 +19,12 @@ from typing import Callable
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from builder.build import model
+from builder.image import model
 from builder.local import setup as local
 from builder.core import oci
 from builder import pipeline
 from builder.publish import push as pub, tags as tagging
-from builder.build.audit import goinfo, provenance, referrers, sbom
+from builder.image.audit import goinfo, provenance, referrers, sbom
 from builder.publish.push import Destination, PublishError
 from builder.core.registry import OCI_INDEX, AuthError, Registry, RegistryError, credentials_for, sha256_digest
 

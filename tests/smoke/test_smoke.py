@@ -9,7 +9,7 @@ import pytest
 
 from builder import pipeline, wiring
 from builder.smoke import run as smoke
-from builder.build.model import IMAGES
+from builder.image.model import IMAGES
 
 from tests.support.engine import ARCHES, rig  # noqa: F401 - fixture
 

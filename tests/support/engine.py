@@ -20,9 +20,9 @@ from builder.core import emulation
 from builder.local import setup as local, seed, tools
 from builder.publish import signing
 from builder.gosu import testmirror
-from builder.build.assembly import layer
+from builder.image.assembly import layer
 from builder.core.engine import Engine
-from builder.local.setup import native_arch
+from builder.core.emulation import native_arch
 
 from tests.conftest import ROOT, skip_or_fail
 

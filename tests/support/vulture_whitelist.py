@@ -19,7 +19,7 @@ from builder.core.registry import Registry
 from builder.publish.matrix import Job
 
 # Attributes set on library objects, which the library reads when it writes the archive
-# (builder/build/assembly/layer.py, builder/local/rootfs.py, builder/gosu/sources/gomod.py).
+# (builder/image/assembly/layer.py, builder/local/rootfs.py, builder/gosu/sources/gomod.py).
 tarfile.TarInfo.uname
 tarfile.TarInfo.gname
 zipfile.ZipInfo.external_attr

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import tarfile
 
-from builder.build.assembly import basefs
-from builder.build.assembly.store import Store, digest_of
+from builder.image.assembly import basefs
+from builder.image.assembly.store import Store, digest_of
 from builder.core.registry import Registry
-from builder.build.audit import packages
+from builder.image.audit import packages
 
 # Bump when what is kept changes: cached extracts are keyed by it.
 VERSION = "1"

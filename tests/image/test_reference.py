@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build.model import IMAGES
+from builder.image.model import IMAGES
 
 from tests.conftest import ROOT
 from tests.support.engine import ARCHES, exported_tree, file_text, rig  # noqa: F401 - fixture

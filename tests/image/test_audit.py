@@ -14,10 +14,10 @@ import uuid
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from builder.build import audit
+from builder.image import audit
 from builder.publish import push as pub
-from builder.build.assembly.store import Store
-from builder.build.audit import basepkgs, goinfo, packages, provenance, referrers, sbom
+from builder.image.assembly.store import Store
+from builder.image.audit import basepkgs, goinfo, packages, provenance, referrers, sbom
 from builder.consumer import show
 from builder.publish.push import Destination
 from builder.core.registry import OCI_MANIFEST, RegistryError, sha256_digest
@@ -276,8 +276,8 @@ def test_builder_names_the_ci_run_only_when_there_is_one():
 def test_sbom_of_a_rebuilt_gosu_names_its_debian_inputs(rig):
     """The rebuild source's facts (what sources/rebuild.py records) on the session's image: still schema-valid."""
     import dataclasses
-    from builder.build.assembly import load
-    from builder.build.audit import facts
+    from builder.image.assembly import load
+    from builder.image.audit import facts
     from builder.gosu.sources import rebuild
     b = rig.built("alpine", "amd64")
     f = facts.gather(b, load.registry_client({}))
@@ -300,8 +300,8 @@ def test_sbom_of_a_rebuilt_gosu_names_its_debian_inputs(rig):
 def test_sbom_names_the_modules_of_the_real_gosu_1_14(rig):
     """tianon's signed 1.14 (Go 1.16.7, the layout before Go 1.18): stdlib, runc and x/sys, with their sums."""
     import dataclasses
-    from builder.build.assembly import load
-    from builder.build.audit import facts
+    from builder.image.assembly import load
+    from builder.image.audit import facts
     from tests.conftest import SHARED
     real = SHARED / "gosu-release" / "1.14" / "gosu-amd64"
     if not real.is_file():

@@ -12,10 +12,10 @@ import tarfile
 import pytest
 
 from builder.local import setup as local
-from builder.build.assembly import append, load
-from builder.build.assembly.accounts import Account
+from builder.image.assembly import append, load
+from builder.image.assembly.accounts import Account
 from builder.core.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, sha256_digest
-from builder.build.assembly.store import Store
+from builder.image.assembly.store import Store
 
 from tests.support.engine import rig  # noqa: F401 - fixture
 from tests.support.registries import free_port

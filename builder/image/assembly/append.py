@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.build.assembly import accounts, basefs, layer
-from builder.build.assembly.layer import DIR, FILE, Entry
+from builder.image.assembly import accounts, basefs, layer
+from builder.image.assembly.layer import DIR, FILE, Entry
 from builder.core.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry
-from builder.build.assembly.store import Store, digest_of
+from builder.image.assembly.store import Store, digest_of
 
 ENTRYPOINT = "/usr/local/bin/entrypoint"
 WORKDIR = "app"

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     import zlib
 from dataclasses import dataclass
 
-from builder.build.assembly.layer import DIR, FILE, SYMLINK, Entry
+from builder.image.assembly.layer import DIR, FILE, SYMLINK, Entry
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

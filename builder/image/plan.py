@@ -13,9 +13,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from builder.build.assembly import append
-from builder.build.audit import goinfo
-from builder.build.model import LABEL, Base, Flavor, Revision, Target
+from builder.image.assembly import append
+from builder.image.audit import goinfo
+from builder.image.model import LABEL, Base, Flavor, Revision, Target
 from builder.gosu.fetch import Fetched
 
 OCI = "org.opencontainers.image"

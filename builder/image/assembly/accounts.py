@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder.build.assembly.basefs import BaseFs
-from builder.build.assembly.layer import DIR, FILE, Entry
+from builder.image.assembly.basefs import BaseFs
+from builder.image.assembly.layer import DIR, FILE, Entry
 
 SHADOW_UTILS, BUSYBOX = "shadow-utils", "busybox"
 

@@ -19,7 +19,7 @@ from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
-from builder.build.audit.facts import Facts
+from builder.image.audit.facts import Facts
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 SCHEMA = SchemaVersion.V1_6   # what document() writes (and what the tests validate against)

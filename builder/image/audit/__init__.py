@@ -20,11 +20,11 @@ class Attached:
 
 def documents(built, manifest_digest: str, repository: str = "", registry_for=None,
               run_url: str | None = None) -> tuple[bytes, bytes]:
-    """(CycloneDX SBOM JSON, in-toto provenance JSON) of one assembled image (an images.Built) whose manifest
+    """(CycloneDX SBOM JSON, in-toto provenance JSON) of one assembled image (a make.Built) whose manifest
     is `manifest_digest`; `repository` names the subject (default: the image's own repository)."""
-    from builder.build.assembly import load
+    from builder.image.assembly import load
     from builder.core.emulation import native_arch
-    from builder.build.audit import facts, provenance, sbom
+    from builder.image.audit import facts, provenance, sbom
     if manifest_digest != built.image.digest:
         raise ValueError(f"{built.tag}: manifest {manifest_digest[:19]} is not this image's "
                          f"({built.image.digest[:19]})")
@@ -35,7 +35,7 @@ def documents(built, manifest_digest: str, repository: str = "", registry_for=No
 
 def attach(registry, repo: str, built, subject: dict, registry_for=None, run_url: str | None = None) -> Attached:
     """Push the image's SBOM and provenance as referrers of `subject` (its manifest, already pushed)."""
-    from builder.build.audit import provenance, referrers, sbom
+    from builder.image.audit import provenance, referrers, sbom
     sbom_doc, prov_doc = documents(built, subject["digest"], repo, registry_for, run_url)
     created = built.labels.get("org.opencontainers.image.created", "")
     return Attached(referrers.attach(registry, repo, subject, sbom.MEDIA_TYPE, sbom_doc, created),

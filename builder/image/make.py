@@ -1,6 +1,6 @@
-"""The build stage: a verified gosu and the entrypoint appended to a digest-pinned base, as its plan says.
+"""Making an image: a verified gosu and the entrypoint appended to a digest-pinned base, as its plan says.
 
-Each image is assembled (build/assembly) from the base's layers as the
+Each image is assembled (image/assembly) from the base's layers as the
 registry serves them, then loaded into the engine so it can run there.
 Nothing runs inside the image while it is built, and nothing is resolved
 here: the plan names the base's digest and gosu's sha256.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from builder.build.assembly import append, load as loader
-from builder.build.assembly.accounts import Account
-from builder.build.assembly.store import Store
-from builder.build.model import Base, Target
-from builder.build.plan import ImagePlan, to_labels
+from builder.image.assembly import append, load as loader
+from builder.image.assembly.accounts import Account
+from builder.image.assembly.store import Store
+from builder.image.model import Base, Target
+from builder.image.plan import ImagePlan, to_labels
 from builder.core.engine import Engine
 from builder.core.registry import RegistryError
 from builder.gosu.fetch import Fetched

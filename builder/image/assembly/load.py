@@ -14,10 +14,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from builder.build.assembly.append import Image, base_layer
+from builder.image.assembly.append import Image, base_layer
 from builder.core.engine import Engine, EngineError
 from builder.core.registry import Registry
-from builder.build.assembly.store import Store
+from builder.image.assembly.store import Store
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from builder.core import refs
 from builder.consumer import reproduce
-from builder.build.assembly import accounts, basefs, layer
-from builder.build.assembly.accounts import Account
-from builder.build.assembly.layer import DIR, FILE, SYMLINK, Entry
+from builder.image.assembly import accounts, basefs, layer
+from builder.image.assembly.accounts import Account
+from builder.image.assembly.layer import DIR, FILE, SYMLINK, Entry
 
 EPOCH = 1_764_000_000          # 2025-11-24T16:00:00Z
 DAY = EPOCH // 86400

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.build.assembly import append
+from builder.image.assembly import append
 from builder.core import arches
 from builder.core.arches import Arch
 from builder.core.refs import split_ref

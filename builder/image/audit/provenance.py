@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from builder.build.audit.facts import LABEL, Facts
+from builder.image.audit.facts import LABEL, Facts
 
 MEDIA_TYPE = "application/vnd.in-toto+json"
 STATEMENT = "https://in-toto.io/Statement/v1"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from builder import config, wiring
-from builder.build import bases, model
+from builder.image import bases, model
 from builder.core import arches, refs
 from tests.support.engine import project_config
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from builder import config
-from builder.build import model, plan
+from builder.image import model, plan
 from builder.core import arches
 from tests.support.engine import project_config
 

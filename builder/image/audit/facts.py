@@ -12,10 +12,10 @@ import io
 import tarfile
 from dataclasses import dataclass
 
-from builder.build.assembly import append
+from builder.image.assembly import append
 from builder.gosu.sources.model import Fetched
-from builder.build.audit import basepkgs, goinfo
-from builder.build.audit.packages import Distro, Package
+from builder.image.audit import basepkgs, goinfo
+from builder.image.audit.packages import Distro, Package
 
 LABEL = "org.base-gosu"
 GOSU_PATH = "usr/local/bin/gosu"
@@ -62,7 +62,7 @@ def go_info(binary: bytes) -> goinfo.BuildInfo | None:
 
 
 def gather(built, registry_for, host_arch: str = "") -> Facts:
-    """Facts of an images.Built; `registry_for(host)` gives the client its base layers are read through."""
+    """Facts of a make.Built; `registry_for(host)` gives the client its base layers are read through."""
     image, labels = built.image, built.labels
     own = layer_files(append.own_layer_tar(built.store, image), GOSU_PATH, append.ENTRYPOINT.strip("/"))
     gosu_bin = own[GOSU_PATH]
