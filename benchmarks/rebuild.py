@@ -3,7 +3,7 @@
 
 Cold: an empty cache, so Debian's toolchain and dependency packages are
 downloaded from the real mirror and checked through the chain (into a
-test-signed archive: builder/testarchive.py), the toolchain is unpacked and
+test-signed archive: builder/gosu/testarchive.py), the toolchain is unpacked and
 all nine arches are compiled from nothing. Warm: the same again with the
 cache. Baseline, measured in the same run: a cold fetch of Debian's prebuilt
 gosu packages (eight arches) from the same mirror. Goals (issue 16): warm

@@ -69,9 +69,9 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
     gosu = {arch: gosu_of(f, make.gosu_bytes(f)) for arch, f in fetched.items()}
-    out = []
+    out, read = [], {}
     for t in req.targets:
-        base = bases.resolve_base(s, t.flavor, t.arch)
+        base = bases.resolve_base(s, t.flavor, t.arch, read)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
                               req.entrypoint))
     return RunPlan(tuple(out), fetched)
@@ -215,8 +215,9 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
             children[b.plan.name] = child
             made[child.digest] = documents
     if signer:
+        present = signing.present_tags(registry, dest.repository)
         for child in children.values():
-            signing.seal(signer, registry, dest, child.digest, statements.documents_for(made), log)
+            signing.seal(signer, registry, dest, child.digest, statements.documents_for(made), log, present)
     return [children[t.name] for t in req.targets]
 
 
@@ -252,8 +253,11 @@ def _move_tags(plans, children, registry, dest, log, signer) -> "tags.Report":
     report = tags.Report(plans, children)
     seal = None
     if signer:
+        present = signing.present_tags(registry, dest.repository)
+
         def seal(digest: str, per_arch: bool) -> None:
-            signing.seal(signer, registry, dest, digest, statements.documents_for({}) if per_arch else None, log)
+            signing.seal(signer, registry, dest, digest, statements.documents_for({}) if per_arch else None, log,
+                         present)
     report.moved = tags.apply(registry, dest, plans, log, seal)
     report.bytes_uploaded = registry.bytes_uploaded
     return report

@@ -27,7 +27,7 @@ def skip_or_fail(reason: str):
 
 @pytest.fixture(scope="session")
 def alts(rig):
-    """podman, rootless podman and a userns-remapped dockerd, opened on first use (tests/alt_engines.py)."""
+    """podman, rootless podman and a userns-remapped dockerd, opened on first use (tests/support/alt_engines.py)."""
     from tests.support.alt_engines import Alts
     a = Alts(rig)
     yield a

@@ -113,7 +113,7 @@ def test_repo_lock_pins_debian_trixie_gosu_for_its_eight_arches():
 
 def test_repo_lock_pins_the_rebuild_of_gosu_1_19():
     """Made from the real chain with --accept-expired unstable, and recorded as such: the lock is no freshness claim
-    (every fetch checks Valid-Until itself; tests/test_rebuild.py shows a lock never lets an expired suite by)."""
+    (every fetch checks Valid-Until itself; tests/gosu/test_rebuild.py shows a lock never lets an expired suite by)."""
     lock = json.loads((ROOT / "gosu.lock.json").read_text())["rebuild"]
     assert (lock["suite"], lock["version"]) == ("unstable", "1.19")
     assert lock.get("expired_accepted", "") in ("", "unstable 2026-11-06")   # gone once locked from a current mirror

@@ -236,6 +236,20 @@ class Registry:
         _expect(resp, 200, self.host, f"get manifest {repo}:{ref}")
         return resp.content, resp.headers.get("Content-Type", ""), sha256_digest(resp.content)
 
+    def list_tags(self, repo: str) -> set[str]:
+        """Every tag of `repo` (none for a repository that does not exist yet), following the Link pages."""
+        tags: set[str] = set()
+        url = f"{self.base}/{repo}/tags/list"
+        while url:
+            resp = self._request("GET", url, repo)
+            if resp.status_code == 404:
+                return tags
+            _expect(resp, 200, self.host, f"list the tags of {repo}")
+            tags.update((resp.json() or {}).get("tags") or [])
+            following = resp.links.get("next", {}).get("url")
+            url = requests.compat.urljoin(url, following) if following else ""
+        return tags
+
     def get_blob(self, repo: str, digest: str) -> bytes:
         resp = self._request("GET", f"{self.base}/{repo}/blobs/{digest}", repo)
         _expect(resp, 200, self.host, f"get blob {digest[:19]} from {repo}")

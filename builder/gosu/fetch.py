@@ -1,6 +1,6 @@
 """The fetch stage: a verified gosu binary per requested architecture, from the chosen source.
 
-Sources live in builder/sources/: tianon's signed GitHub release (the
+Sources live in builder/gosu/sources/: tianon's signed GitHub release (the
 default), Debian's archive, and a rebuild from the source Debian's archive
 carries, each checked against keys pinned in keys/.
 """

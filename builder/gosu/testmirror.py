@@ -1,7 +1,7 @@
 """A gosu mirror signed by a throwaway key: tianon's release layout, for tests and demos.
 
 The binaries are Debian bookworm's gosu 1.14, taken through the project's own
-archive check (builder/sources/debian.py); this signs them (and a
+archive check (builder/gosu/sources/debian.py); this signs them (and a
 SHA256SUMS) with a locally generated key and writes a runtime Invoke config
 that trusts exactly that key for exactly that mirror. Images built from it are
 trial images: the key is not one of keys/, so they never leave this machine

@@ -15,17 +15,27 @@ from builder.core.refs import split_ref
 from builder.core.registry import Registry, RegistryError, credentials_for
 
 
-def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch) -> Base:
-    """The flavor's base for this arch, pinned by digest: the first candidate that resolves."""
+def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch, read: dict | None = None) -> Base:
+    """The flavor's base for this arch, pinned by digest: the first candidate that resolves.
+
+    `read`: the indexes this run already read, by reference; a flavor's arches share one, so a run reads
+    each base's index once however many arches it builds.
+    """
     tried = []
+    read = {} if read is None else read
     for ref, standin in settings.base_candidates(flavor):
         host, repo, tag = split_ref(ref)
-        # A registry that is not there (no network, no mirror) is one quick miss, not a retried error.
-        reg = Registry(host, credentials_for(host), retries=1, backoff=0.1, timeout=20)
-        try:
-            got = reg.get_manifest(repo, (flavor.digest if not standin else "") or tag)
-        except RegistryError as e:
-            tried.append(f"{ref}: {e}")
+        reference = (flavor.digest if not standin else "") or tag
+        if (ref, reference) not in read:
+            # A registry that is not there (no network, no mirror) is one quick miss, not a retried error.
+            reg = Registry(host, credentials_for(host), retries=1, backoff=0.1, timeout=20)
+            try:
+                read[ref, reference] = reg.get_manifest(repo, reference)
+            except RegistryError as e:
+                read[ref, reference] = e
+        got = read[ref, reference]
+        if isinstance(got, RegistryError):
+            tried.append(f"{ref}: {got}")
             continue
         if got is None:
             tried.append(f"{ref}: not found in {host}")

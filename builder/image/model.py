@@ -1,4 +1,4 @@
-"""What the build stage is asked for: flavors, their bases and arches, and the targets of one request."""
+"""What the image stage is asked for: flavors, their bases and arches, and the targets of one request."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ Three bases live in the local registry (`local.*_seed`):
 * the ubuntu stand-in: that same Debian layer plus a second layer adding
   ubuntu:24.04's user and group `ubuntu` at 1000:1000 (its passwd line is the
   real image's), written as shadow-utils' useradd would write it, by
-  builder/assembly/accounts.py. Nothing runs in the image, so no emulator is
+  builder/image/assembly/accounts.py. Nothing runs in the image, so no emulator is
   needed beyond the Debian bootstrap itself. bookworm has no riscv64: that
   child is trixie, and its label says so.
 

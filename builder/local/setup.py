@@ -129,7 +129,7 @@ def down(s: LocalSettings, log) -> None:
 
 
 def up(s: LocalSettings, engine: Engine, log) -> None:
-    """Engine, emulation and registry; the bases are seeded by builder/seed.py once the registry answers."""
+    """Engine, emulation and registry; the bases are seeded by builder/local/seed.py once the registry answers."""
     s.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_engine(s, engine, log)
     ensure_emulation(s, log)

@@ -1,9 +1,9 @@
-"""The publish stage, first half: per-arch images go up by digest, each as a `Child` record.
+"""Pushing: each smoke-tested per-arch image goes up by digest and becomes a `Child` record.
 
-Two halves that can run on different machines (the nightly matrix):
+Pushing and tagging can run on different machines (the nightly matrix):
 `push_child` uploads one smoke-tested image by digest and returns a `Child`
-record (written to a file by the task); publish/tags.py reads those records,
-assembles one OCI index per flavor and moves its tags. Trial images are
+record (written to a file by `invoke push`); publish/tags.py turns such
+records into one OCI index per flavor and moves its tags. Trial images are
 stopped here, before a byte is sent.
 """
 

@@ -1,4 +1,4 @@
-"""Sign and attest published images with cosign (Debian's build, from builder/tools.py).
+"""Sign and attest published images with cosign (Debian's build, from local/tools.py).
 
 cosign itself writes every signature and attestation, so what users verify
 with (`cosign verify`, key files, KMS URIs, keyless certificates) is exactly
@@ -165,22 +165,31 @@ def has(registry: Registry, repo: str, digest: str, suffix: str = "sig") -> bool
     return registry.get_manifest(repo, sig_tag(digest, suffix)) is not None
 
 
+def present_tags(registry: Registry, repo: str) -> set[str]:
+    """The repository's tags, read once per run: which digests already carry a signature (.sig) or an
+    attestation (.att). `seal` adds what it makes."""
+    return registry.list_tags(repo)
+
+
 Documents = Callable[[Registry, str, str], dict[str, dict]]
 
 
-def seal(signer: Signer, registry: Registry, dest, digest: str, documents: Documents | None, log) -> None:
+def seal(signer: Signer, registry: Registry, dest, digest: str, documents: Documents | None, log,
+         present: set[str]) -> None:
     """Sign a manifest by digest (and attest a per-arch one's documents), unless that is already done.
 
-    Already-signed digests cost one registry read each, so a republish of
-    unchanged images signs nothing new.
+    `present` is the repository's tags as this run read them (present_tags), so a republish of
+    unchanged images reads no signature and signs nothing new.
     """
     ref = dest.ref(digest)
-    if not has(registry, dest.repository, digest):
+    if sig_tag(digest) not in present:
         signer.sign(registry, ref)
+        present.add(sig_tag(digest))
         log.write(f"sign: {ref} signed ({signer.identity.describe()})\n")
-    if documents and not has(registry, dest.repository, digest, "att"):
+    if documents and sig_tag(digest, "att") not in present:
         for kind, predicate in documents(registry, dest.repository, digest).items():
             signer.attest(registry, ref, kind, predicate)
+        present.add(sig_tag(digest, "att"))
         log.write(f"sign: {ref} attested ({', '.join(ATTESTATIONS)})\n")
 
 

@@ -1,4 +1,4 @@
-"""The publish stage, second half: one OCI index per flavor from the pushed children, then the tags move.
+"""Indexes and tags: one OCI index per flavor from its pushed children, then the tags move.
 
 No tag is touched until every child of every flavor is in the registry (and,
 with a signer, signed); a failure while moving tags puts back the ones

@@ -1,9 +1,9 @@
 """gosu rebuilt from Debian's source with Debian's Go: the chain, the lock, and the real thing.
 
-The chain and lock tests use a small archive the tests sign (tests/fakearchive.py).
+The chain and lock tests use a small archive the tests sign (tests/support/fakearchive.py).
 The rest is real: Debian's own toolchain and dependency packages, taken
 through the project's chain from Debian's mirror with Debian's keys, re-served
-with gosu 1.19's orig tarball under a throwaway key (builder/testarchive.py:
+with gosu 1.19's orig tarball under a throwaway key (builder/gosu/testarchive.py:
 unstable, the one suite that carries 1.19's source, had an expired Release
 on the mirror when this was written), and real cross-compiles. One build
 cache is shared by every test here, so each arch is compiled once per cache;

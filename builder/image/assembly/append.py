@@ -207,7 +207,7 @@ def config_for(r: Recipe, base_cfg: dict, diff_id: str) -> bytes:
         "rootfs": {"type": "layers", "diff_ids": [*base_cfg["rootfs"]["diff_ids"], diff_id]},
         "history": [*(base_cfg.get("history") or []),
                     {"created": iso(r.epoch), "created_by": r.note or "base-gosu: gosu, entrypoint, ops account",
-                     "comment": "assembled by base-gosu (builder/append.py)"}],
+                     "comment": "assembled by base-gosu (builder/image/assembly/append.py)"}],
     })
     return canonical(out)
 
