@@ -10,7 +10,7 @@ import dataclasses
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.core.errors import BuilderError
@@ -40,6 +40,8 @@ class Request:
     store: Path
     revision: Revision
     entrypoint: bytes
+    # Base indexes already read this run (seeding reads them first): each is read once.
+    base_reads: dict = field(default_factory=dict, compare=False, repr=False)
 
     def image_store(self) -> Store:
         return Store(self.store)
@@ -69,9 +71,9 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
     gosu = {arch: gosu_of(f, make.gosu_bytes(f)) for arch, f in fetched.items()}
-    out, read = [], {}
+    out = []
     for t in req.targets:
-        base = bases.resolve_base(s, t.flavor, t.arch, read)
+        base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
                               req.entrypoint))
     return RunPlan(tuple(out), fetched)

@@ -150,7 +150,8 @@ def up(c_config, engine, log) -> None:
 
 def seed(c_config, req: Request) -> None:
     """Seed what the local registry lacks for these targets (only when bases come through it)."""
-    seed_stage.ensure_bases(usage(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout)
+    seed_stage.ensure_bases(usage(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
+                            req.base_reads)
 
 
 def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,

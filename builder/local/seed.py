@@ -244,10 +244,10 @@ def seed(local: LocalSettings, settings: model.ImageSettings, log, arch_names: l
 
 
 def _seed_for(local: LocalSettings, settings: model.ImageSettings, target: model.Target,
-              by_ref: dict[str, Seed]) -> Seed | None:
+              by_ref: dict[str, Seed], read: dict) -> Seed | None:
     """The local seed this target's base should come from, when it lacks the target's platform; else None."""
     try:
-        bases.resolve_base(settings, target.flavor, target.arch)
+        bases.resolve_base(settings, target.flavor, target.arch, read)
         return None
     except bases.MissingPlatform as e:
         return by_ref.get(e.ref)
@@ -255,19 +255,23 @@ def _seed_for(local: LocalSettings, settings: model.ImageSettings, target: model
         return next((by_ref[ref] for ref, _ in settings.base_candidates(target.flavor) if ref in by_ref), None)
 
 
-def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, log) -> list[str]:
+def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, log, read: dict | None = None
+                 ) -> list[str]:
     """Seed every local base the targets need and the local registry lacks; returns the (seed, arch) seeded.
 
     Only when bases come through the local registry (images.base_mirror is
     it); a base that is missing anywhere else is the build's error to report.
+    `read`: the base indexes the run reads (bases.resolve_base), shared with its plan so that a base is
+    read once; emptied when a base was seeded, since its index changed.
     """
+    read = {} if read is None else read
     if settings.base_mirror.rstrip("/") not in {local.registry, f"localhost:{local.registry_port}"}:
         return []
     all_seeds = seeds(local, settings)
     by_ref = {f"{settings.base_mirror.rstrip('/')}/{s.name}": s for s in all_seeds}
     wanted: dict[str, list[str]] = {}
     for t in targets:
-        s = _seed_for(local, settings, t, by_ref)
+        s = _seed_for(local, settings, t, by_ref, read)
         if s is not None and t.arch.dpkg not in wanted.setdefault(s.name, []):
             say(log, f"seed: {local.registry}/{s.name} has no {t.platform} image; seeding it from "
                      f"{describe(local, s, t.arch.dpkg)}")
@@ -278,6 +282,8 @@ def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, l
             out = seed_base(local, s, wanted[s.name], log, tuple(o.repo for o in all_seeds if o is not s))
             done += [f"{s.name} {a}" for a in out.seeded]
             unseedable += out.unseedable
+    if done:
+        read.clear()
     if unseedable:
         raise SetupError("; ".join(unseedable))
     return done

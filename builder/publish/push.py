@@ -141,11 +141,12 @@ def push_assembled(store, image, registry: Registry, repo: str, base_registry: R
     `mount_from` (same registry) when it can, else read from the store or
     the base's registry and sent.
     """
+    own = image.layers[-1]["digest"]   # the appended layer: never in the base's repository, so never mounted
     for desc in image.layers:
         digest = desc["digest"]
         if registry.blob_exists(repo, digest):
             continue
-        if mount_from and registry.mount_blob(repo, digest, mount_from):
+        if mount_from and digest != own and registry.mount_blob(repo, digest, mount_from):
             continue
         data = store.get(digest) or base_layer(store, base_registry, image, digest)
         registry.upload_blob(repo, data, digest)
