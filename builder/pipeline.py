@@ -24,7 +24,7 @@ from builder.core.engine import Engine
 from builder.gosu import fetch as fetch_stage
 from builder.gosu.fetch import Fetched, FetchOptions
 from builder.publish import attest as statements, push as pub, signing, tags
-from builder.smoke import engines
+from builder.smoke import engines, schedule
 
 
 class PipelineError(BuilderError):
@@ -40,6 +40,7 @@ class Request:
     store: Path
     revision: Revision
     entrypoint: bytes
+    smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
     # Base indexes already read this run (seeding reads them first): each is read once.
     base_reads: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -142,19 +143,21 @@ def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSet
     from builder.smoke import run as smoke_stage
     built = build(req, engine, log, run)
     emulation.ensure([b.target.arch.dpkg for b in built], log, "smoke")
-    failures = []
     with engines.opened(under or engines.EngineSettings(), log) as runner:
         if runner.mode == engine.mode:
             runner = engine
         checks = smoke_stage.checks_for(runner)
         for b in built:
             engines.copy_image(engine, runner, b.tag)
-            failures += smoke_stage.run_all(runner, subject_of(b, by_id=runner is engine), log, checks)
+        subjects = [subject_of(b, by_id=runner is engine) for b in built]
+        start = time.monotonic()
+        failures = schedule.run_many(runner, subjects, checks, req.smoke_jobs, log)
     if failures:
         for f in failures:
             log.write(f"SMOKE FAILED {f}\n")
         raise PipelineError(f"{len(failures)} smoke check(s) failed; see the lines above")
-    log.write(f"smoke: all {len(checks)} checks passed under {runner.mode} on {', '.join(b.tag for b in built)}\n")
+    log.write(f"smoke: all {len(checks)} checks passed under {runner.mode} on {', '.join(b.tag for b in built)} "
+              f"({time.monotonic() - start:.1f} s, {req.smoke_jobs} at a time)\n")
     return built
 
 

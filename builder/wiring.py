@@ -79,7 +79,8 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
-                   git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes())
+                   git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
+                   usage(config.smoke_jobs, c_config.smoke))
 
 
 def release_fetch(flags: dict) -> dict:

@@ -61,6 +61,14 @@ def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":
                           Path(sm["userns_data"]))
 
 
+def smoke_jobs(smoke: Mapping) -> int:
+    """smoke.jobs: how many smoke checks run at once (1: one after another)."""
+    value = str(smoke.get("jobs", 1)).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"smoke.jobs is {value!r}: give a whole number of checks to run at once, 1 or more")
+    return int(value)
+
+
 def flag(value, key: str) -> bool:
     """A yes/no setting, strictly: a typo must not silently pick a side."""
     if isinstance(value, bool):

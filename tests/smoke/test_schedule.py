@@ -1,0 +1,69 @@
+"""The smoke scheduler: bounded concurrency, alone checks by themselves, stable output, every failure kept."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+from builder.smoke import schedule
+from builder.smoke.checks.kit import Subject
+
+
+def subjects(n: int) -> list[Subject]:
+    return [Subject(f"org/base-gosu:img{i}", "amd64", "linux/amd64", "1.19", "0" * 64) for i in range(n)]
+
+
+class Meter:
+    """Counts the checks running at once, and what ran beside an alone check."""
+    def __init__(self):
+        self.lock, self.now, self.most, self.beside_alone = threading.Lock(), 0, 0, []
+
+    def check(self, seconds: float, fail_on: str = "", alone: bool = False):
+        def run(c):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+                if alone and self.now > 1:
+                    self.beside_alone.append(self.now)
+            time.sleep(seconds)
+            with self.lock:
+                self.now -= 1
+            if c.s.image.endswith(fail_on) and fail_on:
+                c.fail("probe", f"{c.s.image} is wrong")
+        return schedule.alone(run) if alone else run
+
+
+def test_at_most_jobs_at_once_and_alone_checks_by_themselves():
+    m = Meter()
+    checks = {"a": m.check(0.05), "b": m.check(0.02), "timing": m.check(0.03, alone=True), "c": m.check(0.04)}
+    failures = schedule.run_many(None, subjects(5), checks, jobs=3)
+    assert failures == []
+    assert m.most == 3, "bounded by jobs, and the pool was used"
+    assert m.beside_alone == [], "nothing ran beside an alone check"
+
+
+def test_lines_come_per_image_in_check_order_and_every_failure_is_kept():
+    m = Meter()
+    log = io.StringIO()
+    # Later checks finish first: the order printed must still be the checks' order, image by image.
+    checks = {"slow": m.check(0.08, fail_on="img1"), "mid": m.check(0.04), "fast": m.check(0.0, fail_on="img3")}
+    failures = schedule.run_many(None, subjects(4), checks, jobs=4, log=log)
+    lines = log.getvalue().splitlines()
+    assert [l.split(": ")[0] for l in lines] == [f"smoke org/base-gosu:img{i} {n}" for i in range(4)
+                                                for n in ("slow", "mid", "fast")]
+    assert [(f.image, f.check) for f in failures] == [("org/base-gosu:img1", "probe"), ("org/base-gosu:img3", "probe")]
+    assert "FAILED: org/base-gosu:img1 is wrong" in lines[3]
+
+
+def test_a_check_that_breaks_is_reported_not_lost():
+    def broken(c):
+        raise KeyError("no such field")
+    failures = schedule.run_many(None, subjects(2), {"broken": broken, "fine": lambda c: None}, jobs=2)
+    assert [f.saw for f in failures] == ["KeyError: 'no such field'"] * 2
+
+
+def test_one_job_is_one_after_another():
+    m = Meter()
+    schedule.run_many(None, subjects(3), {"a": m.check(0.01), "b": m.check(0.01)}, jobs=1)
+    assert m.most == 1
