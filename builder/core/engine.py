@@ -35,9 +35,14 @@ class Engine:
     wrapper: tuple[str, ...] = ()
     mode: str = "docker"
     idmap: tuple[tuple[int, int, int], ...] = IDENTITY
+    # KEY=VALUE put on every container and volume this engine makes (`sweep` removes them all by it).
+    label: str = ""
 
     def run(self, *args: str, check: bool = True, timeout: float | None = 600, input: str | None = None,
             capture: bool = True) -> subprocess.CompletedProcess:
+        if self.label and (args[:1] in (("run",), ("create",)) or args[:2] == ("volume", "create")):
+            at = 2 if args[0] == "volume" else 1
+            args = (*args[:at], "--label", self.label, *args[at:])
         try:
             proc = subprocess.run([*self.wrapper, self.binary, *args], capture_output=capture, text=True,
                                   timeout=timeout, input=input,
@@ -50,6 +55,18 @@ class Engine:
             tail = (proc.stderr or "").strip().splitlines()[-8:]
             raise EngineError(f"`{self.binary} {' '.join(args)}` failed ({proc.returncode}): " + " | ".join(tail))
         return proc
+
+    def sweep(self) -> None:
+        """Remove every container and volume made under this engine's label: also those of a check that
+        timed out or was interrupted, whose `--rm` never ran."""
+        if not self.label:
+            return
+        found = self.run("ps", "-aq", "--filter", f"label={self.label}", check=False, timeout=60).stdout.split()
+        if found:
+            self.run("rm", "-f", "-v", *found, check=False, timeout=120)
+        volumes = self.run("volume", "ls", "-q", "--filter", f"label={self.label}", check=False, timeout=60)
+        if volumes.stdout.split():
+            self.run("volume", "rm", "-f", *volumes.stdout.split(), check=False, timeout=120)
 
     @property
     def rootless(self) -> bool:

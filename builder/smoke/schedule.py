@@ -11,8 +11,10 @@ returned, none stops the others.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -83,7 +85,21 @@ class _Printer:
 
 def run_many(engine: Engine, subjects: list[Subject], checks: dict[str, Check], jobs: int, log=None
              ) -> list[SmokeFailure]:
-    """Every check on every subject; at most `jobs` at once (alone checks first, each by itself)."""
+    """Every check on every subject; at most `jobs` at once (alone checks first, each by itself).
+
+    Every container and volume the checks make carries this run's label, and all are removed at the end,
+    however the run ends (a check timing out, Ctrl-C); two runs on one engine never touch each other's.
+    """
+    if engine is not None:
+        engine = dataclasses.replace(engine, label=f"org.base-gosu.smoke-run={uuid.uuid4().hex[:16]}")
+    try:
+        return _run_many(engine, subjects, checks, jobs, log)
+    finally:
+        if engine is not None:
+            engine.sweep()
+
+
+def _run_many(engine, subjects: list[Subject], checks: dict[str, Check], jobs: int, log) -> list[SmokeFailure]:
     printer = _Printer(subjects, list(checks), log)
     by_itself = [(i, n) for i in range(len(subjects)) for n, c in checks.items() if getattr(c, "alone", False)]
     together = [(i, n) for i in range(len(subjects)) for n, c in checks.items() if not getattr(c, "alone", False)]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
 
+import pytest
+
+from builder import pipeline
 from builder.smoke import schedule
 from builder.smoke.checks.kit import Subject
+from tests.support.engine import rig  # noqa: F401 - fixture
 
 
 def subjects(n: int) -> list[Subject]:
@@ -67,3 +72,31 @@ def test_one_job_is_one_after_another():
     m = Meter()
     schedule.run_many(None, subjects(3), {"a": m.check(0.01), "b": m.check(0.01)}, jobs=1)
     assert m.most == 1
+
+
+@pytest.mark.engine
+def test_what_checks_leave_behind_is_removed_when_the_run_ends(rig):
+    """A check that times out leaves its `--rm` container running; one leaves a detached container and a
+    volume: the run's label finds them all, and another run's containers are not touched."""
+    subject = pipeline.subject_of(rig.built("alpine", "amd64"), by_id=True)
+    other = dataclasses.replace(rig.engine, label="org.base-gosu.smoke-run=someone-else")
+    bystander = other.run("run", "-d", "--network", "none", subject.runs, "sleep", "600").stdout.strip()
+    seen = {}
+
+    def times_out(c):
+        c.engine.container(c.s.runs, "sleep", "600", timeout=3)
+
+    def leaves_things(c):
+        seen["label"] = c.engine.label
+        c.engine.run("run", "-d", "--network", "none", c.s.runs, "sleep", "600")
+        c.engine.run("volume", "create")
+
+    try:
+        failures = schedule.run_many(rig.engine, [subject], {"times_out": times_out, "leaves": leaves_things}, 2)
+        assert [f.check for f in failures] == ["times_out"] and "did not finish in 3 s" in failures[0].saw
+        label = seen["label"]
+        assert rig.engine.run("ps", "-aq", "--filter", f"label={label}").stdout.split() == []
+        assert rig.engine.run("volume", "ls", "-q", "--filter", f"label={label}").stdout.split() == []
+        assert rig.engine.run("ps", "-q", "--filter", f"id={bystander}").stdout.strip(), "another run's stays"
+    finally:
+        other.sweep()
