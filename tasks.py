@@ -186,11 +186,11 @@ def provenance(c, ref, platform=None):
     sys.stdout.write(wiring.show(ref, "provenance", platform).decode())
 
 
-@task(iterable=["key"], help=VERIFY)
+@task(iterable=["key", "origin"], help=VERIFY)
 @cli("verify", failed=2)
-def verify(c, ref, key=None, identity=None, issuer=None):
+def verify(c, ref, key=None, identity=None, issuer=None, origin=None):
     """Before `FROM`: check a published image's signatures, attestations and gosu's sha256 (exit 0: all hold)."""
-    digest, rows = wiring.verify(c.config, ref, key, identity, issuer)
+    digest, rows = wiring.verify(c.config, ref, key, identity, issuer, origin)
     print("\n".join(verify_stage.table(ref, digest, rows)))
     if not all(r.ok for r in rows):
         raise Exit(code=1)

@@ -103,7 +103,9 @@ VERIFY = {"ref": "HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index 
             "key": "a trusted cosign public key file or KMS URI; repeat it for a key rotation (default: "
                    "signing.trusted_keys, else the local registry's public key)",
             "identity": "keyless: the certificate identity regexp to require (signing.identity)",
-            "issuer": "keyless: the OIDC issuer to require (signing.issuer)"}
+            "issuer": "keyless: the OIDC issuer to require (signing.issuer)",
+            "origin": "HOST[:PORT]/REPO a signature may name besides REF's own repository: where a mirrored copy "
+                      "was signed; repeat it for several (default: verify.origins, none)"}
 
 
 def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):

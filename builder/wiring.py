@@ -130,9 +130,9 @@ def show(ref: str, kind: str, platform: str | None) -> bytes:
     return show_stage.show(load.registry_client({})(host), repo, reference, kind, platform)
 
 
-def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None):
+def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None, origins=None):
     """`invoke verify`: (digest, rows) of every check on a published image, with the configured trust."""
-    trust = usage(config.trust, c_config, keys, identity, issuer)
+    trust = usage(config.trust, c_config, keys, identity, issuer, origins)
     host, repo, tag = parse_ref(ref)
     checker = verify_stage.Checker(cosign(c_config), trust, Registry(host, credentials_for(host)), repo)
     return verify_stage.check(checker, tag)

@@ -194,8 +194,10 @@ def tool_settings(c_config) -> "ToolSettings":
                         backoff=float(c_config.gosu["backoff"]))
 
 
-def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None):
-    """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer."""
+def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,
+          origins: list[str] | None = None):
+    """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer; and
+    the repositories a signature may name besides the image's own (--origin, repeatable; verify.origins)."""
     from builder.consumer.verify import Trust
     s = c_config.signing
     identity, issuer = identity or s.get("identity") or "", issuer or s.get("issuer") or ""
@@ -214,4 +216,17 @@ def trust(c_config, keys: list[str] | None = None, identity: str | None = None, 
         if isinstance(p, Path) and not p.is_file():
             raise ValueError(f"trusted key {p} does not exist (--key, signing.trusted_keys; `invoke up` makes the "
                              "local registry's)")
-    return Trust(tuple(str(p) for p in paths), identity, issuer)
+    return Trust(tuple(str(p) for p in paths), identity, issuer, verify_origins(c_config, origins))
+
+
+def verify_origins(c_config, flags: list[str] | None) -> tuple[str, ...]:
+    """--origin, else verify.origins: HOST[:PORT]/REPO each, as a signature's docker-reference names it."""
+    names = flags if flags else [o for o in str(c_config.get("verify", {}).get("origins") or "").split(",")]
+    out = []
+    for name in (n.strip() for n in names if n.strip()):
+        host, _, repo = name.partition("/")
+        if not repo or ":" in repo or "@" in repo or not REPO_RE.match(repo) or "://" in name:
+            raise ValueError(f"origin {name!r} is not HOST[:PORT]/REPO (no tag or digest), e.g. "
+                             "ghcr.io/org/base-gosu (--origin, verify.origins)")
+        out.append(name)
+    return tuple(out)

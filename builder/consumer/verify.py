@@ -35,6 +35,8 @@ class Trust:
     keys: tuple[str, ...] = ()   # public key files or KMS URIs; any one of them may have signed (rotation)
     identity: str = ""           # keyless: certificate identity regexp
     issuer: str = ""             # keyless: OIDC issuer
+    # HOST/REPO a signature may name besides the image's own repository: where a mirror's copy was signed.
+    origins: tuple[str, ...] = ()
 
     def flag_sets(self) -> list[list[str]]:
         if self.keys:
@@ -51,6 +53,7 @@ class Row:
     what: str
     digest: str
     problem: str = ""   # empty: it holds
+    origin: str = ""    # a signature: the repository its payload names
 
     @property
     def ok(self) -> bool:
@@ -91,10 +94,13 @@ class Checker:
         payloads = [p for p in json.loads(out) if p.get("critical", {}).get("image", {})
                     .get("docker-manifest-digest") == digest]
         refs = sorted({p["critical"].get("identity", {}).get("docker-reference", "") for p in payloads})
-        if self.name not in refs:
+        allowed = [r for r in (self.name, *self.trust.origins) if r in refs]
+        if not allowed:
+            named = f" or {', '.join(self.trust.origins)}" if self.trust.origins else ""
             return Row(check, what, digest, f"the signature payload is for {', '.join(refs) or 'no repository'}, "
-                                            f"not {self.name}: a signature copied from another repository")
-        return Row(check, what, digest)
+                                            f"not {self.name}{named}: a signature copied from another repository "
+                                            "(a mirror of it? name where it was signed with --origin HOST/REPO)")
+        return Row(check, what, digest, origin=allowed[0])
 
     def attestation(self, kind: str, what: str, digest: str) -> tuple[Row, dict | None]:
         check = f"attestation {kind}"
@@ -166,7 +172,8 @@ def check(checker: Checker, ref: str) -> tuple[str, list[Row]]:
 def table(ref: str, digest: str, rows: list[Row]) -> list[str]:
     lines = [f"verify {ref} -> {digest}", f"{'check':28} {'what':16} {'digest':19}  result", "-" * 80]
     for r in rows:
-        lines.append(f"{r.check:28} {r.what:16} {r.digest[:19]:19}  {'ok' if r.ok else 'FAILED: ' + r.problem}")
+        result = "FAILED: " + r.problem if not r.ok else f"ok, signed as {r.origin}" if r.origin else "ok"
+        lines.append(f"{r.check:28} {r.what:16} {r.digest[:19]:19}  {result}")
     bad = [r for r in rows if not r.ok]
     lines.append(f"{len(rows) - len(bad)}/{len(rows)} checks hold" +
                  ("" if not bad else f"; {len(bad)} failed: do not build on this image"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from builder.core import oci
 from builder.image.model import LABEL
 from builder.core.oci import platform_key
+from builder.publish import settle, signing
 from builder.publish.push import Child, Destination, PublishError, check_children
 from builder.core.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryError, sha256_digest
 
@@ -210,9 +211,13 @@ def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log, s
     attests) each child and index by digest before any tag moves, so a tag
     never points at an unsigned image; a failure there moves no tag.
 
-    If a tag move fails, the tags already moved by this call are put back to
-    the index they had; a tag this call created points at a complete,
-    smoke-tested index and is reported.
+    Right before the first move, what the indexes need is read once more
+    (`gone`): a child, signature or attestation deleted underneath fails the
+    run, naming it, and moves no tag. If a tag move fails, the tags already
+    moved by this call are put back to the index they had; a tag this call
+    created points at a complete, smoke-tested index and is reported. After
+    the moves, the floating tags are settled against any publish running at
+    the same time (publish/settle.py).
     """
     todo = [p for p in plans if any(m.changes for m in p.moves)]
     for p in todo:
@@ -225,6 +230,11 @@ def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log, s
         registry.put_manifest(dest.repository, p.index_digest, p.index, OCI_INDEX)
         if seal:
             seal(p.index_digest, False)
+    missing = gone(registry, dest, todo, signed=seal is not None)
+    if missing:
+        raise PublishError(f"{'; '.join(missing)}: deleted from the registry (another admin, a garbage "
+                           "collection) after this run pushed or signed it. No tag was moved; re-run the "
+                           "publish (or its push) to put it back")
     moved: list[TagMove] = []
     try:
         for p in todo:
@@ -247,4 +257,32 @@ def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log, s
             verb = {"create": "created", "move": "moved"}.get(m.action, m.action)
             log.write(f"publish: {dest.ref(m.tag)} -> {p.index_digest[:19]}: {verb}\n"
                       if m.changes else f"publish: {dest.ref(m.tag)}: {verb}, nothing to do\n")
+    lost = []
+    for p in todo:
+        floating = tuple(m.tag for m in p.moves[:2])
+        won = settle.settle(registry, dest, floating, settle.Index(p.index_digest, p.index, OCI_INDEX), log)
+        if won.digest != p.index_digest:
+            lost.append(f"{', '.join(dest.ref(t) for t in floating)} name {won.digest[:19]}, another publish's "
+                        f"newer index, not this run's {p.index_digest[:19]} (which stays under "
+                        f"{dest.ref(p.moves[-1].tag)})")
+    if lost:
+        raise PublishError(f"another publish ran at the same time and won: {'; '.join(lost)}")
     return [m.tag for m in moved]
+
+
+def gone(registry: Registry, dest: Destination, plans: list[FlavorPlan], signed: bool) -> list[str]:
+    """What these plans' indexes need and the registry no longer has: a child, or (signed) a signature or
+    attestation. Read once, right before the first tag moves."""
+    out = []
+    present = registry.list_tags(dest.repository) if signed else set()
+    for p in plans:
+        for c in p.children:
+            what = f"{dest.ref(c.digest)} ({p.flavor} {c.arch})"
+            if registry.get_manifest(dest.repository, c.digest) is None:
+                out.append(what)
+            elif signed:
+                out += [f"the {kind} of {what}" for kind, suffix in (("signature", "sig"), ("attestations", "att"))
+                        if signing.sig_tag(c.digest, suffix) not in present]
+        if signed and signing.sig_tag(p.index_digest) not in present:
+            out.append(f"the signature of index {dest.ref(p.index_digest)} ({p.flavor})")
+    return out

@@ -277,7 +277,7 @@ def test_tamper_matrix(rig, signed, tmp_path):
     assert [f[:2] for f in got] == [("signature", "index"), ("signature", "linux/amd64"),
                                     ("signature", "linux/arm64/v8")], got
     assert got[0][2] == f"the signature payload is for {src}, not {s.reg.host}/{t6}: a signature copied from " \
-                        "another repository"
+                        "another repository (a mirror of it? name where it was signed with --origin HOST/REPO)"
     cosign_copied = cosign_verify(rig, s, tmp_path, f"{s.reg.host}/{t6}:alpine")
     print(f"cosign verify on a signature copied from another repository: exit {cosign_copied.returncode}")
     assert cosign_copied.returncode == 0, "cosign itself does not compare the payload's repository"

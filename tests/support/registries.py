@@ -91,6 +91,9 @@ class Proxy:
     # with a `subject` is answered with OCI-Subject and listed at /v2/<repo>/referrers/<digest>.
     referrers_api: bool = False
     referrers: dict[str, list[dict]] = field(default_factory=dict)
+    # (method, path regex, seconds): requests held back that long before they are forwarded, so that two
+    # clients' steps overlap as they would over a slow network.
+    slow: list[tuple[str, str, float]] = field(default_factory=list)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -169,6 +172,9 @@ def _handler(proxy: Proxy):
             if proxy.referrers_api and listed and self.command == "GET":
                 proxy.requests.append((self.command, self.path, "referrers API"))
                 return self._referrers(listed.group(2))
+            for method, pattern, seconds in proxy.slow:
+                if method == self.command and re.search(pattern, self.path):
+                    time.sleep(seconds)
             fault = proxy.fault_for(self.command, self.path)
             proxy.requests.append((self.command, self.path, fault or "forwarded"))
             if fault == "reset":
