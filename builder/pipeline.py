@@ -258,11 +258,13 @@ def _move_tags(plans, children, registry, dest, log, signer) -> "tags.Report":
     report = tags.Report(plans, children)
     seal = None
     if signer:
-        present = signing.present_tags(registry, dest.repository)
+        present: list[set[str]] = []   # the repository's tags, listed when the first seal needs them
 
         def seal(digest: str, per_arch: bool) -> None:
+            if not present:
+                present.append(signing.present_tags(registry, dest.repository))
             signing.seal(signer, registry, dest, digest, statements.documents_for({}) if per_arch else None, log,
-                         present)
+                         present[0])
     report.moved = tags.apply(registry, dest, plans, log, seal)
     report.bytes_uploaded = registry.bytes_uploaded
     return report
