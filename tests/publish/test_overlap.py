@@ -86,7 +86,8 @@ def test_two_publishers_of_different_gosu_at_once_end_on_one_whole_index(rig, re
             assert {signing.sig_tag(child["digest"]), signing.sig_tag(child["digest"], "att")} <= present
         outcome = {}
         for name, p in done.items():
-            own = set(re.findall(r"-> (sha256:[0-9a-f]{12})", p.stdout))
+            # The index this run moved tags to as its own (not "moved again" to another run's).
+            own = set(re.findall(r"-> (sha256:[0-9a-f]{12}): (?:created|moved)$", p.stdout, re.M))
             if p.returncode != 0:
                 assert "another publish ran at the same time and won" in p.stderr, p.stdout + p.stderr
                 assert winner[:19] not in own, (name, own, winner)
