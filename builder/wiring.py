@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from invoke import Config
+
 from builder import config
 from builder.image.assembly import load
 from builder.image.assembly.store import Store
@@ -32,6 +34,17 @@ from builder.core.engine import Engine
 from builder.pipeline import Request
 from builder.publish import signing
 from builder.publish.signing import Signer
+
+
+def project_config(runtime: Path | None = None) -> Config:
+    """The project's invoke.yaml (plus `invoke -f RUNTIME`) and environment, as `invoke` in the project loads
+    them: for the benchmarks and tests, which drive the stages without a task."""
+    cfg = Config(project_location=str(ROOT), runtime_path=str(runtime) if runtime else None)
+    cfg.load_project()
+    if runtime:
+        cfg.load_runtime()
+    cfg.load_shell_env()
+    return cfg
 
 
 def usage(call, *args, **kw):

@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from invoke import Config
 
 from builder import config, pipeline, wiring
+from builder.wiring import project_config  # noqa: F401 - the tests import it from here with the fixtures
 from builder.core import emulation
 from builder.local import setup as local, seed, tools
 from builder.publish import signing
@@ -29,15 +29,6 @@ from tests.conftest import ROOT, skip_or_fail
 ARCHES = ("amd64", "arm64")
 UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
 
-
-def project_config(runtime: Path | None = None) -> Config:
-    """The project's invoke.yaml (plus `invoke -f RUNTIME`), as `invoke` in the project would load it."""
-    cfg = Config(project_location=str(ROOT), runtime_path=str(runtime) if runtime else None)
-    cfg.load_project()
-    if runtime:
-        cfg.load_runtime()
-    cfg.load_shell_env()
-    return cfg
 
 
 def require_engine() -> Engine:

@@ -37,5 +37,10 @@ Engine.remove_image
 # Invoke reads a task's parameters through inspect.signature, which honours __signature__: builder/cli.py
 # sets it to add the shared fetch flags to a task.
 import builder.cli  # noqa: E402
+import builder.wiring  # noqa: E402
 builder.cli.cli("x", fetch=("a",))(lambda c, fetch=None: None).__signature__
 
+
+# The project's configuration loaded as `invoke` loads it, for what drives the stages without a task: the
+# benchmarks (benchmarks/common.py) and the tests (tests/support/engine.py).
+builder.wiring.project_config
