@@ -177,6 +177,7 @@ class Triage:
     states: dict[str, dict]         # flavor -> tag -> TagState
     have: dict[str, pub.Child]      # image name -> the child already published with the same inputs
     revision: tuple[str, str]
+    present: set[str] | None = None  # the repository's tags once signing listed them (what is signed)
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
@@ -220,9 +221,9 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
             children[b.plan.name] = child
             made[child.digest] = documents
     if signer:
-        present = signing.present_tags(registry, dest.repository)
+        triage.present = signing.present_tags(registry, dest.repository)
         for child in children.values():
-            signing.seal(signer, registry, dest, child.digest, statements.documents_for(made), log, present)
+            signing.seal(signer, registry, dest, child.digest, statements.documents_for(made), log, triage.present)
     return [children[t.name] for t in req.targets]
 
 
@@ -247,18 +248,19 @@ def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_
     triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer)
     children = _push(req, engine, registry, dest, log, triage, signer)
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, triage.states)
-    report = _move_tags(plans, children, registry, dest, log, signer)
+    report = _move_tags(plans, children, registry, dest, log, signer, triage.present)
     summary = "nothing changed, zero bytes pushed" if report.noop else \
         f"{len(report.moved)} tag(s) moved, {report.bytes_uploaded} bytes uploaded"
     log.write(f"publish: {dest.registry}/{dest.repository}: {summary} ({time.monotonic() - start:.1f} s)\n")
     return report
 
 
-def _move_tags(plans, children, registry, dest, log, signer) -> "tags.Report":
+def _move_tags(plans, children, registry, dest, log, signer, listed: set[str] | None = None) -> "tags.Report":
+    """`listed`: the repository's tags as this run's push already listed (and added to) them."""
     report = tags.Report(plans, children)
     seal = None
     if signer:
-        present: list[set[str]] = []   # the repository's tags, listed when the first seal needs them
+        present: list[set[str]] = [] if listed is None else [listed]   # listed when the first seal needs them
 
         def seal(digest: str, per_arch: bool) -> None:
             if not present:
