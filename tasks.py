@@ -7,8 +7,8 @@ import sys
 from invoke import Exit, task
 
 from builder import config, pipeline, wiring
-from builder.cli import (ASSEMBLE, FETCH, FETCH_ONLY, IMAGE, IMAGE_FETCH, LOCK, PUBLISH, PUSH, RELEASE, REPRODUCE,
-                         SHOW, SMOKE, TEST_ARCHIVE, VERIFY, cli)
+from builder.cli import (ASSEMBLE, FETCH, FETCH_ONLY, IMAGE, IMAGE_FETCH, LOCK, MATRIX, PUBLISH, PUSH, RELEASE,
+                         REPRODUCE, SHOW, SMOKE, TEST_ARCHIVE, VERIFY, cli)
 from builder.config import cli_path, project_path
 from builder.consumer import verify as verify_stage
 from builder.core.engine import Engine
@@ -62,28 +62,28 @@ def test(c, k=None, x=False, no_up=False):
 @task(help=PUBLISH)
 @cli("publish", fetch=IMAGE_FETCH)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
-            allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False):
+            allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False):
     """Build and smoke-test every flavor/arch, push, sign and attest each by digest, sign each index, move tags."""
     wiring.publish(**locals())
 
 
 @task(help=RELEASE)
 @cli("release", fetch=IMAGE_FETCH)
-def release(c, flavor=None, arch=None, fetch=None):
+def release(c, flavor=None, arch=None, fetch=None, release=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
-    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch))
+    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch), release=release)
 
 
 @task(help=PUSH)
 @cli("push", fetch=IMAGE_FETCH)
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
-         allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False):
+         allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, **fetch)
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
     wiring.seed(c.config, req)
-    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer)
+    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol)
     for path in push_stage.write_records(cli_path(digests_dir), children):
         print(f"push: wrote {path}")
 
@@ -91,20 +91,33 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
 @task(help=ASSEMBLE)
 @cli("assemble")
 def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, dry_run=False,
-             allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False):
-    """Split publish, part 2: check every expected arch was pushed, write each flavor's index, move its tags."""
-    expected = wiring.usage(config.expected_targets, c.config, flavor, config.publish_arches(c.config, arch))
+             allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False, release=None,
+             allow_eol=False):
+    """Split publish, part 2: check every expected arch was pushed, write each release's index, move its tags."""
+    today = wiring.current_date()
+    expected = wiring.usage(config.expected_targets, wiring.image_settings(c.config, today), flavor,
+                            config.publish_arches(c.config, arch), release, today)
     children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
-    pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer)
+    pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer,
+                      allow_eol, today)
+
+
+@task(help=MATRIX)
+@cli("matrix", failed=2)
+def matrix(c, release="all"):
+    """Print the nightly's image jobs as one line of JSON: {flavor, release, arch, runner, emulated} per job."""
+    today = wiring.current_date()
+    print(matrix_stage.to_json(wiring.usage(config.matrix_jobs, c.config, wiring.image_settings(c.config, today),
+                                            release, today)))
 
 
 @task
-@cli("matrix", failed=2)
-def matrix(c):
-    """Print the nightly's image jobs as one line of JSON: {flavor, arch, runner, emulated} per flavor x arch."""
-    print(matrix_stage.to_json(config.matrix_jobs(c.config)))
+@cli("releases")
+def releases(c):
+    """Print every configured release of each flavor: default?, end of life, days left, arches, seedable here?"""
+    print("\n".join(wiring.releases(c.config, wiring.current_date())))
 
 
 @task
@@ -141,19 +154,19 @@ def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
 
 @task(help=IMAGE)
 @cli("build", fetch=IMAGE_FETCH)
-def build(c, flavor=None, arch=None, fetch=None):
-    """Build org/base-gosu:<flavor>-<arch> images in the local engine from verified gosu."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, **fetch)
+def build(c, flavor=None, arch=None, fetch=None, release=None):
+    """Build org/base-gosu:<flavor>-<release>-<arch> images in the local engine from verified gosu."""
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, **fetch)
     wiring.seed(c.config, req)
     pipeline.build(req, Engine())
 
 
 @task(help=SMOKE)
 @cli("smoke", fetch=IMAGE_FETCH)
-def smoke(c, flavor=None, arch=None, fetch=None, engine=None):
+def smoke(c, flavor=None, arch=None, fetch=None, engine=None, release=None):
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     under = wiring.usage(config.engine_settings, c.config, engine)
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, **fetch)
     wiring.seed(c.config, req)
     pipeline.smoke(req, Engine(), under=under)
 

@@ -7,6 +7,7 @@ fetches gosu, resolves a base or reads a tag a second time.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.core.errors import BuilderError
-from builder.image import bases, make
+from builder.image import bases, eol, make
 from builder.image.assembly import load as loader
 from builder.image.assembly.store import Store
 from builder.image.model import Base, ImageSettings, Revision, Target
@@ -43,6 +44,8 @@ class Request:
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
     # Base indexes already read this run (seeding reads them first): each is read once.
     base_reads: dict = field(default_factory=dict, compare=False, repr=False)
+    # The day the EOL guard and warnings go by (the wiring reads the clock; tests set it).
+    today: dt.date = field(default_factory=dt.date.today)
 
     def image_store(self) -> Store:
         return Store(self.store)
@@ -72,6 +75,10 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
     gosu = {arch: gosu_of(f, make.gosu_bytes(f)) for arch, f in fetched.items()}
+    for flavor in dict.fromkeys(t.flavor for t in req.targets):
+        line = eol.notice(f"{flavor.name} {flavor.release} ({flavor.base})", flavor.eol, req.today)
+        if line:
+            log.write(line + "\n")
     out = []
     for t in req.targets:
         base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
@@ -161,8 +168,8 @@ def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSet
     return built
 
 
-def _pushed_targets(req: Request) -> list[tuple[str, str]]:
-    return [(t.flavor.name, t.arch.dpkg) for t in req.targets]
+def _pushed_targets(req: Request) -> list[tuple[str, str, str]]:
+    return [(t.flavor.name, t.flavor.release, t.arch.dpkg) for t in req.targets]
 
 
 def describe_base(base: Base) -> str:
@@ -174,32 +181,34 @@ def describe_base(base: Base) -> str:
 class Triage:
     """A publish's plan: the images, their flavors' tags as read once, and what the registry already serves."""
     run: RunPlan
-    states: dict[str, dict]         # flavor -> tag -> TagState
+    states: dict[str, dict]         # flavor-release -> tag -> TagState
     have: dict[str, pub.Child]      # image name -> the child already published with the same inputs
     revision: tuple[str, str]
     present: set[str] | None = None  # the repository's tags once signing listed them (what is signed)
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
-            signer: signing.Signer | None = None) -> Triage:
-    """Plan once, check the guards once (trial, signing identity, shrink), read each flavor's tags once."""
+            signer: signing.Signer | None = None, allow_eol: bool = False) -> Triage:
+    """Plan once, check the guards once (trial, end of life, signing identity, shrink), read each release's tags
+    once."""
     run = plan(req, log)
     pub.check_trial([(p.tag, p.trial) for p in run.images], dest, allow_trial)
+    pub.check_eol([(p.tag, str(p.target.flavor.eol or "")) for p in run.images], dest, allow_eol, req.today)
     if signer:
         signer.preflight()
     states = {}
     for p in run.images:
         f = p.target.flavor
-        if f.name not in states:
-            states[f.name] = tags.read_tags(registry, dest.repository, tags.tags_for(f.name, f.release,
-                                                                                      p.gosu.version))
-    for name, tag_states in states.items():
-        platforms = {str(t.platform) for t in req.targets if t.flavor.name == name}
-        tags.check_shrink(dict(list(tag_states.items())[:2]), platforms, allow_shrink)
+        if f.key not in states:
+            states[f.key] = tags.read_tags(registry, dest.repository, tags.tags_for(f.name, f.release,
+                                                                                     p.gosu.version, f.default))
+    for key, tag_states in states.items():
+        platforms = {str(t.platform) for t in req.targets if t.flavor.key == key}
+        tags.check_shrink(dict(list(tag_states.items())[:-1]), platforms, allow_shrink)
     revision = (req.revision.commit, req.revision.created)
     have = {}
     for p in run.images:
-        existing = tags.reusable(states[p.target.flavor.name], str(p.target.platform), p.inputs)
+        existing = tags.reusable(states[p.target.flavor.key], str(p.target.platform), p.inputs)
         if existing:
             have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
     return Triage(run, states, have, revision)
@@ -208,7 +217,7 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
 def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
           signer: signing.Signer | None) -> list[pub.Child]:
     for child in triage.have.values():
-        log.write(f"push: {child.flavor}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
+        log.write(f"push: {child.key}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
                   f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
     todo = {p.name for p in triage.run.images if p.name not in triage.have}
     children = dict(triage.have)
@@ -228,7 +237,7 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
 
 
 def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-         allow_trial: bool = False, signer: signing.Signer | None = None) -> list:
+         allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False) -> list:
     """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
 
     An image whose inputs digest the registry already serves is neither built
@@ -236,16 +245,16 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     With a signer, each image is signed and attested by digest once pushed
     (one already signed is left as it is).
     """
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol)
     return _push(req, engine, registry, dest, log, triage, signer)
 
 
 def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-            allow_trial: bool = False, signer: signing.Signer | None = None):
+            allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False):
     """build -> smoke -> push every arch by digest (signed, attested) -> one index per flavor (signed) -> move
     tags, in that order. Planned once: the guards and the tags read here are not checked or read again."""
     start = time.monotonic()
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol)
     children = _push(req, engine, registry, dest, log, triage, signer)
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, triage.states)
     report = _move_tags(plans, children, registry, dest, log, signer, triage.present)
@@ -272,15 +281,17 @@ def _move_tags(plans, children, registry, dest, log, signer, listed: set[str] | 
     return report
 
 
-def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | None, log=sys.stderr,
+def assemble(children: list, registry, dest, expected: list[tuple[str, str, str]] | None, log=sys.stderr,
              allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False,
-             signer: signing.Signer | None = None):
+             signer: signing.Signer | None = None, allow_eol: bool = False, today: dt.date | None = None):
     """Indexes and tags from push records made on other machines (the split publish's second half).
 
     With a signer, every child must be (or is now) signed and attested and
     every index is signed by digest before any tag moves to it.
     """
-    pub.check_trial([(f"{dest.repository}:{c.flavor}-{c.arch}", c.trial) for c in children], dest, allow_trial)
+    pub.check_trial([(f"{dest.repository}:{c.key}-{c.arch}", c.trial) for c in children], dest, allow_trial)
+    pub.check_eol([(f"{dest.repository}:{c.key}-{c.arch}", c.eol) for c in children], dest, allow_eol,
+                  today or dt.date.today())
     if signer and not dry_run:
         signer.preflight()
     plans = tags.plan(registry, dest, children, expected, allow_shrink)
@@ -291,12 +302,14 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | N
     return _move_tags(plans, children, registry, dest, log, signer)
 
 
-def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False):
+def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False,
+            allow_eol: bool = False):
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
-    t = _triage(req, registry, dest, allow_shrink, log, allow_trial)
+    t = _triage(req, registry, dest, allow_shrink, log, allow_trial, allow_eol=allow_eol)
     children = [t.have.get(p.name) or pub.Child(
         p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, p.target.platform.as_oci(),
-        "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial) for p in t.run.images]
+        "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial,
+        default=p.target.flavor.default, eol=str(p.target.flavor.eol or "")) for p in t.run.images]
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, t.states)
     log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
     log.write("\n".join(tags.describe(plans, dest)) + "\n")

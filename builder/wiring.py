@@ -8,6 +8,7 @@ inputs are gathered once, here, then planned once (pipeline.plan).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from invoke import Config
 from builder import config
 from builder.image.assembly import load
 from builder.image.assembly.store import Store
-from builder.image.model import IMAGES, Revision, select_targets
+from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
 from builder.config import gosu as gosu_config
 from builder.config.paths import ROOT, project_path
 from builder.consumer import reproduce as reproduce_stage, show as show_stage, verify as verify_stage
@@ -28,6 +29,8 @@ from builder.core.refs import parse_ref
 from builder.core.registry import Registry, credentials_for
 from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, choose_source
+from builder.gosu.sources import deb
+from builder.image import eol
 from builder.local import seed as seed_stage, setup, tools
 from builder import pipeline
 from builder.core.engine import Engine
@@ -84,16 +87,43 @@ def git_revision(root: Path, source_date_epoch: str | None = None) -> Revision:
     return Revision(commit, int(value))
 
 
+def current_date() -> dt.date:
+    """The day the EOL guard, the warnings and `invoke releases` go by (the one place the clock is read)."""
+    return dt.date.today()
+
+
+def distro_info(c_config, log=sys.stderr) -> eol.DistroInfo:
+    """distro-info-data's debian.csv and ubuntu.csv, from the pinned package (tools.distro_info) taken through
+    Debian's verified archive chain; the .deb is kept in tools.dir's cache, so later runs fetch nothing."""
+    package, pin = usage(config.distro_info_pin, c_config)
+    data, signer = tools.fetch_deb(usage(config.tool_settings, c_config), package, pin, "all", "tools.distro_info",
+                                   native_arch())
+    try:
+        tables = {name: deb.extract(data, f"/usr/share/distro-info/{name}.csv").decode()
+                  for name in ("debian", "ubuntu")}
+    except (deb.DebError, UnicodeDecodeError) as e:
+        raise tools.ToolError(f"{package} {pin.version}: {e}") from None
+    return eol.DistroInfo(pin.version, tables)
+
+
+def image_settings(c_config, today: dt.date | None = None) -> ImageSettings:
+    """images.* with every release's end of life (Debian's and Ubuntu's from distro-info-data), the local
+    defaults applied where bases come through the local registry, and a dead default release refused."""
+    return usage(config.image_settings, c_config.images, c_config.local, distro_info(c_config), today)
+
+
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
-                  default_arch: str | None = None, environ=os.environ, **fetch_flags) -> Request:
+                  default_arch: str | None = None, environ=os.environ, release: str | None = None,
+                  today: dt.date | None = None, **fetch_flags) -> Request:
     """One run's request: targets checked, gosu options resolved, the revision and entrypoint read."""
-    settings = usage(config.image_settings, c_config.images)
-    targets = usage(select_targets, settings, flavor, arch, default_arch or native_arch())
+    today = today or current_date()
+    settings = image_settings(c_config, today)
+    targets = usage(select_targets, settings, flavor, arch, default_arch or native_arch(), release, today)
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
-                   usage(config.smoke_jobs, c_config.smoke))
+                   usage(config.smoke_jobs, c_config.smoke), today=today)
 
 
 def release_fetch(flags: dict) -> dict:
@@ -127,14 +157,14 @@ def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = N
               fingerprint: str | None = None) -> list[reproduce_stage.Verdict]:
     """`invoke reproduce`: the published image's plan rebuilt in this checkout's store, gosu from the cache
     or fetched again from where it came (`mirror`, `key`)."""
-    settings = usage(config.image_settings, c_config.images)
+    settings = image_settings(c_config)
     store = Store(project_path(c_config.images.get("store") or ".cache/images"))
 
     def options_for(version: str, arch: str, kind: str) -> FetchOptions:
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
-                                     load.registry_client({}))
+                                     load.registry_client({}), settings.releases)
 
 
 def show(ref: str, kind: str, platform: str | None) -> bytes:
@@ -155,9 +185,13 @@ def up(c_config, engine, log) -> None:
     """`invoke up`: engine, emulation and registry, seeded bases, cosign and oras, the local key pair."""
     local = usage(config.local_settings, c_config.local)
     setup.up(local, engine, log)
-    seed_stage.seed(local, usage(config.image_settings, c_config.images), log)
+    settings = image_settings(c_config)
+    seed_stage.seed(local, settings, log)
     for name in ("cosign", "oras"):
         log.write(f"up: tools: {name} at {tools.ensure(config.tool_settings(c_config), name, native_arch(), log)}\n")
+    note = config.local_default_note(c_config)
+    if note:
+        log.write(f"up: {note}\n")
     pub = signing.make_local_key(cosign(c_config), project_path(c_config.signing.local_key), log)
     log.write(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}\n")
 
@@ -169,13 +203,26 @@ def seed(c_config, req: Request) -> None:
 
 
 def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,
-            keyless=False, unsigned=False, log=sys.stdout):
+            keyless=False, unsigned=False, log=sys.stdout, release=None, allow_eol=False):
     """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
-    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch)
+    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), release=release, **fetch)
+    note = usage(config.local_default_note, c.config)
+    if note and not release:
+        log.write(f"{note}\n")
     dest, client = destination(c.config, registry, repository)
     signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
     if dry_run:  # a dry run changes nothing, the local registry included
-        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial)
+        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol)
     seed(c.config, req)
-    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_)
+    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol)
+
+
+def releases(c_config, today: dt.date) -> list[str]:
+    """`invoke releases`: every configured release of each flavor as a table."""
+    from builder.image import releases as table
+    settings = image_settings(c_config, today)
+    local = usage(config.local_settings, c_config.local)
+    note = config.local_default_note(c_config)
+    return table.lines(settings, today, lambda f: seed_stage.seedable(local, f)) + ([f"defaults here: {note}"]
+                                                                                     if note else [])
 

@@ -25,15 +25,24 @@ def local_settings(local: Mapping) -> "LocalSettings":
         registry_port=int(local["registry_port"]),
         arches=tuple(a.dpkg for a in arches.parse_list(local["arches"], table=arches.IMAGE_ARCHES)),
         debian_mirror=local["debian_mirror"],
-        debian_suite=local["debian_suite"],
+        standin_suites=_standin_suites(local.get("standin_suites") or ""),
         debian_suites=_arch_map("local.debian_suites", local.get("debian_suites") or ""),
         debian_bootstrap=str(local.get("debian_bootstrap") or "mmdebstrap").strip(),
         alpine_dir=project_path(local["alpine_dir"]),
         alpine_version=str(local["alpine_version"]),
-        minideb_seed=local["minideb_seed"],
-        ubuntu_seed=local["ubuntu_seed"],
         alpine_seed=local["alpine_seed"],
     )
+
+
+def _standin_suites(spec: str) -> tuple[tuple[str, str], ...]:
+    """local.standin_suites: 'minideb-trixie=trixie,...'."""
+    out = []
+    for item in (i.strip() for i in str(spec).split(",") if i.strip()):
+        name, sep, suite = item.partition("=")
+        if not sep or not suite.strip() or "-" not in name:
+            raise ValueError(f"local.standin_suites: {item!r} is not FLAVOR-RELEASE=SUITE, e.g. minideb-trixie=trixie")
+        out.append((name.strip(), suite.strip()))
+    return tuple(out)
 
 
 def _arch_map(key: str, spec: str) -> tuple[tuple[str, str], ...]:
@@ -105,19 +114,103 @@ def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platfor
     return tuple(out)
 
 
-def image_settings(images: Mapping) -> "ImageSettings":
-    from builder.image.model import Flavor, ImageSettings
-    flavors = {
-        name: Flavor(name, f["base"], f.get("standin") or "", f.get("digest") or "", str(f["release"]),
-                     tuple(a.dpkg for a in arches.parse_list(f["arches"], table=arches.IMAGE_ARCHES)),
-                     flavor_platforms(name, f.get("platforms") or ""))
-        for name, f in images["flavors"].items()
-    }
+def image_settings(images: Mapping, local: Mapping | None = None, distro_info=None, today=None) -> "ImageSettings":
+    """images.*: every flavor's releases. `distro_info` (eol.DistroInfo): the tables Debian's and Ubuntu's
+    end-of-life dates come from (None: not looked up, those releases' dates stay unknown). `today`: a default
+    release past its end of life is refused. `local` (the local section): when bases come through the local
+    registry, local.default_releases picks the defaults there (the releases that can be seeded here)."""
+    from builder.image.model import ImageSettings
+    local_defaults = _local_defaults(images, local)
+    releases = {}
+    for name, f in images["flavors"].items():
+        releases[name] = _releases(name, f, distro_info, local_defaults.get(name))
+    flavors = {}
+    for name, rels in releases.items():
+        flavors[name] = next(r for r in rels.values() if r.default)
+        chosen = flavors[name]
+        if today is not None and name not in local_defaults and chosen.eol and chosen.eol.past(today):
+            raise ValueError(f"images.flavors.{name}.default is {chosen.release!r}, which reached its end of life on "
+                             f"{chosen.eol.date} ({chosen.eol.source}): make a supported release the default")
     return ImageSettings(
         repository=images["repository"], flavors=flavors, base_mirror=images["base_mirror"],
         use_standins=standins_mode(images["use_standins"]), ops_user=images["ops_user"],
         ops_uid=int(images["ops_uid"]), ops_gid=int(images["ops_gid"]), source_url=images["source_url"],
+        releases=releases,
     )
+
+
+def _local_defaults(images: Mapping, local: Mapping | None) -> dict[str, str]:
+    """local.default_releases (FLAVOR=RELEASE,...), when images.base_mirror is the local registry."""
+    if local is None:
+        return {}
+    port = int(local["registry_port"])
+    if str(images.get("base_mirror") or "").rstrip("/") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        return {}
+    out = {}
+    for item in (i.strip() for i in str(local.get("default_releases") or "").split(",") if i.strip()):
+        name, sep, release = item.partition("=")
+        if not sep or not release.strip():
+            raise ValueError(f"local.default_releases: {item!r} is not FLAVOR=RELEASE, e.g. alpine=3.20")
+        out[name.strip()] = release.strip()
+    return out
+
+
+def _releases(name: str, f: Mapping, distro_info, local_default: str | None) -> dict:
+    """images.flavors.<name>.releases, each a Flavor (the flavor at that release), in configuration order."""
+    from builder.image import eol as eol_mod
+    from builder.image.model import Flavor
+    key = f"images.flavors.{name}"
+    rels = f.get("releases") or {}
+    if not rels:
+        raise ValueError(f"{key}.releases is empty: list at least one release (base, arches, ...)")
+    default = str(f.get("default") or "")
+    for which, value in ((f"{key}.default", default), ("local.default_releases", local_default)):
+        if value is not None and value not in {str(r) for r in rels}:
+            raise ValueError(f"{which} is {value!r}, which is not one of {key}.releases: "
+                             f"{', '.join(str(r) for r in rels)}")
+    out = {}
+    for release, r in rels.items():
+        release, rkey = str(release), f"{key}.releases.{release}"
+        spec = ",".join(a.strip() for a in str(r.get("arches") or "").split(",") if a.strip())
+        if not spec:
+            raise ValueError(f"{rkey}.arches is empty: list the arches its base is published for")
+        try:
+            listed = tuple(a.dpkg for a in arches.parse_list(spec, table=arches.IMAGE_ARCHES))
+        except arches.UnknownArch as e:
+            raise ValueError(f"{rkey}.arches: {e}") from None
+        try:
+            if r.get("eol"):
+                eol = eol_mod.Eol(eol_mod.parse_date(r["eol"], f"{rkey}.eol"), str(r.get("eol_source") or f"{rkey}.eol"))
+            elif f.get("eol_from") and distro_info is not None:
+                eol = eol_mod.lookup(distro_info, f["eol_from"], release, f"{key}.eol_from")
+            else:
+                eol = None
+        except eol_mod.EolError as e:
+            raise ValueError(str(e)) from None
+        if not r.get("base"):
+            raise ValueError(f"{rkey}.base is empty: give the release's upstream reference, e.g. alpine:3.20")
+        out[release] = Flavor(name, r["base"], r.get("standin") or "", r.get("digest") or "", release, listed,
+                              flavor_platforms(f"{name}.releases.{release}", r.get("platforms") or ""), eol,
+                              release == (local_default or default))
+    return out
+
+
+def distro_info_pin(c_config) -> tuple[str, "Pin"]:
+    """tools.distro_info: the distro-info-data package and its pin (version, .deb sha256; arch all)."""
+    from builder.local.tools import Pin
+    spec = c_config.tools["distro_info"]
+    pin = spec["pins"]["all"]
+    return str(spec["package"]), Pin(str(pin["version"]), str(pin["deb_sha256"]).lower())
+
+
+def local_default_note(c_config) -> str:
+    """What `release` says when local.default_releases changed a default ("" when none did)."""
+    chosen = _local_defaults(c_config.images, c_config.local)
+    notes = [f"{name} {release} (configured default {c_config.images['flavors'][name].get('default')})"
+             for name, release in chosen.items()
+             if name in c_config.images["flavors"] and release != str(c_config.images["flavors"][name].get("default"))]
+    return ("local defaults (local.default_releases, the releases that can be seeded here): " + ", ".join(notes)
+            if notes else "")
 
 
 REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
@@ -154,14 +247,16 @@ def publish_arches(c_config, arch: str | None) -> str:
     return arch or c_config.publish.get("arches") or c_config.local["arches"]
 
 
-def expected_targets(c_config, flavor: str | None, arch: str) -> list[tuple[str, str]]:
-    """(flavor, arch) pairs an assemble must find a push record for."""
+def expected_targets(settings, flavor: str | None, arch: str, release: str | None = None, today=None
+                     ) -> list[tuple[str, str, str]]:
+    """(flavor, release, arch) an assemble must find a push record for."""
     from builder.image.model import select_targets
-    return [(t.flavor.name, t.arch.dpkg) for t in select_targets(image_settings(c_config.images), flavor, arch, arch)]
+    return [(t.flavor.name, t.flavor.release, t.arch.dpkg)
+            for t in select_targets(settings, flavor, arch, arch, release, today)]
 
 
-def matrix_jobs(c_config) -> list["Job"]:
-    """ci: the nightly's image jobs, one per (flavor, arch) of images.flavors, each with its runner."""
+def matrix_jobs(c_config, settings, release: str | None = "all", today=None) -> list["Job"]:
+    """ci: the nightly's image jobs, one per (flavor, release, arch) of images.flavors, each with its runner."""
     from builder.publish.matrix import jobs
     ci, runners = c_config.ci, {}
     for item in (i.strip() for i in str(ci["runners"]).split(",") if i.strip()):
@@ -176,7 +271,7 @@ def matrix_jobs(c_config) -> list["Job"]:
         host = arches.get(str(ci["other_arches_on"]), arches.IMAGE_ARCHES).dpkg
     except arches.UnknownArch as e:
         raise ValueError(f"ci.other_arches_on: {e}") from None
-    return jobs(image_settings(c_config.images), runners, host)
+    return jobs(settings, runners, host, release, today)
 
 
 def tool_settings(c_config) -> "ToolSettings":

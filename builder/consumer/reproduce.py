@@ -147,8 +147,8 @@ def children(registry: Registry, repo: str, ref: str) -> list[tuple[str, dict]]:
     return out
 
 
-def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], gosu_for, registry_for
-              ) -> list[Verdict]:
+def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], gosu_for, registry_for,
+              releases: dict[str, dict[str, Flavor]] | None = None) -> list[Verdict]:
     """Rebuild every platform under `ref` from the plan its labels name; `gosu_for(Gosu)` returns gosu's
     verified bytes."""
     host, repo, tag = parse_ref(ref)
@@ -158,7 +158,7 @@ def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], go
         config = json.loads(registry.get_blob(repo, manifest["config"]["digest"]))
         platform = platform_of(config)
         try:
-            published = from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors)
+            published = from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors, releases)
         except (LabelError, ValueError) as e:
             raise ReproduceError(str(e)) from None
         image = rebuild(published, root, store, gosu_for(published.gosu), registry_for)

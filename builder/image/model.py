@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.image.assembly import append
 from builder.core import arches
 from builder.core.arches import Arch
 from builder.core.refs import split_ref
+from builder.image.eol import Eol
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
 LABEL = "org.base-gosu"
@@ -24,6 +26,13 @@ class Flavor:
     arches: tuple[str, ...]
     # (arch, platform) where the base's platform is not the arch's canonical one (ubuntu's armhf is arm/v7).
     platforms: tuple[tuple[str, arches.Platform], ...] = ()
+    eol: Eol | None = None   # the release's end of life (None: not known or not announced)
+    default: bool = True     # the flavor's default release: the floating tag <flavor> follows it
+
+    @property
+    def key(self) -> str:
+        """flavor-release (minideb-trixie): what tells two releases of a flavor apart."""
+        return f"{self.name}-{self.release}"
 
     def platform_of(self, arch: Arch) -> arches.Platform:
         return dict(self.platforms).get(arch.dpkg, arch.platform)
@@ -48,6 +57,8 @@ class ImageSettings:
     ops_uid: int
     ops_gid: int
     source_url: str
+    # Every configured release of each flavor (flavor -> release -> Flavor); `flavors` holds the defaults.
+    releases: dict[str, dict[str, Flavor]] = field(default_factory=dict)
 
     def _mirrored(self, name: str) -> str:
         return f"{self.base_mirror.rstrip('/')}/{name}" if self.base_mirror else name
@@ -62,8 +73,9 @@ class ImageSettings:
             return real
         return real + standin
 
-    def tag(self, flavor: str, arch: str) -> str:
-        return f"{self.repository}:{flavor}-{arch}"
+    def tag(self, flavor: str, arch: str, release: str = "") -> str:
+        """The local image's name: <repository>:<flavor>-<release>-<arch> (the default release's when not given)."""
+        return f"{self.repository}:{flavor}-{release or self.flavors[flavor].release}-{arch}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,8 @@ class Target:
 
     @property
     def name(self) -> str:
-        return f"{self.flavor.name}-{self.arch.dpkg}"
+        """minideb-trixie-amd64: two releases of a flavor never share a local image name."""
+        return f"{self.flavor.key}-{self.arch.dpkg}"
 
     @property
     def platform(self) -> arches.Platform:
@@ -111,20 +124,45 @@ class Revision:
 ALL = "all"
 
 
-def select_targets(settings: ImageSettings, flavor_spec: str | None, arch_spec: str | None, default_arch: str) -> list[Target]:
-    """Validate the whole request before anything is built. `arch_spec` "all": every arch of each flavor."""
+def select_releases(settings: ImageSettings, name: str, release_spec: str | None, today: dt.date | None
+                    ) -> list[Flavor]:
+    """The flavor's releases a request names: its default (none named), every supported one (`all`: those not
+    past their end of life on `today`; an EOL release must be named), or the named ones it has."""
+    every = settings.releases.get(name) or {settings.flavors[name].release: settings.flavors[name]}
+    spec = (release_spec or "").strip()
+    if not spec:
+        return [settings.flavors[name]]
+    if spec.lower() == ALL:
+        return [f for f in every.values() if not (today and f.eol and f.eol.past(today))]
+    return [every[r] for r in (r.strip() for r in spec.split(",")) if r in every]
+
+
+def select_targets(settings: ImageSettings, flavor_spec: str | None, arch_spec: str | None, default_arch: str,
+                   release_spec: str | None = None, today: dt.date | None = None) -> list[Target]:
+    """Validate the whole request before anything is built. `arch_spec` "all": every arch of each release;
+    `release_spec`: R,.. or all (see select_releases; default: each flavor's default release)."""
     names = [f.strip() for f in (flavor_spec.split(",") if flavor_spec else settings.flavors) if f.strip()]
     unknown = [n for n in names if n not in settings.flavors]
     if unknown or not names:
         raise ValueError(f"unknown flavor {', '.join(unknown) or repr(flavor_spec)}: use one of {', '.join(settings.flavors)}")
+    named = [r.strip() for r in (release_spec or "").split(",") if r.strip() and r.strip().lower() != ALL]
+    have = {r for n in names for r in (settings.releases.get(n) or {settings.flavors[n].release: None})}
+    missing = [r for r in named if r not in have]
+    if missing:
+        known = "; ".join(f"{n}: {', '.join(settings.releases.get(n) or [settings.flavors[n].release])}"
+                          for n in names)
+        raise ValueError(f"unknown release {', '.join(missing)} (--release): the releases configured are {known}")
     every = (arch_spec or "").strip().lower() == ALL
     wanted = [] if every else arches.parse_list(arch_spec, (default_arch,), arches.IMAGE_ARCHES)
     targets = []
     for n in names:
-        flavor = settings.flavors[n]
-        for a in (arches.parse_list(",".join(flavor.arches), table=arches.IMAGE_ARCHES) if every else wanted):
-            if a.dpkg not in flavor.arches:
-                raise ValueError(f"flavor {n} has no {a.dpkg} image: its base {flavor.base} exists only for "
-                                 f"{', '.join(flavor.arches)}")
-            targets.append(Target(flavor, a))
+        for flavor in select_releases(settings, n, release_spec, today):
+            for a in (arches.parse_list(",".join(flavor.arches), table=arches.IMAGE_ARCHES) if every else wanted):
+                if a.dpkg not in flavor.arches:
+                    raise ValueError(f"flavor {n} {flavor.release} has no {a.dpkg} image: its base {flavor.base} "
+                                     f"exists only for {', '.join(flavor.arches)}")
+                targets.append(Target(flavor, a))
+    if not targets:
+        raise ValueError(f"no release to build: every release of {', '.join(names)} asked for (--release "
+                         f"{release_spec}) is past its end of life; name one to build it anyway")
     return targets

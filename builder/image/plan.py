@@ -9,11 +9,13 @@ the same record, which is how `invoke reproduce` knows what to rebuild.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 
 from builder.image.assembly import append
+from builder.image import eol as eol_mod
 from builder.image.audit import goinfo
 from builder.image.model import LABEL, Base, Flavor, Revision, Target
 from builder.gosu.fetch import Fetched
@@ -132,6 +134,8 @@ def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entr
         # Implied by gosu's sha256; its own key so that images published before these labels existed count
         # as changed and are rebuilt (with their SBOM and provenance), not reused.
         "gosu_build": [gosu.go_version, gosu.module_version],
+        # The release and its end of life are labels (content) of their own.
+        "release": [target.flavor.release, str(target.flavor.eol or "")],
     }
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -166,6 +170,10 @@ def to_labels(p: ImagePlan) -> dict[str, str]:
         f"{LABEL}.inputs": p.inputs,
         f"{LABEL}.trial": p.trial,
     }
+    labels[f"{LABEL}.base.release"] = p.target.flavor.release
+    if p.target.flavor.eol:
+        # The date and where it came from: what the EOL guard (publish, push, assemble) reads back.
+        labels[f"{LABEL}.base.eol"] = str(p.target.flavor.eol)
     if p.base.standin_for:
         labels[f"{LABEL}.base.standin-for"] = p.base.standin_for
     if g.expired_accepted:
@@ -180,8 +188,10 @@ def platform_of(config: dict) -> str:
     return "/".join(config[k] for k in ("os", "architecture", "variant") if config.get(k))
 
 
-def from_labels(labels: dict[str, str], platform: str, flavors: dict[str, Flavor]) -> ImagePlan:
-    """The plan an image was built from, read back from its labels and its config's platform."""
+def from_labels(labels: dict[str, str], platform: str, flavors: dict[str, Flavor],
+                releases: dict[str, dict[str, Flavor]] | None = None) -> ImagePlan:
+    """The plan an image was built from, read back from its labels and its config's platform; `releases`
+    (flavor -> release -> Flavor) finds a release other than the default one."""
     missing = [k for k in NEEDED if not labels.get(k)]
     if missing:
         raise LabelError(f"the image lacks the label(s) {', '.join(missing)}: it was not assembled by a "
@@ -189,6 +199,16 @@ def from_labels(labels: dict[str, str], platform: str, flavors: dict[str, Flavor
     flavor = flavors.get(labels[f"{LABEL}.flavor"])
     if flavor is None:
         raise LabelError(f"flavor {labels[f'{LABEL}.flavor']!r} is not configured in this checkout")
+    release = labels.get(f"{LABEL}.base.release")
+    if release and release != flavor.release:
+        flavor = (releases or {}).get(flavor.name, {}).get(release)
+        if flavor is None:
+            raise LabelError(f"release {release!r} of flavor {labels[f'{LABEL}.flavor']} is not configured in "
+                             "this checkout")
+    try:
+        flavor = dataclasses.replace(flavor, eol=eol_mod.from_label(labels.get(f"{LABEL}.base.eol", "")))
+    except eol_mod.EolError as e:
+        raise LabelError(str(e)) from None
     user, uid, gid = labels[f"{LABEL}.ops"].split(":")
     arch = flavor.arch_for(platform)
     name = labels[f"{OCI}.base.name"]

@@ -1,19 +1,23 @@
 """Seeding the local registry's bases, one (base, arch) at a time, without an engine.
 
-Three bases live in the local registry (`local.*_seed`):
+The bases in the local registry, one per release that can be had here:
 
-* alpine:3.20 (and 3.20.3): the real Alpine, each arch's official minirootfs
-  tarball pushed as its only layer, byte for byte, once its sha512 matches
-  the release's checksums.sha512. An arch whose tarball is not on this
-  machine is "not seedable here"; it stays configured for production.
-* the minideb stand-in: Debian minbase (`local.debian_suite`, per-arch
-  overrides in `local.debian_suites`) bootstrapped by `local.debian_bootstrap`.
-* the ubuntu stand-in: that same Debian layer plus a second layer adding
-  ubuntu:24.04's user and group `ubuntu` at 1000:1000 (its passwd line is the
-  real image's), written as shadow-utils' useradd would write it, by
-  builder/image/assembly/accounts.py. Nothing runs in the image, so no emulator is
-  needed beyond the Debian bootstrap itself. bookworm has no riscv64: that
-  child is trixie, and its label says so.
+* alpine:3.20 (`local.alpine_seed`, and 3.20.3): the real Alpine, each arch's
+  official minirootfs tarball pushed as its only layer, byte for byte, once
+  its sha512 matches the release's checksums.sha512. An arch whose tarball
+  is not on this machine, and every other Alpine release, is "not seedable
+  here"; it stays configured for production.
+* each minideb release's stand-in (its `standin`): Debian minbase of the suite
+  `local.standin_suites` names (per-arch overrides in `local.debian_suites`)
+  bootstrapped by `local.debian_bootstrap`.
+* each ubuntu release's stand-in: Debian minbase of the suite of the same era
+  (`local.standin_suites`), plus, for 23.04 and later, a second layer adding
+  the user and group `ubuntu` at 1000:1000 the real images have since 23.04
+  (its passwd line is the real image's), written as shadow-utils' useradd
+  would write it, by builder/image/assembly/accounts.py. Nothing runs in the
+  image, so no emulator is needed beyond the Debian bootstrap itself.
+  bullseye and bookworm have no riscv64: that child is trixie, and its label
+  says so.
 
 Each child of a seed index carries its own recipe (an annotation on its
 descriptor): seeding an arch whose child has the same recipe does nothing,
@@ -49,6 +53,8 @@ RECIPE = "org.base-gosu.seed.recipe"
 STANDIN = "org.base-gosu.standin"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UBUNTU = accounts.Account("ubuntu", 1000, 1000, "home/ubuntu", "/bin/bash")
+# Ubuntu's images carry the user `ubuntu` from this release on (22.04's have none).
+UBUNTU_USER_SINCE = (23, 4)
 # ubuntu:24.04's own passwd line has the comment `Ubuntu`, which accounts.py (made for the ops user) leaves empty.
 UBUNTU_GECOS = "Ubuntu"
 
@@ -57,8 +63,18 @@ UBUNTU_GECOS = "Ubuntu"
 class Seed:
     kind: str                 # alpine, debian (the minideb stand-in) or ubuntu (the ubuntu stand-in)
     name: str                 # repo:tag in the local registry
-    flavor: model.Flavor     # whose base it is: its arches, platforms and real base
+    flavor: model.Flavor     # whose base it is (the flavor at one release): its arches, platforms and real base
     extra_tags: tuple[str, ...] = ()
+    suite: str = ""           # debian and ubuntu: the Debian suite it is bootstrapped from
+
+    @property
+    def ubuntu_user(self) -> bool:
+        if self.kind != "ubuntu":
+            return False
+        try:
+            return tuple(int(n) for n in self.flavor.release.split(".")[:2]) >= UBUNTU_USER_SINCE
+        except ValueError:
+            return True
 
     @property
     def repo(self) -> str:
@@ -69,16 +85,40 @@ class Seed:
         return [self.name.rsplit(":", 1)[1], *self.extra_tags]
 
 
+KINDS = {"minideb": "debian", "ubuntu": "ubuntu"}   # flavor -> how its stand-in is made
+
+
+def seed_for(local: LocalSettings, flavor: model.Flavor) -> Seed | None:
+    """The local seed of this release's base or stand-in, or None when it cannot be seeded here."""
+    if local.alpine_seed in (flavor.base, flavor.standin):
+        return Seed("alpine", local.alpine_seed, flavor, (local.alpine_version,))
+    suite = local.standin_suite(flavor.key)
+    if flavor.standin and flavor.name in KINDS and suite:
+        return Seed(KINDS[flavor.name], flavor.standin, flavor, suite=suite)
+    return None
+
+
+def seedable(local: LocalSettings, flavor: model.Flavor) -> str:
+    """`invoke releases`' "seedable here?" column: from what, or why not."""
+    s = seed_for(local, flavor)
+    if s is None:
+        return "no (" + ("no minirootfs tarballs here" if flavor.name == "alpine" else
+                         f"no local.standin_suites entry for {flavor.key}") + ")"
+    if s.kind == "alpine":
+        return f"yes (minirootfs {local.alpine_version})" if local.alpine_dir.is_dir() else \
+            f"no ({local.alpine_dir} is missing)"
+    return f"yes (Debian {s.suite})"
+
+
 def seeds(local: LocalSettings, settings: model.ImageSettings) -> list[Seed]:
-    """The local seeds some flavor uses (as its base or its stand-in)."""
-    named = (("debian", local.minideb_seed, ()), ("ubuntu", local.ubuntu_seed, ()),
-             ("alpine", local.alpine_seed, (local.alpine_version,)))
-    out = []
-    for kind, name, extra in named:
-        flavor = next((f for f in settings.flavors.values() if name in (f.standin, f.base)), None)
-        if flavor is not None:
-            out.append(Seed(kind, name, flavor, extra))
-    return out
+    """The local seeds of every release that can be seeded here (as its base or its stand-in)."""
+    out: dict[str, Seed] = {}
+    for rels in (settings.releases or {f.name: {f.release: f} for f in settings.flavors.values()}).values():
+        for flavor in rels.values():
+            s = seed_for(local, flavor)
+            if s is not None and s.name not in out:
+                out[s.name] = s
+    return list(out.values())
 
 
 def _key(platform: dict) -> str:
@@ -89,8 +129,8 @@ def describe(local: LocalSettings, seed: Seed, arch: str) -> str:
     """What the child for `arch` is made from, in a few words."""
     if seed.kind == "alpine":
         return rootfs.alpine_name(local.alpine_version, arch)
-    extra = " plus user ubuntu 1000:1000" if seed.kind == "ubuntu" else ""
-    return f"{local.debian_bootstrap} (Debian {local.suite_for(arch)} minbase{extra}, {arch})"
+    extra = " plus user ubuntu 1000:1000" if seed.ubuntu_user else ""
+    return f"{local.debian_bootstrap} (Debian {local.suite_for(seed.suite, arch)} minbase{extra}, {arch})"
 
 
 def recipe(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platform) -> str:
@@ -100,8 +140,9 @@ def recipe(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platfor
         name = rootfs.alpine_name(local.alpine_version, arch)
         doc["tarball"] = [name, rootfs.alpine_tarball(local.alpine_dir, local.alpine_version, arch)[1]]
     else:
-        doc["debian"] = rootfs.debian_key(local.debian_bootstrap, local.suite_for(arch), arch, local.debian_mirror)
-        if seed.kind == "ubuntu":
+        doc["debian"] = rootfs.debian_key(local.debian_bootstrap, local.suite_for(seed.suite, arch), arch,
+                                          local.debian_mirror)
+        if seed.ubuntu_user:
             doc["account"] = [dataclasses.astuple(UBUNTU), UBUNTU_GECOS]
     return sha256_digest(oci.canonical(doc))
 
@@ -128,15 +169,17 @@ def make_child(local: LocalSettings, seed: Seed, arch: str, platform: arches.Pla
         root = rootfs.alpine_layer(local.alpine_dir, local.alpine_version, arch)
         layers, labels, cmd = [(root.blob, root.diff_id, root.source)], {}, ["/bin/sh"]
     else:
-        suite = local.suite_for(arch)
+        suite = local.suite_for(seed.suite, arch)
         root = rootfs.debian_layer(local.debian_bootstrap, suite, arch, local.debian_mirror,
                                    local.state_dir / "rootfs", log)
         layers, cmd = [(root.blob, root.diff_id, root.source)], ["/bin/sh"]
         what = f"Debian {suite} minbase"
-        if seed.kind == "ubuntu":
+        if seed.ubuntu_user:
             extra = _ubuntu_layer(root)
             layers.append((extra.blob, extra.diff_id, "user and group ubuntu 1000:1000, as useradd writes them"))
-            what, cmd = f"{what} plus user ubuntu 1000:1000", ["/bin/bash"]
+            what = f"{what} plus user ubuntu 1000:1000"
+        if seed.kind == "ubuntu":
+            cmd = ["/bin/bash"]
         labels = {STANDIN: f"{what}, a stand-in for {seed.flavor.base} {arch}"}
     created = iso(root.epoch)
     config = oci.canonical({
@@ -231,13 +274,15 @@ def _report(local: LocalSettings, seed: Seed, out: Outcome, log) -> None:
 
 
 def seed(local: LocalSettings, settings: model.ImageSettings, log, arch_names: list[str] | None = None) -> None:
-    """What `invoke up` seeds: every seed for `arch_names` (default local.arches) its flavor lists.
+    """What `invoke up` seeds: each default release's seed, for `arch_names` (default local.arches) it lists.
+    Other releases are seeded when a build asks for them (ensure_bases), so `up` costs what it did.
 
     An Alpine arch without a tarball here is reported and skipped; the others are seeded.
     """
     all_seeds = seeds(local, settings)
     repos = tuple(s.repo for s in all_seeds)
-    for s in all_seeds:
+    defaults = [s for s in (seed_for(local, f) for f in settings.flavors.values()) if s is not None]
+    for s in defaults:
         wanted = [a for a in (arch_names or local.arches) if a in s.flavor.arches]
         out = seed_base(local, s, wanted, log, tuple(r for r in repos if r != s.repo))
         _report(local, s, out, log)

@@ -27,22 +27,26 @@ class LocalSettings:
     registry_port: int
     arches: tuple[str, ...]
     debian_mirror: str
-    debian_suite: str
+    # (flavor-release, suite): the Debian suite each Debian-derived stand-in is bootstrapped from.
+    standin_suites: tuple[tuple[str, str], ...]
     # (arch, suite) where the arch's Debian stand-in comes from another suite (bookworm has no riscv64).
     debian_suites: tuple[tuple[str, str], ...]
     debian_bootstrap: str    # mmdebstrap or debootstrap
     alpine_dir: Path
     alpine_version: str
-    minideb_seed: str  # repo:tag
-    ubuntu_seed: str
-    alpine_seed: str
+    alpine_seed: str  # repo:tag
 
     @property
     def registry(self) -> str:
         return f"127.0.0.1:{self.registry_port}"
 
-    def suite_for(self, arch: str) -> str:
-        return dict(self.debian_suites).get(arch, self.debian_suite)
+    def standin_suite(self, key: str) -> str:
+        """The Debian suite the stand-in of `key` (flavor-release) comes from ("" when none is configured)."""
+        return dict(self.standin_suites).get(key, "")
+
+    def suite_for(self, suite: str, arch: str) -> str:
+        """`suite`, unless local.debian_suites sends this arch elsewhere (a suite that does not build it)."""
+        return dict(self.debian_suites).get(arch, suite)
 
 
 def ensure_engine(s: LocalSettings, engine: Engine, log) -> None:

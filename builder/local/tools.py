@@ -102,32 +102,53 @@ def _current(dest: Path, pin: Pin) -> bool:
         and sha256_file(dest) == rec.sha256
 
 
-def _install(settings: ToolSettings, tool: Tool, pin: Pin, host: str, dest: Path) -> Installed:
+def fetch_deb(settings: ToolSettings, package: str, pin: Pin, arch: str, key: str, host: str = "") -> tuple[bytes, str]:
+    """(the pinned .deb's bytes, who signed the InRelease that vouched for it); `key` names the pin in errors.
+
+    The .deb is kept in <dir>/cache by its sha256: a later call reads it from there (re-checked against
+    the pin) and fetches nothing. `arch` is a dpkg arch or `all`: then it is looked up where the Release says
+    arch-all packages are listed for `host` (Debian lists them in every binary-<arch>/Packages).
+    """
     cache = Cache(settings.dir / "cache")
+    cached = cache.blob(pin.deb_sha256)
+    record = cached.with_name(cached.name + ".signer")
+    if cached.is_file() and record.is_file() and sha256_file(cached) == pin.deb_sha256:
+        return cached.read_bytes(), record.read_text().strip()
     stage = cache.staging()
     try:
         (first, fpr), *more = settings.archive_keys
         with pinned_keyring(first, fpr, *more) as keyring:
             repo = Archive(Source(settings.mirror), make_session(settings.retries, settings.backoff), settings.timeout)
             s = Session(repo, keyring, cache, stage, open(os.devnull, "w"))
-            relpath = f"main/binary-{host}/Packages"
+            relpath = deb_archive.arch_all_index(s.release(settings.suite), host) if arch == "all" \
+                else f"main/binary-{arch}/Packages"
             index, _ = s.index(settings.suite, relpath)
-            stanzas = [st for st in deb_archive.packages_named(index, tool.package, host)
+            stanzas = [st for st in deb_archive.packages_named(index, package, arch)
                        if st.get("Version") == pin.version]
             if not stanzas:
-                have = ", ".join(st.get("Version", "?") for st in deb_archive.packages_named(index, tool.package, host))
-                raise ToolError(f"{tool.name}: dists/{settings.suite} carries {tool.package} {have or '(none)'}, not "
-                                f"the pinned {pin.version}; review the new package and update tools.{tool.name}")
+                have = ", ".join(st.get("Version", "?") for st in deb_archive.packages_named(index, package, arch))
+                raise ToolError(f"{package}: dists/{settings.suite} carries {package} {have or '(none)'}, not "
+                                f"the pinned {pin.version}; review the new package and update {key}")
             f = binary_file(s, settings.suite, relpath, stanzas[0])
             if f.sha256 != pin.deb_sha256:
-                raise ToolError(f"{tool.name}: the signed index lists {f.filename} with sha256 {f.sha256}, but "
-                                f"tools.{tool.name} pins {pin.deb_sha256}; refusing it")
-            binary = deb.extract(s.get(f).read_bytes(), tool.member)
+                raise ToolError(f"{package}: the signed index lists {f.filename} with sha256 {f.sha256}, but "
+                                f"{key} pins {pin.deb_sha256}; refusing it")
+            data = s.get(f).read_bytes()
             signer = s.release(settings.suite).signer
-    except (PinnedKeyError, VerificationError, DownloadError, deb.DebError) as e:
-        raise ToolError(f"{tool.name}: could not be taken from Debian's archive: {e}") from None
+    except (PinnedKeyError, VerificationError, DownloadError) as e:
+        raise ToolError(f"{package}: could not be taken from Debian's archive: {e}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    record.write_text(signer + "\n")
+    return data, signer
+
+
+def _install(settings: ToolSettings, tool: Tool, pin: Pin, host: str, dest: Path) -> Installed:
+    data, signer = fetch_deb(settings, tool.package, pin, host, f"tools.{tool.name}")
+    try:
+        binary = deb.extract(data, tool.member)
+    except deb.DebError as e:
+        raise ToolError(f"{tool.name}: could not be taken from Debian's archive: {e}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     with os.fdopen(fd, "wb") as out:

@@ -1,4 +1,4 @@
-"""The nightly workflow's image jobs: one per (flavor, arch) that images.flavors lists.
+"""The nightly workflow's image jobs: one per (flavor, release, arch) that images.flavors lists.
 
 Generated, not copied into the workflow, so adding an arch to a flavor adds its
 job (and assemble, run with `--arch all`, then expects its push record).
@@ -19,20 +19,22 @@ from builder.image.model import ALL, ImageSettings, select_targets
 @dataclass(frozen=True)
 class Job:
     flavor: str
+    release: str
     arch: str
     runner: str      # the GitHub runner label the job runs on
     emulated: bool   # the job's smoke checks run under qemu (the workflow installs it, and allows more time)
 
 
-def jobs(settings: ImageSettings, runners: dict[str, str], other_arches_on: str) -> list[Job]:
-    """Every (flavor, arch) of every flavor, in configuration order."""
+def jobs(settings: ImageSettings, runners: dict[str, str], other_arches_on: str, release: str | None = ALL,
+         today=None) -> list[Job]:
+    """Every (flavor, release, arch) asked for (default: every supported release), in configuration order."""
     if other_arches_on not in runners:
         raise ValueError(f"ci.other_arches_on is {other_arches_on!r}, which has no runner in ci.runners "
                          f"({', '.join(runners) or 'empty'}): name one of those arches, or add its runner")
     out = []
-    for t in select_targets(settings, None, ALL, other_arches_on):
+    for t in select_targets(settings, None, ALL, other_arches_on, release, today):
         host = t.arch.dpkg if t.arch.dpkg in runners else other_arches_on
-        out.append(Job(t.flavor.name, t.arch.dpkg, runners[host], bool(emulation.foreign([t.arch.dpkg], host))))
+        out.append(Job(t.flavor.name, t.flavor.release, t.arch.dpkg, runners[host], bool(emulation.foreign([t.arch.dpkg], host))))
     return out
 
 

@@ -53,6 +53,12 @@ class Child:
     uploaded: int = 0  # bytes this push sent (0: the registry had it; -1: a dry run's "would push")
     media_type: str = OCI_MANIFEST
     trial: str = ""    # why this image is a trial image ("" for production inputs only)
+    default: bool = True  # its flavor's default release: the tag <flavor> follows it
+    eol: str = ""      # its base release's end of life, as the label org.base-gosu.base.eol says ("" if none known)
+
+    @property
+    def key(self) -> str:
+        return f"{self.flavor}-{self.release}"
 
     @property
     def platform_key(self) -> str:
@@ -75,11 +81,11 @@ class Child:
 
 
 def write_records(directory: Path, children: list[Child]) -> list[Path]:
-    """One <flavor>-<arch>.json per image, each written whole (temp file + rename)."""
+    """One <flavor>-<release>-<arch>.json per image, each written whole (temp file + rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for c in children:
-        path = directory / f"{c.flavor}-{c.arch}.json"
+        path = directory / f"{c.key}-{c.arch}.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(c.to_json())
         tmp.replace(path)
@@ -100,7 +106,8 @@ def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, rev
     """The record for an image the registry already serves with these inputs (nothing to upload)."""
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
                  descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
-                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial)
+                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial, default=target.flavor.default,
+                 eol=str(target.flavor.eol or ""))
 
 
 def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
@@ -119,6 +126,23 @@ def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: b
         "images are refused there: build from the real bases (images.use_standins) with gosu from a source "
         "pinned in keys/ (and, for Debian's archive, a current mirror), or pass --allow-trial to publish it "
         "anyway. Nothing was pushed")
+
+
+def check_eol(images: list[tuple[str, str]], dest: Destination, allow_eol: bool, today) -> None:
+    """Images whose base release is past its end of life never leave this machine by accident.
+
+    `images` holds (name, org.base-gosu.base.eol label) pairs; refused before any byte is sent.
+    """
+    from builder.image import eol
+    dead = [(name, e) for name, e in ((n, eol.from_label(label)) for n, label in images) if e and e.past(today)]
+    if not dead or dest.local or allow_eol:
+        return
+    name, e = dead[0]
+    more = f" (and {len(dead) - 1} more)" if len(dead) > 1 else ""
+    raise PublishError(
+        f"{name}: its base release reached its end of life on {e.date} ({e.source}){more}. {dest.registry} is not "
+        "this machine's local registry, so it is refused there: publish a supported release (`invoke releases`), "
+        "or pass --allow-eol to publish it anyway. Nothing was pushed")
 
 
 @dataclass(frozen=True)
@@ -180,33 +204,37 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> tupl
               f"{attached.sbom[:19]}, provenance {attached.provenance[:19]} attached\n")
     child = Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
                   pushed.size, built.inputs, built.plan.gosu.version, built.plan.revision.commit,
-                  built.plan.revision.created, uploaded=sent, trial=built.trial)
+                  built.plan.revision.created, uploaded=sent, trial=built.trial, default=target.flavor.default,
+                  eol=str(target.flavor.eol or ""))
     return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest)
 
 
-def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:
-    """Group by flavor; every expected (flavor, arch) present once and nothing else, and each flavor's children
-    agree."""
+def check_children(children: list[Child], expected: list[tuple[str, str, str]] | None = None
+                   ) -> dict[str, list[Child]]:
+    """Group by flavor release (flavor-release); every expected (flavor, release, arch) present once and nothing
+    else, and each release's children agree."""
     by_flavor: dict[str, list[Child]] = {}
-    seen: dict[tuple[str, str], Child] = {}
+    seen: dict[tuple[str, str, str], Child] = {}
     for c in children:
-        if (c.flavor, c.arch) in seen:
-            raise PublishError(f"two push records for {c.flavor} {c.arch} ({seen[c.flavor, c.arch].digest[:19]} "
-                               f"and {c.digest[:19]}); keep one per flavor and arch")
-        seen[c.flavor, c.arch] = c
-        by_flavor.setdefault(c.flavor, []).append(c)
-    missing = [f"{f} {a}" for f, a in (expected or []) if (f, a) not in seen]
+        if (c.flavor, c.release, c.arch) in seen:
+            raise PublishError(f"two push records for {c.flavor} {c.release} {c.arch} "
+                               f"({seen[c.flavor, c.release, c.arch].digest[:19]} and {c.digest[:19]}); keep one per "
+                               "flavor, release and arch")
+        seen[c.flavor, c.release, c.arch] = c
+        by_flavor.setdefault(c.key, []).append(c)
+    missing = [" ".join(e) for e in (expected or []) if tuple(e) not in seen]
     if missing:
         raise PublishError(f"no push record for {', '.join(missing)}: its push job failed or did not run. "
                            "No tag was moved")
     # A tag gets exactly the platforms asked for: a stray record (another run's, an arch a flavor no longer
     # lists) must not slip into an index.
-    extra = [f"{f} {a}" for f, a in seen if expected is not None and (f, a) not in expected]
+    wanted = {tuple(e) for e in expected or []}
+    extra = [" ".join(k) for k in seen if expected is not None and k not in wanted]
     if extra:
-        raise PublishError(f"push record for {', '.join(extra)} was not asked for (--flavor, --arch, "
+        raise PublishError(f"push record for {', '.join(extra)} was not asked for (--flavor, --release, --arch, "
                            "images.flavors): remove it from the records directory or ask for it. No tag was moved")
     for flavor, group in by_flavor.items():
-        for attr, what in (("gosu_version", "gosu versions"), ("release", "base releases")):
+        for attr, what in (("gosu_version", "gosu versions"), ("default", "default-release settings")):
             values = sorted({getattr(c, attr) for c in group})
             if len(values) > 1:
                 raise PublishError(f"{flavor}: its arches were built from different {what} ({', '.join(values)}); "

@@ -1,4 +1,7 @@
-"""Indexes and tags: one OCI index per flavor from its pushed children, then the tags move.
+"""Indexes and tags: one OCI index per flavor release from its pushed children, then the tags move.
+
+Each release has its own tags (<flavor>-<release>, <flavor>-<release>-gosu<version>); only the flavor's
+default release also moves <flavor>, so publishing one release never moves another's tags.
 
 No tag is touched until every child of every flavor is in the registry (and,
 with a signer, signed); a failure while moving tags puts back the ones
@@ -75,9 +78,10 @@ class Report:
         return not self.moved and not any(c.uploaded for c in self.children)
 
 
-def tags_for(flavor: str, release: str, gosu_version: str) -> tuple[str, str, str]:
-    """Floating, base release, and the immutable one that also names gosu."""
-    tags = (flavor, f"{flavor}-{release}", f"{flavor}-{release}-gosu{gosu_version}")
+def tags_for(flavor: str, release: str, gosu_version: str, default: bool = True) -> tuple[str, ...]:
+    """The floating ones (<flavor> for the default release only, and <flavor>-<release>), then the immutable
+    one that also names gosu: always last."""
+    tags = ((flavor,) if default else ()) + (f"{flavor}-{release}", f"{flavor}-{release}-gosu{gosu_version}")
     bad = [t for t in tags if not TAG_RE.match(t)]
     if bad:
         raise PublishError(f"{bad[0]!r} is not a valid tag; check the flavor's release and the gosu version")
@@ -148,10 +152,10 @@ def index_for(children: list[Child], annotations: dict) -> bytes:
 def plan_flavor(registry: Registry, dest: Destination, group: list[Child], allow_shrink: bool,
                 states: dict[str, TagState] | None = None) -> FlavorPlan:
     first = group[0]
-    tags = tags_for(first.flavor, first.release, first.gosu_version)
+    tags = tags_for(first.flavor, first.release, first.gosu_version, first.default)
     states = states or read_tags(registry, dest.repository, tags)
     wanted = {c.platform_key: c.inputs for c in group}
-    check_shrink({t: states[t] for t in tags[:2]}, set(wanted), allow_shrink)
+    check_shrink({t: states[t] for t in tags[:-1]}, set(wanted), allow_shrink)
     index = index_for(group, {
         "org.opencontainers.image.ref.name": tags[-1],
         "org.opencontainers.image.revision": first.revision,
@@ -172,12 +176,14 @@ def plan_flavor(registry: Registry, dest: Destination, group: list[Child], allow
         else:
             action = "move"
         moves.append(TagMove(tag, action, s))
-    return FlavorPlan(first.flavor, tuple(sorted(group, key=lambda c: c.platform_key)), index, tuple(moves))
+    return FlavorPlan(f"{first.flavor}-{first.release}", tuple(sorted(group, key=lambda c: c.platform_key)), index,
+                      tuple(moves))
 
 
 def plan(registry: Registry, dest: Destination, children: list[Child], expected=None,
          allow_shrink: bool = False, states: dict[str, dict[str, TagState]] | None = None) -> list[FlavorPlan]:
-    """Each flavor's index and tag moves; `states` (by flavor): its tags as this run already read them."""
+    """Each flavor release's index and tag moves; `states` (by flavor-release): its tags as this run already read
+    them."""
     groups = check_children(children, expected)
     return [plan_flavor(registry, dest, g, allow_shrink, (states or {}).get(name))
             for name, g in sorted(groups.items())]
@@ -189,7 +195,7 @@ def describe(plans: list[FlavorPlan], dest: Destination) -> list[str]:
         for c in p.children:
             did = ("would build, smoke-test and push" if c.uploaded < 0 else
                    f"uploaded {c.uploaded} bytes" if c.uploaded else "already in the registry, no upload")
-            lines.append(f"  {p.flavor:<8} {c.arch:<8} {c.digest[:19]:<19}  inputs {c.inputs[:19]}  {did}")
+            lines.append(f"  {p.flavor:<15} {c.arch:<8} {c.digest[:19]:<19}  inputs {c.inputs[:19]}  {did}")
         for m in p.moves:
             was = f" (was {m.state.digest[:19]})" if m.state.exists and m.changes else ""
             lines.append(f"  tag {dest.ref(m.tag)}: {m.action}{was}")
@@ -259,7 +265,7 @@ def apply(registry: Registry, dest: Destination, plans: list[FlavorPlan], log, s
                       if m.changes else f"publish: {dest.ref(m.tag)}: {verb}, nothing to do\n")
     lost = []
     for p in todo:
-        floating = tuple(m.tag for m in p.moves[:2])
+        floating = tuple(m.tag for m in p.moves[:-1])
         won = settle.settle(registry, dest, floating, settle.Index(p.index_digest, p.index, OCI_INDEX), log)
         if won.digest != p.index_digest:
             lost.append(f"{', '.join(dest.ref(t) for t in floating)} name {won.digest[:19]}, another publish's "

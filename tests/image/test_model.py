@@ -11,13 +11,16 @@ from tests.support.engine import project_config
 
 
 def settings():
-    return config.image_settings(project_config().images)
+    """As this machine sees them: bases through the local registry, so local.default_releases applies."""
+    cfg = project_config()
+    return config.image_settings(cfg.images, cfg.local)
 
 
 def test_repository_default_and_tags():
     s = settings()
     assert s.repository == "org/base-gosu"
-    assert s.tag("alpine", "arm64") == "org/base-gosu:alpine-arm64"
+    assert s.tag("alpine", "arm64") == "org/base-gosu:alpine-3.20-arm64"
+    assert s.tag("minideb", "arm64", "bookworm") == "org/base-gosu:minideb-bookworm-arm64"
 
 
 def test_unknown_flavor_or_arch_or_unsupported_pair_fails_before_building():
@@ -26,20 +29,23 @@ def test_unknown_flavor_or_arch_or_unsupported_pair_fails_before_building():
         model.select_targets(s, "alpine,centos", "amd64", "amd64")
     with pytest.raises(ValueError, match="unknown architecture 'sparc'"):
         model.select_targets(s, "alpine", "sparc", "amd64")
-    with pytest.raises(ValueError, match="flavor minideb has no s390x image: its base bitnami/minideb:bookworm "
+    with pytest.raises(ValueError, match="flavor minideb trixie has no s390x image: its base bitnami/minideb:trixie "
                                          "exists only for amd64, arm64"):
         model.select_targets(s, "minideb", "s390x", "amd64")
 
 
 def test_plan_defaults_to_all_flavors_on_the_host_arch():
     assert [t.name for t in model.select_targets(settings(), None, None, "arm64")] == \
-        ["minideb-arm64", "ubuntu-arm64", "alpine-arm64"]
+        ["minideb-trixie-arm64", "ubuntu-24.04-arm64", "alpine-3.20-arm64"]
 
 
 def test_real_defaults_and_local_standins():
     s = settings()
     assert [s.flavors[f].base for f in ("minideb", "ubuntu", "alpine")] == \
-        ["bitnami/minideb:bookworm", "ubuntu:24.04", "alpine:3.20"]
+        ["bitnami/minideb:trixie", "ubuntu:24.04", "alpine:3.20"]
+    # Elsewhere (bases not through the local registry) alpine's default is the configured, supported one.
+    cfg = project_config()
+    assert config.image_settings(cfg.images).flavors["alpine"].base == "alpine:3.24"
     assert s.base_candidates(s.flavors["ubuntu"])[-1] == ("127.0.0.1:5000/standin/ubuntu-from-debian:24.04", True)
     prod = model.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": "false"})
     assert prod.base_candidates(prod.flavors["ubuntu"]) == [("ubuntu:24.04", False)]
@@ -49,8 +55,8 @@ def test_auto_tries_the_real_base_through_the_mirror_then_its_registry_then_the_
     s = settings()
     assert s.use_standins == "auto"
     assert s.base_candidates(s.flavors["minideb"]) == [
-        ("127.0.0.1:5000/bitnami/minideb:bookworm", False), ("bitnami/minideb:bookworm", False),
-        ("127.0.0.1:5000/standin/minideb-from-debootstrap:bookworm", True)]
+        ("127.0.0.1:5000/bitnami/minideb:trixie", False), ("bitnami/minideb:trixie", False),
+        ("127.0.0.1:5000/standin/minideb-from-debootstrap:trixie", True)]
     assert s.base_candidates(s.flavors["alpine"]) == [("127.0.0.1:5000/alpine:3.20", False), ("alpine:3.20", False)]
 
 
@@ -71,8 +77,8 @@ def test_production_bases_by_environment(monkeypatch, value, want):
     monkeypatch.setenv("INVOKE_IMAGES_USE_STANDINS", value)
     s = settings()
     assert s.use_standins == str(want).lower()
-    assert s.base_candidates(s.flavors["minideb"])[0][0] == ("standin/minideb-from-debootstrap:bookworm" if want
-                                                             else "bitnami/minideb:bookworm")
+    assert s.base_candidates(s.flavors["minideb"])[0][0] == ("standin/minideb-from-debootstrap:trixie" if want
+                                                             else "bitnami/minideb:trixie")
 
 
 def test_a_misspelt_switch_is_an_error(monkeypatch):
@@ -106,8 +112,9 @@ def test_a_build_for_armv7_fetches_gosu_armhf_only():
 
 def test_a_bad_platform_override_names_the_setting(monkeypatch):
     raw = project_config().images
-    raw["flavors"]["ubuntu"]["platforms"] = "armhf:linux/arm/v7"
-    with pytest.raises(ValueError, match=r"images.flavors.ubuntu.platforms: 'armhf:linux/arm/v7' is not ARCH=PLATFORM"):
+    raw["flavors"]["ubuntu"]["releases"]["24.04"]["platforms"] = "armhf:linux/arm/v7"
+    with pytest.raises(ValueError, match=r"images.flavors.ubuntu.releases.24.04.platforms: 'armhf:linux/arm/v7' is "
+                                         "not ARCH=PLATFORM"):
         config.image_settings(raw)
 
 

@@ -40,7 +40,7 @@ def settings(tmp_path):
         skip_or_fail(f"{s.alpine_dir} has no Alpine release (../shared/rootfs/alpine-3.20.3)")
     port = free_port()
     pid = local.start_registry(tmp_path / "registry", f"127.0.0.1:{port}")
-    image_settings = dataclasses.replace(config.image_settings(cfg.images), base_mirror=f"127.0.0.1:{port}")
+    image_settings = dataclasses.replace(config.image_settings(cfg.images, cfg.local), base_mirror=f"127.0.0.1:{port}")
     yield dataclasses.replace(s, registry_port=port, state_dir=tmp_path / "state"), image_settings
     os.kill(pid, signal.SIGTERM)
 
@@ -171,9 +171,9 @@ def test_a_build_for_an_arch_the_registry_lacks_seeds_its_base_first_and_says_so
     assert p.returncode == 0, p.stdout + p.stderr
     assert (f"seed: {s.registry}/alpine:3.20 has no linux/arm64/v8 image; seeding it from "
             "alpine-minirootfs-3.20.3-aarch64.tar.gz") in p.stdout
-    built = rig.engine.inspect("test-seed/base-gosu:alpine-arm64")
+    built = rig.engine.inspect("test-seed/base-gosu:alpine-3.20-arm64")
     assert built["Config"]["Labels"]["org.opencontainers.image.base.name"] == f"{s.registry}/alpine:3.20"
-    rig.engine.run("rmi", "test-seed/base-gosu:alpine-arm64", check=False)
+    rig.engine.run("rmi", "test-seed/base-gosu:alpine-3.20-arm64", check=False)
 
 
 def test_the_ubuntu_standin_for_armhf_is_debian_arm_v7_plus_user_ubuntu(settings):
@@ -187,7 +187,7 @@ def test_the_ubuntu_standin_for_armhf_is_debian_arm_v7_plus_user_ubuntu(settings
     assert child["platform"] == {"os": "linux", "architecture": "arm", "variant": "v7"}
     reg = Registry(s.registry)
     cfg = oci.child_config(reg, ubuntu.repo, child["digest"])
-    assert cfg["config"]["Labels"][seed.STANDIN] == ("Debian bookworm minbase plus user ubuntu 1000:1000, "
+    assert cfg["config"]["Labels"][seed.STANDIN] == ("Debian trixie minbase plus user ubuntu 1000:1000, "
                                                      "a stand-in for ubuntu:24.04 armhf")
     manifest = json.loads(reg.get_manifest(ubuntu.repo, child["digest"])[0])
     debian, user = (reg.get_blob(ubuntu.repo, layer["digest"]) for layer in manifest["layers"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 
 import pytest
@@ -26,33 +27,38 @@ def child(arch="amd64", flavor="alpine", **kw) -> Child:
     return Child(**{**args, **kw})
 
 
-def test_three_tags_per_flavor_and_invalid_ones_refused():
+def test_three_tags_for_the_default_release_two_for_the_others_and_invalid_ones_refused():
     assert tags.tags_for("alpine", "3.20", "1.19") == ("alpine", "alpine-3.20", "alpine-3.20-gosu1.19")
+    # Only the default release moves the floating <flavor>: publishing another release never touches it.
+    assert tags.tags_for("alpine", "3.22", "1.19", default=False) == ("alpine-3.22", "alpine-3.22-gosu1.19")
     with pytest.raises(PublishError, match="'ubuntu-24 04' is not a valid tag"):
         tags.tags_for("ubuntu", "24 04", "1.19")
 
 
 def test_push_records_round_trip_and_bad_ones_named(tmp_path):
     paths = pub.write_records(tmp_path / "d", [child("amd64"), child("arm64")])
-    assert [p.name for p in paths] == ["alpine-amd64.json", "alpine-arm64.json"]
+    assert [p.name for p in paths] == ["alpine-3.20-amd64.json", "alpine-3.20-arm64.json"]
     assert pub.read_records(tmp_path / "d") == [child("amd64"), child("arm64")]
     assert not list((tmp_path / "d").glob("*.tmp"))
     with pytest.raises(PublishError, match=f"no push records .* in {tmp_path / 'empty'}"):
         pub.read_records(tmp_path / "empty")
-    (tmp_path / "d" / "alpine-arm64.json").write_text("{not json")
-    with pytest.raises(PublishError, match="alpine-arm64.json is unreadable"):
+    (tmp_path / "d" / "alpine-3.20-arm64.json").write_text("{not json")
+    with pytest.raises(PublishError, match="alpine-3.20-arm64.json is unreadable"):
         pub.read_records(tmp_path / "d")
 
 
 def test_assemble_refuses_missing_duplicate_or_mixed_records():
-    expected = [("alpine", "amd64"), ("alpine", "arm64")]
-    with pytest.raises(PublishError, match="no push record for alpine arm64: its push job failed"):
+    expected = [("alpine", "3.20", "amd64"), ("alpine", "3.20", "arm64")]
+    with pytest.raises(PublishError, match="no push record for alpine 3.20 arm64: its push job failed"):
         pub.check_children([child("amd64")], expected)
-    with pytest.raises(PublishError, match="two push records for alpine amd64"):
+    with pytest.raises(PublishError, match="two push records for alpine 3.20 amd64"):
         pub.check_children([child("amd64"), child("amd64", digest="sha256:other")], expected)
-    with pytest.raises(PublishError, match="alpine: its arches were built from different gosu versions"):
+    with pytest.raises(PublishError, match="alpine-3.20: its arches were built from different gosu versions"):
         pub.check_children([child("amd64"), child("arm64", gosu_version="1.17")], expected)
-    assert set(pub.check_children([child("amd64"), child("arm64")], expected)) == {"alpine"}
+    # Another release's record is not this release's: it is refused unless asked for.
+    with pytest.raises(PublishError, match="push record for alpine 3.22 arm64 was not asked for"):
+        pub.check_children([child("amd64"), child("arm64"), child("arm64", release="3.22")], expected)
+    assert set(pub.check_children([child("amd64"), child("arm64")], expected)) == {"alpine-3.20"}
 
 
 # What each flavor publishes: every platform its base publishes that gosu runs on.
@@ -69,19 +75,25 @@ def test_assemble_with_arch_all_expects_each_flavors_own_arches_and_nothing_more
     monkeypatch.setenv("INVOKE_PUBLISH_ARCHES", "all")
     cfg = project_config()
     assert config.publish_arches(cfg, None) == "all"
-    expected = config.expected_targets(cfg, None, config.publish_arches(cfg, None))
-    flavors = config.image_settings(cfg.images).flavors
-    assert {f: [str(flavors[f].platform_of(arches.get(a, arches.IMAGE_ARCHES))) for g, a in expected if g == f]
+    settings = config.image_settings(cfg.images)
+    expected = config.expected_targets(settings, None, config.publish_arches(cfg, None))
+    flavors = settings.flavors
+    assert {f: [str(flavors[f].platform_of(arches.get(a, arches.IMAGE_ARCHES))) for g, _, a in expected if g == f]
             for f in flavors} == PLATFORMS
     assert len(expected) == len(set(expected)) == 16
-    assert config.expected_targets(cfg, "minideb", "all") == [("minideb", "amd64"), ("minideb", "arm64")]
-    records = [child(a, flavor=f) for f, a in expected]
+    assert config.expected_targets(settings, "minideb", "all") == [("minideb", "trixie", "amd64"),
+                                                                   ("minideb", "trixie", "arm64")]
+    records = [child(a, flavor=f, release=r) for f, r, a in expected]
     assert {f: len(g) for f, g in pub.check_children(records, expected).items()} == \
-        {"minideb": 2, "ubuntu": 6, "alpine": 8}
-    with pytest.raises(PublishError, match="no push record for alpine armv7"):
+        {"minideb-trixie": 2, "ubuntu-24.04": 6, "alpine-3.24": 8}
+    # --release all: every release not past its end of life, each with its own arches.
+    every = config.expected_targets(settings, "minideb,alpine", "all", "all", dt.date(2026, 12, 2))
+    assert sorted({(f, r) for f, r, _ in every}) == [("alpine", "3.22"), ("alpine", "3.23"), ("alpine", "3.24"),
+                                                     ("minideb", "bookworm"), ("minideb", "trixie")]
+    with pytest.raises(PublishError, match="no push record for alpine 3.24 armv7"):
         pub.check_children([c for c in records if (c.flavor, c.arch) != ("alpine", "armv7")], expected)
-    with pytest.raises(PublishError, match="push record for minideb s390x was not asked for.*No tag was moved"):
-        pub.check_children(records + [child("s390x", flavor="minideb")], expected)
+    with pytest.raises(PublishError, match="push record for minideb trixie s390x was not asked for.*No tag was moved"):
+        pub.check_children(records + [child("s390x", flavor="minideb", release="trixie")], expected)
 
 
 def test_index_lists_children_in_a_stable_order():

@@ -48,7 +48,7 @@ class Rig:
         try:
             settings = config.local_settings(self.cfg.local)
             local.up(settings, self.engine, log)
-            seed.seed(settings, config.image_settings(self.cfg.images), log)
+            seed.seed(settings, config.image_settings(self.cfg.images, self.cfg.local), log)
             debian = wiring.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
             self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", debian, log)
             self.cosign = tools.ensure(config.tool_settings(self.cfg), "cosign", native_arch(), log)

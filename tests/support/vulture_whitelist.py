@@ -26,7 +26,7 @@ zipfile.ZipInfo.external_attr
 zipfile.ZipInfo.compress_type
 
 # Dataclass fields: read by the nightly workflow from `invoke matrix`'s JSON (asdict), and by tests.
-Job("flavor", "arch", "runner", emulated=False).emulated
+Job("flavor", "release", "arch", "runner", emulated=False).emulated
 Registry.blobs_mounted  # how many blobs a push linked instead of sent; tests/test_examples.py checks it
 
 # The engine wrapper's own API, driven by the engine tests and the benchmarks (pull a published image
