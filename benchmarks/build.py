@@ -81,7 +81,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
             store = Store(Path(tmp))
             for t in req.targets:
-                tag = req.settings.tag(t.flavor.name, t.arch.dpkg)
+                tag = req.settings.tag(t.flavor.name, t.arch.dpkg, t.flavor.release)
                 ref_tag = f"{req.settings.repository}-reference:{t.name}"
                 engine.remove_image(tag)
 
@@ -94,7 +94,7 @@ def main() -> None:
                 note((t.name, "docker build warm"), timed(lambda: reference_build(
                     engine, req, t, gosu[t.name], bases[t.name], ref_tag, False)))
         for t in req.targets:
-            engine.remove_image(req.settings.tag(t.flavor.name, t.arch.dpkg))
+            engine.remove_image(req.settings.tag(t.flavor.name, t.arch.dpkg, t.flavor.release))
         with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
             whole = dataclasses.replace(req, store=Path(tmp))
             note(("all", "assembly cold"), timed(lambda: pipeline.build(whole, engine, io.StringIO())))

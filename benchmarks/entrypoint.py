@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder.core.engine import Engine  # noqa: E402
 
-IMAGE = "org/base-gosu:minideb-amd64"
+IMAGE = "org/base-gosu:minideb-trixie-amd64"
 ENGINE = Engine()
 GOALS = {"P3": 1.2}
 

@@ -49,7 +49,7 @@ def main() -> None:
     a = ap.parse_args()
     cfg = project_config()
     base = config.local_settings(cfg.local)
-    images = config.image_settings(cfg.images)
+    images = config.image_settings(cfg.images, cfg.local)
     by_kind = {s.kind: s for s in seed.seeds(base, images)}
     debian = [x for x in (a.arch.split(",") if a.arch else by_kind["ubuntu"].flavor.arches) if x]
     alpine = [] if a.alpine_arch == "none" else (
@@ -87,7 +87,7 @@ def main() -> None:
                                 shutil.copyfile(f, Path(a.keep) / "rootfs" / f.name)
                         shutil.rmtree(state, ignore_errors=True)
                     (d, dsize), (m, msize) = row["debootstrap"], row["mmdebstrap"]
-                    print(f"| {arch} | {base.suite_for(arch)} | {d:.0f} | {m:.0f} | {d / m:.2f} | "
+                    print(f"| {arch} | {base.suite_for(by_kind['ubuntu'].suite, arch)} | {d:.0f} | {m:.0f} | {d / m:.2f} | "
                           f"{dsize / 1e6:.0f} / {msize / 1e6:.0f} |", flush=True)
                 d, m = totals["debootstrap"], totals["mmdebstrap"]
                 print(f"| all {len(debian)} | | {d:.0f} | {m:.0f} | {d / m:.2f} | |", flush=True)

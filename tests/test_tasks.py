@@ -24,14 +24,14 @@ def invoke(*args, env=None):
 def test_list_shows_every_task_with_help():
     out = invoke("--list").stdout
     for name in ("fetch", "lock", "up", "down", "build", "smoke", "release", "publish", "push", "assemble", "test",
-                 "test-mirror", "reproduce", "verify", "matrix"):
+                 "test-mirror", "reproduce", "verify", "matrix", "releases"):
         line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
         assert len(line.split(None, 1)[1]) > 10
 
 
 def test_every_option_has_help():
     for name in ("fetch", "lock", "build", "smoke", "release", "publish", "push", "assemble", "test", "test-mirror",
-                 "reproduce", "verify"):
+                 "reproduce", "verify", "matrix"):
         out = invoke("--help", name).stdout
         opts = [l for l in out.splitlines() if l.strip().startswith("-")]
         assert opts and all(len(l.split("  ")[-1].strip()) > 5 and l.strip().count(" ") > 2 for l in opts), out

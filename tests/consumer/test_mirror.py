@@ -47,8 +47,8 @@ def mirrored(rig, tmp_path_factory):
         children = [pub.push_child(client, dest, rig.built("alpine", a), io.StringIO())[0] for a in ARCHES]
         signer = signing.Signer(rig.cosign, signing.Identity(key=str(tmp / "release.key")),
                                 {**os.environ, "COSIGN_PASSWORD": ""})
-        pipeline.assemble(children, client, dest, [("alpine", a) for a in ARCHES], io.StringIO(),
-                          allow_trial=True, signer=signer)
+        pipeline.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], io.StringIO(),
+                          allow_trial=True, allow_eol=True, signer=signer)
         docker_config = tmp / "docker-config"
         b.logged_in_engine(docker_config)
         env = {**os.environ, "DOCKER_CONFIG": str(docker_config)}

@@ -16,7 +16,8 @@ ENTRYPOINT = b"#!/bin/sh\nexec gosu ops \"$@\"\n"
 
 
 def flavors():
-    return config.image_settings(project_config().images).flavors
+    cfg = project_config()
+    return config.image_settings(cfg.images, cfg.local).flavors
 
 
 def github_gosu(arch: str = "amd64", **kw) -> plan.Gosu:

@@ -61,9 +61,9 @@ def test_debian_gosu_on_the_real_alpine_base_is_a_production_image(rig):
 def test_standin_base_and_test_key_are_named_in_the_trial_label(rig):
     minideb = rig.built("minideb", "amd64")
     labels = _labels(rig.engine, minideb.tag)
-    assert labels["org.base-gosu.base.standin-for"] == "bitnami/minideb:bookworm"
+    assert labels["org.base-gosu.base.standin-for"] == "bitnami/minideb:trixie"
     trial = labels["org.base-gosu.trial"]
-    assert "standin/minideb-from-debootstrap:bookworm is a stand-in for bitnami/minideb:bookworm" in trial
+    assert "standin/minideb-from-debootstrap:trixie is a stand-in for bitnami/minideb:trixie" in trial
     assert f"gosu is trusted through key {rig.mirror.fingerprint}, which is not pinned in keys/" in trial
     alpine = rig.built("alpine", "amd64")
     assert "stand-in" not in _labels(rig.engine, alpine.tag)["org.base-gosu.trial"]
@@ -88,7 +88,7 @@ def test_trial_images_are_refused_by_another_registry_before_a_byte_is_sent(rig,
         with pytest.raises(PublishError) as e:
             pipeline.publish(rig.request("minideb", "amd64"), rig.engine, client, Destination(host, "org/base-gosu"),
                              io.StringIO())
-        assert "minideb-amd64 is a trial image: base 127.0.0.1:5000/standin/minideb-from-debootstrap:bookworm" \
+        assert "minideb-trixie-amd64 is a trial image: base 127.0.0.1:5000/standin/minideb-from-debootstrap:trixie" \
                in str(e.value)
         assert client.bytes_uploaded == 0 and client.get_manifest("org/base-gosu", "minideb") is None
 

@@ -43,7 +43,7 @@ def test_publish_alpine_and_ubuntu_for_every_arch_and_run_each_child(rig, tmp_pa
                        timeout=60)
         env = {"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password, "COSIGN_PASSWORD": "all-arch-7"}
         done = invoke("publish", "--flavor", "alpine,ubuntu", "--arch", "all", "--registry", reg.host,
-                      "--source", "debian", "--allow-trial", "--sign-key", str(tmp_path / "ci.key"), env=env)
+                      "--source", "debian", "--allow-trial", "--allow-eol", "--sign-key", str(tmp_path / "ci.key"), env=env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
         assert "smoke: all " in done.stdout + done.stderr, "every image was smoke-tested before anything was pushed"
 

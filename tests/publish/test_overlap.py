@@ -56,7 +56,7 @@ def publish(reg: AuthRegistry, host: str, key, store, *source: str) -> subproces
     env = {**os.environ, "REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": reg.password, "COSIGN_PASSWORD": "",
            "INVOKE_IMAGES_STORE": str(store)}
     return subprocess.run([".venv/bin/invoke", "publish", "--flavor", "alpine", "--arch", "amd64", "--registry",
-                           host, "--allow-trial", "--sign-key", str(key), *source], cwd=ROOT, env=env,
+                           host, "--allow-trial", "--allow-eol", "--sign-key", str(key), *source], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 

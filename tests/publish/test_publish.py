@@ -62,8 +62,8 @@ def publish_built(built: list, client: Registry, engine, log=None):
     log = log or io.StringIO()
     dest = Destination(client.host, REPO)
     children = [pub.push_child(client, dest, b, log)[0] for b in built]
-    return pipeline.assemble(children, client, dest, [("alpine", b.target.arch.dpkg) for b in built], log,
-                             allow_trial=True)
+    return pipeline.assemble(children, client, dest, [("alpine", b.target.flavor.release, b.target.arch.dpkg) for b in built], log,
+                             allow_trial=True, allow_eol=True)
 
 
 def old_state(rig, reg) -> dict[str, str | None]:
@@ -96,12 +96,12 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
         with pytest.raises(PublishError) as refused:
             pipeline.publish(req, rig.engine, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO),
                              io.StringIO())
-        assert f"{rig.cfg.images.repository}:alpine-amd64 is a trial image: gosu is trusted through key " \
+        assert f"{rig.cfg.images.repository}:alpine-3.20-amd64 is a trial image: gosu is trusted through key " \
                f"{rig.mirror.fingerprint}, which is not pinned in keys/" in str(refused.value)
         assert "--allow-trial" in str(refused.value) and "Nothing was pushed" in str(refused.value)
         assert proxy.writes() == []
         pipeline.dry_run(req, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO), plan_log,
-                         allow_trial=True)
+                         allow_trial=True, allow_eol=True)
         assert proxy.writes() == [], "a dry run must not write to the registry"
         assert plan_log.getvalue().count("would build, smoke-test and push") == 2
         assert plan_log.getvalue().count(": create") == 3
@@ -110,7 +110,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
 
     client = Registry(reg.host, creds, retries=2, backoff=0.05)
     log = io.StringIO()
-    report = pipeline.publish(req, rig.engine, client, dest, log, allow_trial=True)
+    report = pipeline.publish(req, rig.engine, client, dest, log, allow_trial=True, allow_eol=True)
     assert not report.noop and client.bytes_uploaded > 0
     digests = tag_digests(client, rig)
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
@@ -142,7 +142,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
         {oci.platform_key(m["platform"]): m["digest"].split(":")[1] for m in index["manifests"]}
 
     again, log2 = Registry(reg.host, creds, retries=2, backoff=0.05), io.StringIO()
-    report2 = pipeline.publish(req, rig.engine, again, dest, log2, allow_trial=True)
+    report2 = pipeline.publish(req, rig.engine, again, dest, log2, allow_trial=True, allow_eol=True)
     assert report2.noop and again.bytes_uploaded == 0, log2.getvalue()
     assert "zero bytes pushed" in log2.getvalue()
     assert "smoke:" not in log2.getvalue(), "unchanged inputs are neither rebuilt nor smoke-tested"
@@ -228,9 +228,9 @@ def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
     req = dataclasses.replace(req, settings=settings, targets=tuple(model.Target(flavor, t.arch) for t in req.targets))
     client, log = reg.client(), io.StringIO()
     with pytest.raises(pipeline.PipelineError, match="smoke check"):
-        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True)
-    assert f"SMOKE FAILED {REPO}:alpine-arm64: uname -m" in log.getvalue()
-    assert f"SMOKE FAILED {REPO}:alpine-amd64" not in log.getvalue()
+        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True, allow_eol=True)
+    assert f"SMOKE FAILED {REPO}:alpine-3.20-arm64: uname -m" in log.getvalue()
+    assert f"SMOKE FAILED {REPO}:alpine-3.20-amd64" not in log.getvalue()
     assert client.bytes_uploaded == 0, "nothing is pushed unless every arch passed"
     assert tag_digests(client, rig) == before
 
@@ -254,12 +254,12 @@ def test_registry_stopped_mid_publish_leaves_tags_then_rerun_completes(rig, reg)
     client = StopsAfterFirstManifest(reg.host, creds, retries=1, backoff=0.05, on_manifest=reg.stop)
     req = rig.request("alpine", "amd64,arm64")
     with pytest.raises(RegistryError, match=f"registry {reg.host}.*Connection refused"):
-        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO(), allow_trial=True)
+        pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO(), allow_trial=True, allow_eol=True)
     reg.start()
     assert tag_digests(reg.client(), rig) == before
 
     log = io.StringIO()
-    report = pipeline.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log, allow_trial=True)
+    report = pipeline.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log, allow_trial=True, allow_eol=True)
     after = tag_digests(reg.client(), rig)
     floating, release, immutable = tags(rig)
     assert report.moved == [floating, release]
@@ -315,7 +315,7 @@ def test_refused_credentials_are_one_clear_error_without_the_secret(rig, reg):
     with pytest.raises(AuthError, match="refused anonymous access"):
         Registry(reg.host, None, retries=0).get_manifest(REPO, "alpine")
 
-    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run", "--allow-trial", "--unsigned",
+    p = run_invoke("publish", "--flavor", "alpine", "--registry", reg.host, "--dry-run", "--allow-trial", "--allow-eol", "--unsigned",
                    env={"REGISTRY_USERNAME": reg.user, "REGISTRY_PASSWORD": "wrong-pass-123"})
     assert p.returncode == 1, p.stdout + p.stderr
     assert f"publish: error: registry {reg.host} refused the credentials" in p.stderr
@@ -332,20 +332,20 @@ def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
     common = ("--flavor", "alpine", "--registry", reg.host, "--sign-key", str(tmp_path / "ci.key"))
     refused = run_invoke("push", *common, "--arch", "amd64", "--digests-dir", str(digests_dir), env=env)
     assert refused.returncode == 1 and "is a trial image" in refused.stderr and not digests_dir.exists()
-    common += ("--allow-trial",)
+    common += ("--allow-trial", "--allow-eol")
 
     amd = run_invoke("push", *common, "--arch", "amd64", "--digests-dir", str(digests_dir), env=env)
     assert amd.returncode == 0, amd.stdout + amd.stderr
-    assert [p.name for p in digests_dir.iterdir()] == ["alpine-amd64.json"]
+    assert [p.name for p in digests_dir.iterdir()] == ["alpine-3.20-amd64.json"]
 
     early = run_invoke("assemble", *common, "--digests-dir", str(digests_dir), env=env)
     assert early.returncode == 1
-    assert "no push record for alpine arm64" in early.stderr and "No tag was moved" in early.stderr
+    assert "no push record for alpine 3.20 arm64" in early.stderr and "No tag was moved" in early.stderr
     assert set(tag_digests(reg.client(), rig).values()) == {None}
 
     arm = run_invoke("push", *common, "--arch", "arm64", "--digests-dir", str(digests_dir), env=env)
     assert arm.returncode == 0, arm.stdout + arm.stderr
-    record = json.loads((digests_dir / "alpine-arm64.json").read_text())
+    record = json.loads((digests_dir / "alpine-3.20-arm64.json").read_text())
     assert record["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
     assert reg.client().get_manifest(REPO, record["digest"]) is not None, "pushed by digest"
     assert set(tag_digests(reg.client(), rig).values()) == {None}, "push moves no tag"
@@ -360,7 +360,7 @@ def test_split_push_per_arch_then_assemble_elsewhere(rig, reg, tmp_path):
     assert len(set(digests.values())) == 1 and None not in digests.values()
     index = json.loads(reg.client().get_manifest(REPO, "alpine")[0])
     assert {m["digest"] for m in index["manifests"]} == {
-        json.loads((digests_dir / f"alpine-{a}.json").read_text())["digest"] for a in ARCHES}
+        json.loads((digests_dir / f"alpine-3.20-{a}.json").read_text())["digest"] for a in ARCHES}
     assert done.stdout.count(" signed (key ") == 1, "push signed the children; assemble signs only the index"
     verify = run_invoke("verify", f"{reg.host}/{REPO}:alpine", "--key", str(tmp_path / "ci.pub"), env=env)
     assert verify.returncode == 0 and "9/9 checks hold" in verify.stdout, verify.stdout + verify.stderr
@@ -386,3 +386,30 @@ def test_bearer_token_registry(rig, tmp_path):
     finally:
         proxy.close()
         os.kill(pid, signal.SIGTERM)
+
+
+def test_an_eol_release_is_refused_elsewhere_before_a_byte_then_goes_with_allow_eol_and_its_label(rig, reg):
+    """Alpine 3.20 (past its end of life on 2026-04-01): built and smoke-tested like any other, stopped at the
+    door of any registry but the local one, let through on purpose with --allow-eol, labelled either way."""
+    creds = credentials_for(reg.host)
+    req = rig.request("alpine", "amd64")
+    assert req.targets[0].flavor.release == "3.20" and req.targets[0].flavor.eol.past(req.today)
+    proxy = Proxy(reg.host)
+    try:
+        with pytest.raises(PublishError) as refused:
+            pipeline.publish(req, rig.engine, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO),
+                             io.StringIO(), allow_trial=True)
+        assert "alpine-3.20-amd64: its base release reached its end of life on 2026-04-01" in str(refused.value)
+        assert "--allow-eol" in str(refused.value) and "Nothing was pushed" in str(refused.value)
+        assert proxy.writes() == []
+    finally:
+        proxy.close()
+    client = reg.client()
+    log = io.StringIO()
+    pipeline.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True, allow_eol=True)
+    assert "warning: alpine 3.20 (alpine:3.20) reached its end of life on 2026-04-01" in log.getvalue()
+    index = json.loads(client.get_manifest(REPO, "alpine-3.20")[0])
+    [child] = index["manifests"]
+    labels = oci.child_config(client, REPO, child["digest"])["config"]["Labels"]
+    assert labels["org.base-gosu.base.release"] == "3.20"
+    assert labels["org.base-gosu.base.eol"].startswith("2026-04-01 (alpinelinux.org/releases/")
