@@ -297,7 +297,12 @@ def _seed_for(local: LocalSettings, settings: model.ImageSettings, target: model
     except bases.MissingPlatform as e:
         return by_ref.get(e.ref)
     except ValueError:  # nothing resolves: the first local seed among the candidates is the one to make
-        return next((by_ref[ref] for ref, _ in settings.base_candidates(target.flavor) if ref in by_ref), None)
+        found = next((by_ref[ref] for ref, _ in settings.base_candidates(target.flavor) if ref in by_ref), None)
+        if found is None and seed_for(local, target.flavor) is None:
+            raise SetupError(f"{target.flavor.name} {target.flavor.release} ({target.flavor.base}) is not seedable "
+                             f"here ({seedable(local, target.flavor).removeprefix('no (').removesuffix(')')}); it stays configured for production, where its "
+                             "base can be pulled (`invoke releases` shows what can be built here)") from None
+        return found
 
 
 def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, log, read: dict | None = None

@@ -163,3 +163,9 @@ def test_releases_prints_the_table():
     assert "no (no minirootfs tarballs here)" in rows["alpine", "3.24"]
     assert "2030-06-30" in rows["minideb", "trixie"] and "| yes " in rows["minideb", "trixie"]
     assert "defaults here: local defaults (local.default_releases" in r.stdout
+
+
+def test_a_release_that_cannot_be_seeded_here_says_so():
+    r = invoke("build", "--flavor", "alpine", "--release", "3.24", "--arch", "amd64")
+    assert r.returncode == 1 and ("build: error: alpine 3.24 (alpine:3.24) is not seedable here (no minirootfs "
+                                  "tarballs here); it stays configured for production") in r.stderr, r.stderr
