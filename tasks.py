@@ -62,28 +62,31 @@ def test(c, k=None, x=False, no_up=False):
 @task(help=PUBLISH)
 @cli("publish", fetch=IMAGE_FETCH)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
-            allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False):
+            allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, vuln_db=None,
+            allow_vulnerable=False):
     """Build and smoke-test every flavor/arch, push, sign and attest each by digest, sign each index, move tags."""
     wiring.publish(**locals())
 
 
 @task(help=RELEASE)
 @cli("release", fetch=IMAGE_FETCH)
-def release(c, flavor=None, arch=None, fetch=None):
+def release(c, flavor=None, arch=None, fetch=None, vuln_db=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
-    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch))
+    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch), vuln_db=vuln_db)
 
 
 @task(help=PUSH)
 @cli("push", fetch=IMAGE_FETCH)
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
-         allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False):
+         allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, vuln_db=None,
+         allow_vulnerable=False):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, vuln_db=vuln_db, **fetch)
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
     wiring.seed(c.config, req)
-    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer)
+    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer,
+                             allow_vulnerable)
     for path in push_stage.write_records(cli_path(digests_dir), children):
         print(f"push: wrote {path}")
 
@@ -91,13 +94,15 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
 @task(help=ASSEMBLE)
 @cli("assemble")
 def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, dry_run=False,
-             allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False):
+             allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False,
+             allow_vulnerable=False):
     """Split publish, part 2: check every expected arch was pushed, write each flavor's index, move its tags."""
     expected = wiring.usage(config.expected_targets, c.config, flavor, config.publish_arches(c.config, arch))
     children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
-    pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer)
+    pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer,
+                      allow_vulnerable)
 
 
 @task
@@ -141,19 +146,19 @@ def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
 
 @task(help=IMAGE)
 @cli("build", fetch=IMAGE_FETCH)
-def build(c, flavor=None, arch=None, fetch=None):
+def build(c, flavor=None, arch=None, fetch=None, vuln_db=None):
     """Build org/base-gosu:<flavor>-<arch> images in the local engine from verified gosu."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, vuln_db=vuln_db, **fetch)
     wiring.seed(c.config, req)
     pipeline.build(req, Engine())
 
 
 @task(help=SMOKE)
 @cli("smoke", fetch=IMAGE_FETCH)
-def smoke(c, flavor=None, arch=None, fetch=None, engine=None):
+def smoke(c, flavor=None, arch=None, fetch=None, engine=None, vuln_db=None):
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     under = wiring.usage(config.engine_settings, c.config, engine)
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, vuln_db=vuln_db, **fetch)
     wiring.seed(c.config, req)
     pipeline.smoke(req, Engine(), under=under)
 
@@ -184,6 +189,13 @@ def sbom(c, ref, platform=None, output=None):
 def provenance(c, ref, platform=None):
     """Print the in-toto provenance (SLSA v1) a published image carries (read from the registry alone)."""
     sys.stdout.write(wiring.show(ref, "provenance", platform).decode())
+
+
+@task(help=SHOW)
+@cli("vex")
+def vex(c, ref, platform=None):
+    """Print the OpenVEX document a published image carries: which of gosu's Go vulnerabilities apply."""
+    sys.stdout.write(wiring.show(ref, "vex", platform).decode())
 
 
 @task(iterable=["key", "origin"], help=VERIFY)

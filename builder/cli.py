@@ -38,6 +38,8 @@ IMAGE = {
             "flavor lists in images.flavors (default: this machine's)",
     "gosu_version": FETCH["version"],
     **{k: FETCH[k] for k in FETCH_FLAGS},
+    "vuln_db": "Go vulnerability database to scan gosu against: an https URL or a directory in vuln.go.dev's "
+               "layout; empty: no scan (default: vuln.db, https://vuln.go.dev)",
 }
 
 
@@ -56,6 +58,8 @@ PUBLISH = {
                 "(default: signing.key; the local registry: the key pair `invoke up` made)",
     "keyless": "sign with the CI runner's OIDC identity (cosign keyless; default: signing.keyless)",
     "unsigned": "publish to a registry other than the local one without signatures (refused by default)",
+    "allow_vulnerable": "let images whose gosu has a vulnerable function present (govulncheck) go to a registry "
+                        "other than the local one (refused by default)",
 }
 
 SHOW = {
@@ -72,7 +76,7 @@ LOCK = {**FETCH, "version": "gosu release to pin (required for github; debian: d
 
 RELEASE = {**{k: v for k, v in PUBLISH.items()
                if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial", "sign_key",
-                            "keyless", "unsigned")},
+                            "keyless", "unsigned", "allow_vulnerable")},
             "source": FETCH["source"].replace("(default: gosu.source, github)", "(default: auto)")}
 
 PUSH = {**{k: v for k, v in PUBLISH.items() if k not in ("dry_run",)},
@@ -85,7 +89,7 @@ ASSEMBLE = {"digests_dir": "directory holding the push records (*.json) of every
             "arch": PUBLISH["arch"], "registry": PUBLISH["registry"],
             "repository": PUBLISH["repository"], "dry_run": PUBLISH["dry_run"],
             "allow_shrink": PUBLISH["allow_shrink"], "allow_trial": PUBLISH["allow_trial"],
-            **{k: PUBLISH[k] for k in ("sign_key", "keyless", "unsigned")}}
+            **{k: PUBLISH[k] for k in ("sign_key", "keyless", "unsigned", "allow_vulnerable")}}
 
 TEST_ARCHIVE = {"dest": "directory to write the archive to (default: .cache/test-archive)",
             "orig_sha256": "the sha256 gosu's orig tarball must have (default: 1.19's, as Debian lists it)",

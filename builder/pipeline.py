@@ -15,6 +15,7 @@ from pathlib import Path
 
 from builder.core.errors import BuilderError
 from builder.image import bases, make
+from builder.image.audit import vulns as vuln_stage
 from builder.image.assembly import load as loader
 from builder.image.assembly.store import Store
 from builder.image.model import Base, ImageSettings, Revision, Target
@@ -41,6 +42,7 @@ class Request:
     revision: Revision
     entrypoint: bytes
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
+    vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)
     # Base indexes already read this run (seeding reads them first): each is read once.
     base_reads: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -72,11 +74,13 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
     gosu = {arch: gosu_of(f, make.gosu_bytes(f)) for arch, f in fetched.items()}
+    scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version) for a, f in fetched.items()}, log) \
+        if req.vuln else {}
     out = []
     for t in req.targets:
         base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
-                              req.entrypoint))
+                              req.entrypoint, scans.get(t.arch.gosu)))
     return RunPlan(tuple(out), fetched)
 
 
@@ -180,11 +184,20 @@ class Triage:
     present: set[str] | None = None  # the repository's tags once signing listed them (what is signed)
 
 
+def applying(p: ImagePlan) -> str:
+    """The findings that apply to an image's gosu, by ID ("" if none, or if it was not scanned)."""
+    if p.scan:
+        return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.applicable)
+    count = vuln_stage.parse_label(p.vulns)[0] if p.vulns else 0
+    return f"{count} finding(s) that apply" if count else ""
+
+
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
-            signer: signing.Signer | None = None) -> Triage:
+            signer: signing.Signer | None = None, allow_vulnerable: bool = False) -> Triage:
     """Plan once, check the guards once (trial, signing identity, shrink), read each flavor's tags once."""
     run = plan(req, log)
     pub.check_trial([(p.tag, p.trial) for p in run.images], dest, allow_trial)
+    pub.check_vulnerable([(p.tag, applying(p)) for p in run.images], dest, allow_vulnerable)
     if signer:
         signer.preflight()
     states = {}
@@ -192,7 +205,7 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
         f = p.target.flavor
         if f.name not in states:
             states[f.name] = tags.read_tags(registry, dest.repository, tags.tags_for(f.name, f.release,
-                                                                                      p.gosu.version))
+                                                                                      p.gosu.version, p.gosu.kind))
     for name, tag_states in states.items():
         platforms = {str(t.platform) for t in req.targets if t.flavor.name == name}
         tags.check_shrink(dict(list(tag_states.items())[:2]), platforms, allow_shrink)
@@ -201,7 +214,8 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     for p in run.images:
         existing = tags.reusable(states[p.target.flavor.name], str(p.target.platform), p.inputs)
         if existing:
-            have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
+            have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial,
+                                              p.vulns, p.gosu.kind)
     return Triage(run, states, have, revision)
 
 
@@ -228,7 +242,7 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
 
 
 def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-         allow_trial: bool = False, signer: signing.Signer | None = None) -> list:
+         allow_trial: bool = False, signer: signing.Signer | None = None, allow_vulnerable: bool = False) -> list:
     """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
 
     An image whose inputs digest the registry already serves is neither built
@@ -236,16 +250,16 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     With a signer, each image is signed and attested by digest once pushed
     (one already signed is left as it is).
     """
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_vulnerable)
     return _push(req, engine, registry, dest, log, triage, signer)
 
 
 def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-            allow_trial: bool = False, signer: signing.Signer | None = None):
+            allow_trial: bool = False, signer: signing.Signer | None = None, allow_vulnerable: bool = False):
     """build -> smoke -> push every arch by digest (signed, attested) -> one index per flavor (signed) -> move
     tags, in that order. Planned once: the guards and the tags read here are not checked or read again."""
     start = time.monotonic()
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_vulnerable)
     children = _push(req, engine, registry, dest, log, triage, signer)
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, triage.states)
     report = _move_tags(plans, children, registry, dest, log, signer, triage.present)
@@ -274,13 +288,15 @@ def _move_tags(plans, children, registry, dest, log, signer, listed: set[str] | 
 
 def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | None, log=sys.stderr,
              allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False,
-             signer: signing.Signer | None = None):
+             signer: signing.Signer | None = None, allow_vulnerable: bool = False):
     """Indexes and tags from push records made on other machines (the split publish's second half).
 
     With a signer, every child must be (or is now) signed and attested and
     every index is signed by digest before any tag moves to it.
     """
     pub.check_trial([(f"{dest.repository}:{c.flavor}-{c.arch}", c.trial) for c in children], dest, allow_trial)
+    pub.check_vulnerable([(f"{dest.repository}:{c.flavor}-{c.arch}", c.applying) for c in children], dest,
+                         allow_vulnerable)
     if signer and not dry_run:
         signer.preflight()
     plans = tags.plan(registry, dest, children, expected, allow_shrink)
@@ -291,12 +307,14 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str]] | N
     return _move_tags(plans, children, registry, dest, log, signer)
 
 
-def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False):
+def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False,
+            allow_vulnerable: bool = False):
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
-    t = _triage(req, registry, dest, allow_shrink, log, allow_trial)
+    t = _triage(req, registry, dest, allow_shrink, log, allow_trial, allow_vulnerable=allow_vulnerable)
     children = [t.have.get(p.name) or pub.Child(
         p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, p.target.platform.as_oci(),
-        "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial) for p in t.run.images]
+        "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial, vulns=p.vulns,
+        gosu_source=p.gosu.kind) for p in t.run.images]
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, t.states)
     log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
     log.write("\n".join(tags.describe(plans, dest)) + "\n")

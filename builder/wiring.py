@@ -17,6 +17,7 @@ from invoke import Config
 
 from builder import config
 from builder.image.assembly import load
+from builder.image.audit import vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, Revision, select_targets
 from builder.config import gosu as gosu_config
@@ -85,7 +86,8 @@ def git_revision(root: Path, source_date_epoch: str | None = None) -> Revision:
 
 
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
-                  default_arch: str | None = None, environ=os.environ, **fetch_flags) -> Request:
+                  default_arch: str | None = None, environ=os.environ, vuln_db: str | None = None,
+                  **fetch_flags) -> Request:
     """One run's request: targets checked, gosu options resolved, the revision and entrypoint read."""
     settings = usage(config.image_settings, c_config.images)
     targets = usage(select_targets, settings, flavor, arch, default_arch or native_arch())
@@ -93,8 +95,20 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
-                   usage(config.smoke_jobs, c_config.smoke))
+                   usage(config.smoke_jobs, c_config.smoke), vuln_settings(c_config, vuln_db))
 
+
+def vuln_settings(c_config, db: str | None = None) -> vulns.Settings | None:
+    """gosu's scan: the database (--vuln-db, else vuln.db; "" for none) and govulncheck, installed on first use."""
+    where, cache_dir, timeout, required = usage(config.vuln_db, c_config, db)
+    if not where:
+        return None
+    settings = usage(config.tool_settings, c_config)
+    host = native_arch()
+    pin = settings.tools["govulncheck"].pins.get(host)
+    found = tools.path(settings, "govulncheck")
+    scanner = found if found.is_file() and pin else tools.ensure(settings, "govulncheck", host)
+    return vulns.Settings(where, scanner, pin.version, cache_dir, timeout, required)
 
 def release_fetch(flags: dict) -> dict:
     """`release` takes gosu from `auto` unless told; naming a mirror or key names the configured source instead,
@@ -156,7 +170,7 @@ def up(c_config, engine, log) -> None:
     local = usage(config.local_settings, c_config.local)
     setup.up(local, engine, log)
     seed_stage.seed(local, usage(config.image_settings, c_config.images), log)
-    for name in ("cosign", "oras"):
+    for name in ("cosign", "oras", "govulncheck"):
         log.write(f"up: tools: {name} at {tools.ensure(config.tool_settings(c_config), name, native_arch(), log)}\n")
     pub = signing.make_local_key(cosign(c_config), project_path(c_config.signing.local_key), log)
     log.write(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}\n")
@@ -169,13 +183,13 @@ def seed(c_config, req: Request) -> None:
 
 
 def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,
-            keyless=False, unsigned=False, log=sys.stdout):
+            keyless=False, unsigned=False, log=sys.stdout, vuln_db=None, allow_vulnerable=False):
     """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
-    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), **fetch)
+    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), vuln_db=vuln_db, **fetch)
     dest, client = destination(c.config, registry, repository)
     signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
     if dry_run:  # a dry run changes nothing, the local registry included
-        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial)
+        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_vulnerable)
     seed(c.config, req)
-    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_)
+    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_vulnerable)
 

@@ -180,11 +180,11 @@ def matrix_jobs(c_config) -> list["Job"]:
 
 
 def tool_settings(c_config) -> "ToolSettings":
-    """cosign and oras: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
+    """cosign, oras and govulncheck: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
     from builder.local.tools import Pin, Tool, ToolSettings
     t, deb = c_config.tools, c_config.gosu["debian"]
     tools = {}
-    for name in ("cosign", "oras"):
+    for name in ("cosign", "oras", "govulncheck"):
         spec = t[name]
         tools[name] = Tool(name, spec["package"], spec["member"],
                            {arch: Pin(str(p["version"]), str(p["deb_sha256"]).lower())
@@ -230,3 +230,18 @@ def verify_origins(c_config, flags: list[str] | None) -> tuple[str, ...]:
                              "ghcr.io/org/base-gosu (--origin, verify.origins)")
         out.append(name)
     return tuple(out)
+
+
+def vuln_db(c_config, given: str | None = None) -> tuple[str, Path, float, bool]:
+    """(database, cache dir, timeout, require) for gosu's scan; database "" means no scan. A URL is taken as it
+    is; a directory given on the command line is relative to where the user stands, in config to this file."""
+    v = c_config.get("vuln") or {}
+    if given is not None:
+        db = given if given.startswith(("https://", "http://", "file://")) or not given else str(cli_path(given))
+    else:
+        db = str(v.get("db", ""))
+        db = db if not db or db.startswith(("https://", "http://", "file://")) else str(project_path(db))
+    if db.startswith("http://") and not re.match(r"http://(127\.|localhost[:/]|\[::1\])", db):
+        raise ValueError(f"vuln.db {db}: plain http is taken only from this machine (loopback); use https")
+    return (db, project_path(str(v.get("cache_dir", ".cache/vulns"))), float(v.get("timeout", 10)),
+            flag(v.get("require", "false"), "vuln.require"))

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from builder.image.assembly import append
 from builder.image.audit import goinfo
 from builder.image.model import LABEL, Base, Flavor, Revision, Target
 from builder.gosu.fetch import Fetched
+from builder.image.audit.vulns import Scan
 
 OCI = "org.opencontainers.image"
 # Facts of where a Debian or rebuilt gosu came from (suite, package, toolchain, dependencies): the fetch
 # vouches for them, the bytes do not; an image carries them as labels and a rebuild takes them as published.
+# gosu's vulnerability scan: findings that apply (vulnerable functions present), what a version-only scanner
+# reports, and the database's date as far as this gosu is concerned (image/audit/vulns.py, Scan.label).
+VULNS = f"{LABEL}.gosu.vulns"
 SOURCE_PREFIXES = (f"{LABEL}.gosu.debian.", f"{LABEL}.gosu.rebuild.")
 NEEDED = (f"{OCI}.revision", f"{OCI}.source", f"{OCI}.title", f"{OCI}.base.name", f"{OCI}.base.digest",
           f"{LABEL}.base.platform-digest", f"{LABEL}.gosu.version", f"{LABEL}.gosu.sha256", f"{LABEL}.flavor",
@@ -66,6 +70,9 @@ class ImagePlan:
     account: Account
     source_url: str
     inputs: str                # digest of everything that decides the image's content
+    vulns: str = ""            # the org.base-gosu.gosu.vulns label: gosu's scan ("" when none was made)
+    # The scan itself (the image's VEX is made from it), on the run that made it; never read back from labels.
+    scan: "Scan | None" = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -122,7 +129,8 @@ def rebuild_labels(gosu: Fetched) -> dict[str, str]:
     }
 
 
-def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entrypoint: bytes) -> str:
+def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entrypoint: bytes,
+                  vulns: str = "") -> str:
     """Everything that determines the image's content; equal digests mean nothing to push."""
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
@@ -133,13 +141,16 @@ def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entr
         # as changed and are rebuilt (with their SBOM and provenance), not reused.
         "gosu_build": [gosu.go_version, gosu.module_version],
     }
+    if vulns:  # the scan's label (and VEX) change with what the database says about this gosu; no scan, no key
+        doc["vulns"] = vulns
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def plan_image(target: Target, base: Base, gosu: Gosu, revision: Revision, repository: str, account: Account,
-               source_url: str, entrypoint: bytes) -> ImagePlan:
+               source_url: str, entrypoint: bytes, scan: "Scan | None" = None) -> ImagePlan:
+    vulns = scan.label if scan else ""
     return ImagePlan(target, base, gosu, revision, repository, account, source_url,
-                     inputs_digest(target, base, gosu, account, entrypoint))
+                     inputs_digest(target, base, gosu, account, entrypoint, vulns), vulns, scan)
 
 
 def to_labels(p: ImagePlan) -> dict[str, str]:
@@ -171,6 +182,8 @@ def to_labels(p: ImagePlan) -> dict[str, str]:
     if g.expired_accepted:
         # Which archive evidence was past its Valid-Until; the trust root above is still Debian's key.
         labels[f"{LABEL}.gosu.expired-accepted"] = g.expired_accepted
+    if p.vulns:
+        labels[VULNS] = p.vulns
     labels.update(g.source_labels)
     return labels
 
@@ -203,7 +216,7 @@ def from_labels(labels: dict[str, str], platform: str, flavors: dict[str, Flavor
     return ImagePlan(Target(flavor, arch), base, gosu,
                      Revision(labels[f"{OCI}.revision"], int(labels[f"{LABEL}.source-date-epoch"])),
                      labels[f"{OCI}.title"].rsplit(":", 1)[0], Account(user, int(uid), int(gid)),
-                     labels[f"{OCI}.source"], labels[f"{LABEL}.inputs"])
+                     labels[f"{OCI}.source"], labels[f"{LABEL}.inputs"], labels.get(VULNS, ""))
 
 
 def _pinned(labels: dict[str, str]) -> bool:

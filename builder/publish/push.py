@@ -53,6 +53,13 @@ class Child:
     uploaded: int = 0  # bytes this push sent (0: the registry had it; -1: a dry run's "would push")
     media_type: str = OCI_MANIFEST
     trial: str = ""    # why this image is a trial image ("" for production inputs only)
+    vulns: str = ""    # its org.base-gosu.gosu.vulns label ("" if gosu was not scanned)
+    gosu_source: str = ""  # github, debian or rebuild ("": a record from before it was kept; not rebuild)
+
+    @property
+    def applying(self) -> str:
+        count = int(self.vulns.split(";", 1)[0]) if self.vulns[:1].isdigit() else 0
+        return f"{count} finding(s) that apply (label {self.vulns})" if count else ""
 
     @property
     def platform_key(self) -> str:
@@ -96,11 +103,12 @@ def read_records(directory: Path) -> list[Child]:
 
 
 def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str],
-                   trial: str = "") -> Child:
+                   trial: str = "", vulns: str = "", gosu_source: str = "") -> Child:
     """The record for an image the registry already serves with these inputs (nothing to upload)."""
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
                  descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
-                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial)
+                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial, vulns=vulns,
+                 gosu_source=gosu_source)
 
 
 def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
@@ -119,6 +127,23 @@ def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: b
         "images are refused there: build from the real bases (images.use_standins) with gosu from a source "
         "pinned in keys/ (and, for Debian's archive, a current mirror), or pass --allow-trial to publish it "
         "anyway. Nothing was pushed")
+
+
+def check_vulnerable(images: list[tuple[str, str]], dest: Destination, allow_vulnerable: bool) -> None:
+    """An image whose gosu has a vulnerable function present leaves this machine only on purpose.
+
+    `images` holds (name, the findings that apply) pairs; refused before any byte is sent.
+    """
+    found = [(name, what) for name, what in images if what]
+    if not found or dest.local or allow_vulnerable:
+        return
+    name, what = found[0]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    raise PublishError(
+        f"{name}: gosu has vulnerable code present: {what}{more}. {dest.registry} is not this machine's local "
+        "registry, so such images are refused there: build with --source rebuild (gosu compiled with the newest Go "
+        "Debian carries), or pass --allow-vulnerable to publish it anyway (its VEX says `affected`). Nothing was "
+        "pushed")
 
 
 @dataclass(frozen=True)
@@ -176,12 +201,14 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> tupl
     # at an image that was not pushed, and a tag never names an image without its SBOM and provenance.
     attached = audit.attach(registry, dest.repository, built, pushed.descriptor(), lambda _host: base_registry)
     sent = registry.bytes_uploaded - before
+    vex = f", VEX {attached.vex[:19]}" if attached.vex else ""
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded); SBOM "
-              f"{attached.sbom[:19]}, provenance {attached.provenance[:19]} attached\n")
+              f"{attached.sbom[:19]}, provenance {attached.provenance[:19]}{vex} attached\n")
     child = Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
                   pushed.size, built.inputs, built.plan.gosu.version, built.plan.revision.commit,
-                  built.plan.revision.created, uploaded=sent, trial=built.trial)
-    return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest)
+                  built.plan.revision.created, uploaded=sent, trial=built.trial, vulns=built.plan.vulns,
+                  gosu_source=built.plan.gosu.kind)
+    return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest, vex=attached.vex_doc)
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str]] | None = None) -> dict[str, list[Child]]:
@@ -206,7 +233,8 @@ def check_children(children: list[Child], expected: list[tuple[str, str]] | None
         raise PublishError(f"push record for {', '.join(extra)} was not asked for (--flavor, --arch, "
                            "images.flavors): remove it from the records directory or ask for it. No tag was moved")
     for flavor, group in by_flavor.items():
-        for attr, what in (("gosu_version", "gosu versions"), ("release", "base releases")):
+        for attr, what in (("gosu_version", "gosu versions"), ("gosu_source", "gosu sources"),
+                           ("release", "base releases")):
             values = sorted({getattr(c, attr) for c in group})
             if len(values) > 1:
                 raise PublishError(f"{flavor}: its arches were built from different {what} ({', '.join(values)}); "
