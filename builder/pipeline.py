@@ -189,7 +189,7 @@ def applying(p: ImagePlan) -> str:
     if p.scan:
         return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.applicable)
     count = vuln_stage.parse_label(p.vulns)[0] if p.vulns else 0
-    return f"{count} finding(s) that apply" if count else ""
+    return f"{count} finding(s) that apply" if count > 0 else ""
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,

@@ -116,7 +116,7 @@ class Checker:
                 None
         statements_ = [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in out.splitlines()
                        if line.strip()]
-        statements_ = [s for s in statements_ if s.get("predicateType") == signing.ATTESTATIONS[kind]]
+        statements_ = [s for s in statements_ if s.get("predicateType") == signing.PREDICATE_TYPES[kind]]
         hexdigest = digest.split(":", 1)[1]
         mine = [s for s in statements_ if any(sub.get("digest", {}).get("sha256") == hexdigest
                                               for sub in s.get("subject", []))]
@@ -159,7 +159,7 @@ def vex_row(what: str, digest: str, label: str, vex: dict | None) -> Row:
     if any(f"@{wanted}" not in p for p in products):
         return Row(check, what, digest, f"the VEX speaks about {', '.join(sorted(products))}, not this manifest")
     affected = sum(1 for s in statements if s.get("status") == "affected")
-    if affected != count:
+    if affected != max(count, 0):  # "unknown" (no function table): nothing can be said to be affected
         return Row(check, what, digest, f"the VEX says affected {affected} time(s), the label {LABEL}.gosu.vulns "
                                         f"counts {count} ({label})")
     return Row(check, what, digest)
@@ -188,9 +188,8 @@ def check(checker: Checker, ref: str) -> tuple[str, list[Row]]:
         rows.append(checker.signature(what, child))
         found = {}
         vulns = checker.vulns_label(child)
-        for kind in signing.ATTESTATIONS:
-            if kind == "openvex" and not vulns:
-                continue  # gosu was not scanned when it was built: there is no VEX to check
+        # An image whose gosu was not scanned when it was built has no VEX to check.
+        for kind in [*signing.ATTESTATIONS, *(["openvex"] if vulns else [])]:
             row, found[kind] = checker.attestation(kind, what, child)
             rows.append(row)
         rows.append(checker.gosu_hash(what, child, found.get("cyclonedx")))

@@ -23,9 +23,10 @@ from builder.core.errors import BuilderError
 from builder.core.registry import Registry, is_loopback
 from builder.image.audit import openvex
 
-# `cosign attest --type` names and the predicate types they produce.
-ATTESTATIONS = {"cyclonedx": "https://cyclonedx.org/bom", "slsaprovenance1": "https://slsa.dev/provenance/v1",
-                "openvex": openvex.PREDICATE_TYPE}  # only images whose gosu was scanned carry an openvex one
+# `cosign attest --type` names and the predicate types they produce: every image carries these two,
+ATTESTATIONS = {"cyclonedx": "https://cyclonedx.org/bom", "slsaprovenance1": "https://slsa.dev/provenance/v1"}
+# and an image whose gosu was scanned (label org.base-gosu.gosu.vulns) its VEX too.
+PREDICATE_TYPES = {**ATTESTATIONS, "openvex": openvex.PREDICATE_TYPE}
 OIDC_ENV = ("ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN")
 
 

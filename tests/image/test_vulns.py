@@ -185,3 +185,21 @@ def test_rebuilt_and_released_gosu_never_share_an_immutable_tag():
     assert tags.tags_for("alpine", "3.20", "1.19", "github")[-1] == "alpine-3.20-gosu1.19"
     assert tags.tags_for("alpine", "3.20", "1.19", "debian")[-1] == "alpine-3.20-gosu1.19"
     assert tags.tags_for("alpine", "3.20", "1.19", "rebuild") == ("alpine", "alpine-3.20", "alpine-3.20-gosu1.19-rebuild")
+
+
+def test_without_a_function_table_nothing_is_said_to_apply_or_not(tmp_path, scanner, debian_gosu):
+    # govulncheck 1.0.4 reports every entry as if its functions were present when it finds no function table
+    # (a binary linked with -s and without .gopclntab): the same bytes with those sections renamed.
+    path, _, version = debian_gosu["amd64"]
+    data = path.read_bytes().replace(b".gopclntab\0", b".xopclntab\0").replace(b".symtab\0", b".xymtab\0")
+    blind = tmp_path / "gosu"
+    blind.write_bytes(data)
+    assert {".gopclntab", ".symtab"} & vulns.elf_sections(data) == set()
+    assert {".gopclntab", ".symtab"} <= vulns.elf_sections(path.read_bytes())
+    db = vulndb.make(tmp_path / "db")
+    s = vulns.scan_all(settings(scanner, db, tmp_path / "cache"), {"amd64": (blind, "f" * 64, version)},
+                       io.StringIO())["amd64"]
+    assert not s.symbols and s.applicable == () and s.label == f"unknown;by-version=2;db={vulndb.MODIFIED}"
+    assert vulns.parse_label(s.label) == (-1, vulndb.MODIFIED)
+    doc = json.loads(vex(s))
+    assert {st["status"] for st in doc["statements"]} == {"under_investigation"}

@@ -55,12 +55,17 @@ def _component(v: Vuln, gosu: str, stdlib: str) -> str:
     return f"pkg:golang/{v.module}@{v.version}"
 
 
-def _statement(v: Vuln, product: str, gosu: str, stdlib: str) -> dict:
+def _statement(v: Vuln, product: str, gosu: str, stdlib: str, symbols: bool = True) -> dict:
     sub = sorted({gosu, _component(v, gosu, stdlib)})
     out = {"vulnerability": {"@id": f"https://pkg.go.dev/vuln/{v.id}", "name": v.id,
                              **({"aliases": list(v.aliases)} if v.aliases else {})},
            "products": [{"@id": product, "subcomponents": [{"@id": s} for s in sub]}]}
-    if v.level == "symbol":
+    if not symbols:
+        out.update(status="under_investigation", status_notes=(
+            f"gosu carries {v.module} {v.version}, which the database lists as affected; the binary has no function "
+            "table govulncheck can read, so whether the vulnerable code is present is not known. --source rebuild "
+            "gives a binary that can be checked."))
+    elif v.level == "symbol":
         fix = f"upgrade {v.module} to {v.fixed}" if v.fixed else "no fixed version is known"
         out.update(status="affected", action_statement=(
             f"gosu contains {', '.join(v.symbols)}. Build with --source rebuild (gosu compiled here with the newest "
@@ -84,7 +89,7 @@ def document(scan: Scan, repository: str, digest: str, arch: str, module: str, m
     """The image's OpenVEX document as canonical JSON bytes; `repository` is <registry>/<repository>."""
     product = image_purl(repository, digest, arch)
     gosu, stdlib = gosu_purl(module, module_version, version), stdlib_purl(go_version)
-    statements = [_statement(v, product, gosu, stdlib) for v in sorted(scan.vulns, key=lambda v: v.id)]
+    statements = [_statement(v, product, gosu, stdlib, scan.symbols) for v in sorted(scan.vulns, key=lambda v: v.id)]
     when = scan.entries_modified or scan.db_modified
     body = {"@context": CONTEXT, "author": author, "timestamp": when, "version": 1,
             "tooling": f"base-gosu: govulncheck {scan.scanner} (binary mode), database {_where(scan.db)} "

@@ -13,7 +13,9 @@ modification time, scanner), so a warm build does not rescan.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import struct
 import json
 import os
 import subprocess
@@ -66,12 +68,16 @@ class Scan:
     vulns: tuple[Vuln, ...]
     withdrawn: tuple[str, ...] = ()  # entries for its modules the database withdrew: no statement is made
     stale: str = ""          # why the database may predate the binary's Go release ("" if not)
+    # govulncheck could read the binary's function table (.gopclntab, or .symtab to find it). Without one it
+    # reports every entry for the binary's versions as if its functions were present: then nothing is known
+    # beyond the versions, and no entry is said to apply or not.
+    symbols: bool = True
     cached: bool = field(default=False, compare=False)
 
     @property
     def applicable(self) -> tuple[Vuln, ...]:
-        """Findings that apply: a vulnerable function present in the binary."""
-        return tuple(v for v in self.vulns if v.level == "symbol")
+        """Findings that apply: a vulnerable function present in the binary (none known without a function table)."""
+        return tuple(v for v in self.vulns if v.level == "symbol") if self.symbols else ()
 
     def count(self, level: str) -> int:
         return sum(1 for v in self.vulns if LEVELS.index(v.level) >= LEVELS.index(level))
@@ -80,10 +86,14 @@ class Scan:
     def label(self) -> str:
         """org.base-gosu.gosu.vulns: findings that apply, what a version-only scanner reports, and the date of
         the database as far as this gosu is concerned (its newest entry for gosu's Go release or modules)."""
-        return f"{len(self.applicable)};by-version={self.count('version')};db={self.entries_modified or self.db_modified}"
+        applying = len(self.applicable) if self.symbols else "unknown"
+        return f"{applying};by-version={self.count('version')};db={self.entries_modified or self.db_modified}"
 
     def summary(self) -> str:
         ids = ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in self.applicable)
+        if not self.symbols:
+            return (f"no function table in the binary, so whether any of {self.count('version')} by version applies "
+                    f"is unknown (database {self.db}, modified {self.db_modified})")
         return (f"{len(self.applicable)} applying{': ' + ids if ids else ''}; {self.count('package')} in packages "
                 f"linked in, {self.count('version')} by version only (database {self.db}, modified "
                 f"{self.db_modified})")
@@ -106,9 +116,9 @@ def parse_label(value: str) -> tuple[int, str]:
     """(findings that apply, database date) from an org.base-gosu.gosu.vulns label."""
     first, *rest = value.split(";")
     fields = dict(p.split("=", 1) for p in rest if "=" in p)
-    if not first.isdigit() or "db" not in fields:
+    if not (first.isdigit() or first == "unknown") or "db" not in fields:
         raise ValueError(f"org.base-gosu.gosu.vulns label {value!r} is not '<count>;by-version=<n>;db=<date>'")
-    return int(first), fields["db"]
+    return (int(first) if first.isdigit() else -1), fields["db"]
 
 
 def db_url(db: str) -> str:
@@ -164,11 +174,13 @@ def scan(settings: Settings, binary: Path, sha256: str, modified: str) -> Scan:
         return Scan.from_json(cached.read_text())
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    data = binary.read_bytes()
     try:
-        go = goinfo.read(binary).go_version
-    except (goinfo.GoInfoError, OSError):
+        go = goinfo.parse(data, binary.name).go_version
+    except goinfo.GoInfoError:
         go = ""
     result = read_stream(run(settings, binary), sha256, settings.db, modified, settings.scanner_version, go)
+    result = dataclasses.replace(result, symbols=bool({".gopclntab", ".symtab"} & elf_sections(data)))
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".scan-")
     with os.fdopen(fd, "w") as f:
@@ -235,6 +247,33 @@ def read_stream(stream: str, sha256: str, db: str, modified: str, scanner: str, 
     withdrawn = tuple(sorted(i for i, e in osvs.items() if e.get("withdrawn")))
     newest = max((e.get("modified", "") for e in osvs.values()), default="")
     return Scan(sha256, db, modified, newest, scanner, tuple(vulns), withdrawn, _stale(osvs.values(), go, db))
+
+
+def elf_sections(data: bytes) -> set[str]:
+    """The section names of an ELF file (empty if it is not one or has no section headers)."""
+    if data[:4] != b"\x7fELF":
+        return set()
+    wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    try:
+        if wide:
+            shoff, = struct.unpack_from(order + "Q", data, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
+        else:
+            shoff, = struct.unpack_from(order + "I", data, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
+        fmt = order + ("IIQQQQ" if wide else "IIIIII")
+
+        def header(i):
+            return struct.unpack_from(fmt, data, shoff + i * shentsize)
+        strtab = header(shstrndx)
+        base = strtab[4]
+        names = set()
+        for i in range(shnum):
+            at = base + header(i)[0]
+            names.add(data[at:data.index(b"\0", at)].decode("ascii", "replace"))
+        return names
+    except (struct.error, ValueError, IndexError):
+        return set()
 
 
 def _symbol(frame: dict) -> str:
