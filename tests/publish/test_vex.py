@@ -71,6 +71,11 @@ def test_the_vex_is_attached_attested_and_verified(published, tmp_path):
     doc = json.loads(show.show(p["client"], p["repo"], "alpine", "vex", "linux/amd64"))
     assert {s["vulnerability"]["name"]: s["status"] for s in doc["statements"]}[vulndb.PRESENT.id] == "affected"
     assert all(p["child"].digest.replace(":", "%3A") in pr["@id"] for s in doc["statements"] for pr in s["products"])
+    # The SBOM lists what the VEX speaks about.
+    sbom = json.loads(show.show(p["client"], p["repo"], "alpine", "sbom", "linux/amd64"))
+    purls = {c.get("purl") for c in sbom.get("components", [])} | \
+        {s.get("purl") for c in sbom.get("components", []) for s in c.get("components") or []}
+    assert {s["@id"] for st in doc["statements"] for pr in st["products"] for s in pr["subcomponents"]} <= purls
     checker = trustcheck.Checker(p["signer"].cosign, trustcheck.Trust((str(p["pub"]),)), p["client"], p["repo"])
     _, rows = trustcheck.check(checker, "alpine")
     assert [(r.check, r.problem) for r in rows if not r.ok] == []

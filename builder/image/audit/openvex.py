@@ -56,7 +56,8 @@ def _component(v: Vuln, gosu: str, stdlib: str) -> str:
 
 
 def _statement(v: Vuln, product: str, gosu: str, stdlib: str, symbols: bool = True) -> dict:
-    sub = sorted({gosu, _component(v, gosu, stdlib)})
+    # The component the entry is about (stdlib, a module, gosu itself): a scanner matches it to what it reports.
+    sub = [_component(v, gosu, stdlib)]
     out = {"vulnerability": {"@id": f"https://pkg.go.dev/vuln/{v.id}", "name": v.id,
                              **({"aliases": list(v.aliases)} if v.aliases else {})},
            "products": [{"@id": product, "subcomponents": [{"@id": s} for s in sub]}]}
