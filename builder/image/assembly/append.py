@@ -186,7 +186,8 @@ def entries_for(r: Recipe, fs: basefs.BaseFs) -> tuple[str, list[Entry]]:
     own = [
         Entry("usr/local/bin/gosu", FILE, 0o755, 0, 0, r.gosu),
         Entry(ENTRYPOINT.strip("/"), FILE, 0o755, 0, 0, r.entrypoint),
-        Entry(WORKDIR, DIR, 0o755, r.account.uid, r.account.gid),
+        # Group 0 with the owner's permissions: an arbitrary uid started with gid 0 (OpenShift) can write it.
+        Entry(WORKDIR, DIR, 0o775, r.account.uid, 0),
         *account,
     ]
     return dialect, own + _parents(own, fs)
