@@ -533,8 +533,9 @@ else
 		:
 	elif apply; then
 		# Home and workdir the image gave the old ids follow them; -h and find's
-		# default never follow a symlink, -xdev never enters a mount.
-		if [ "$need_ids" = 1 ] && [ -d "$home" ]; then
+		# default never follow a symlink, -xdev never enters a mount. A home that
+		# is a system path (alpine's nobody lives in /) is not the account's own.
+		if [ "$need_ids" = 1 ] && [ -d "$home" ] && ! system_path "$home"; then
 			find "$home" -xdev \( -user "$cur_uid" -o -group "$cur_gid" \) -exec chown -h "$uid:$gid" {} + 2>/dev/null ||
 				warn "could not chown $home to $uid:$gid"
 		fi

@@ -139,4 +139,28 @@ def restricted_profile(c: Ctx):
                                                       f"(want {want!r}), stderr {p.stderr.strip()!r}")
 
 
-CHECKS = (groups_kept, device_groups, arbitrary_uid, restricted_profile)
+# The kernel marks an idmapped mount in its per-mount options (show_mnt_opts: ",idmapped"). The engines
+# here cannot make one (podman needs crun on a pure cgroup v2 host), so the shipped entrypoint reads the
+# container's own mountinfo with that option added to /data's line: every other byte is as it runs.
+IDMAPPED = ('sed "s#^\\([^ ]* [^ ]* [^ ]* [^ ]* /data \\)\\([^ ]*\\)#\\1\\2,idmapped#" /proc/self/mountinfo >/tmp/mi; '
+            'sed "s#/proc/self/mountinfo#/tmp/mi#" /usr/local/bin/entrypoint >/tmp/ep; '
+            'grep -c " /data rw,[^ ]*,idmapped " /tmp/mi >/dev/null || exit 7; '
+            'USER_ID=3000 CHOWN_PATHS=/data exec sh /tmp/ep stat -c %u /data/f')
+
+
+def idmapped_mount_left_alone(c: Ctx):
+    """An idmapped mount already shows the app ids of its own: CHOWN_PATHS leaves it, saying so, and the
+    mount check does not warn about it."""
+    with c.host_dir(0) as d:
+        (d / "f").write_text("x")
+        c.chown(d / "f", 0)
+        p = c.run("-c", IDMAPPED, opts=["--entrypoint", "sh", "-v", f"{d}:/data"])
+        lines = _lines(p.stderr)
+        want = "entrypoint: CHOWN_PATHS entry '/data' is on an idmapped mount (/data)"
+        if p.returncode != 0 or p.stdout.strip() != "0" or len(lines) != 1 or not lines[0].startswith(want) \
+                or c.owner(d / "f")[0] != c.host(0):
+            c.fail("idmapped mount left alone", f"exit {p.returncode} (7: no /data line to mark), "
+                                                f"stdout {p.stdout.strip()!r}, stderr {p.stderr.strip()!r}")
+
+
+CHECKS = (groups_kept, device_groups, arbitrary_uid, restricted_profile, idmapped_mount_left_alone)
