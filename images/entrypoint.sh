@@ -137,7 +137,7 @@ esac
 # Read-write bind mounts and volumes, one per line. The engine's own mounts
 # (/proc, /sys, /dev, /etc/hosts and friends), read-only mounts and fresh
 # tmpfs mounts (podman's --read-only /run and /tmp) are not the user's data.
-rw_mounts='' all_mounts='' idmapped='' root_ro=0
+rw_mounts='' all_mounts='' idmapped='' dev_mounts='' root_ro=0
 while read -r _ _ _ m_root mp m_opts m_rest; do
 	case $mp in *\\*) mp=$(printf '%b' "$mp") ;; esac
 	all_mounts=$all_mounts$nl$mp
@@ -146,6 +146,11 @@ while read -r _ _ _ m_root mp m_opts m_rest; do
 	/ | /proc | /proc/* | /sys | /sys/* | /dev | /dev/* | /etc/hosts | /etc/hostname | /etc/resolv.conf | \
 		/run/.containerenv | /run/secrets | /run/secrets/*) continue ;;
 	esac
+	# A device node bound outside /dev (dockerd --userns-remap keeps --device's host path) is no data.
+	if [ -c "$mp" ] || [ -b "$mp" ]; then
+		dev_mounts=$dev_mounts$nl$mp
+		continue
+	fi
 	m_rest=" $m_rest"
 	m_rest=${m_rest#* - }
 	case ,$m_opts,${m_rest##* }, in *,ro,*) continue ;; esac
@@ -393,7 +398,7 @@ done
 privileged=0
 [ $((0x${cap_eff:-0} & 0x3fffffffff)) != $((0x3fffffffff)) ] || privileged=1
 if [ "${DEVICE_GROUPS:-yes}" = yes ] && [ "$privileged" = 0 ] && [ "$uid" != 0 ] && [ "$cur_uid" != 0 ]; then
-	nodes=''
+	nodes=$dev_mounts
 	for f in /dev/* /dev/*/* /dev/*/*/* /dev/*/*/*/*; do
 		case $f in
 		/dev/null | /dev/zero | /dev/full | /dev/random | /dev/urandom | /dev/tty | /dev/console | /dev/ptmx | \
