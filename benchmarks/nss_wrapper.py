@@ -8,9 +8,9 @@ of the manifest's layer sizes (what a pull downloads). Uncompressed: the
 sum of the layers' tar sizes (what the engine unpacks). The goal: ratio
 <= 1.02.
 
-    .venv/bin/python benchmarks/nss_wrapper.py [--flavor minideb,ubuntu] [--arch amd64,arm64]
+    .venv/bin/python benchmarks/nss_wrapper.py [--flavor minideb,ubuntu] [--arch amd64,arm64|all]
 
-Needs `invoke up` (the seeded bases) and `invoke test-mirror` (gosu without the network).
+Needs `invoke up` (the seeded bases); gosu comes from Debian's archive (cached after the first run).
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ def main() -> None:
     ap.add_argument("--flavor", default="minideb,ubuntu")
     ap.add_argument("--arch", default="amd64,arm64")
     a = ap.parse_args()
-    cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
-    req = wiring.build_request(cfg, flavor=a.flavor, arch=a.arch)
+    req = wiring.build_request(project_config(), flavor=a.flavor, arch=a.arch, source="debian")
     registry_for, unpacked = loader.registry_client({}), {}
     with tempfile.TemporaryDirectory(prefix="bench-nss-") as tmp:
         rows = {}
