@@ -19,7 +19,6 @@ from builder.image.assembly import load as loader
 from builder.image.assembly.store import Store
 from builder.image.model import Base, ImageSettings, Revision, Target
 from builder.image import nsswrapper
-from builder.image.nsswrapper import NssSettings
 from builder.image.plan import Account, ImagePlan, gosu_of, plan_image
 from builder.core import emulation
 from builder.core.engine import Engine
@@ -43,7 +42,7 @@ class Request:
     revision: Revision
     entrypoint: bytes
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
-    nss_wrapper: "NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
+    nss_wrapper: "nsswrapper.NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
     # Base indexes already read this run (seeding reads them first): each is read once.
     base_reads: dict = field(default_factory=dict, compare=False, repr=False)
 

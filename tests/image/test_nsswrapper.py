@@ -12,9 +12,10 @@ import pytest
 from builder import config
 from builder.core import arches
 from builder.image import nsswrapper
+from builder.image.assembly import append
 from builder.image.nsswrapper import NssWrapperError, Pin
 
-from tests.support.engine import project_config
+from tests.support.engine import ARCHES, project_config, rig  # noqa: F401 - fixture
 from tests.support.fakearchive import make_deb
 from tests.support.gpgkit import GpgTestKey, clearsign
 from tests.support.httpmirror import Mirror
@@ -142,3 +143,22 @@ def test_real_library_from_debians_archive():
     assert lib.data[:4] == b"\x7fELF" and lib.data[16] == 3, "ET_DYN"
     assert int.from_bytes(lib.data[18:20], "little") == a.elf_machine
     assert lib.sha256 == hashlib.sha256(lib.data).hexdigest() and lib.version == s.pins["amd64"].version
+
+
+NAME_THE_UID = ('cp /etc/passwd /tmp/p; echo "x4242:x:4242:0::/tmp:/bin/sh" >> /tmp/p; whoami; id -un; '
+                'stat -c "%a %u:%g" ' + append.NSS_WRAPPER)
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_library_in_the_minideb_image_names_an_arbitrary_uid(rig, arch):
+    """What the entrypoint will do under `--user 4242:0`, by hand: preloaded, a passwd copy names the uid."""
+    b = rig.built("minideb", arch)
+    run = ["run", "--rm", "--network", "none", "--platform", str(b.target.platform), "--user", "4242:0",
+           "--entrypoint", "sh"]
+    env = ["-e", f"LD_PRELOAD={append.NSS_WRAPPER}", "-e", "NSS_WRAPPER_PASSWD=/tmp/p",
+           "-e", "NSS_WRAPPER_GROUP=/etc/group"]
+    out = rig.engine.run(*run, *env, b.image_id, "-c", NAME_THE_UID).stdout
+    assert out.split("\n") == ["x4242", "x4242", "644 0:0", ""]
+    without = rig.engine.run(*run, b.image_id, "-c", "whoami", check=False)
+    assert without.returncode != 0 and "cannot find name for user ID 4242" in without.stderr
