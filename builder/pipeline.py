@@ -139,7 +139,7 @@ def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
     from builder.smoke.run import Subject
     a = b.plan.account
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.plan.gosu.version, b.plan.gosu.sha256,
-                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "")
+                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None)
 
 
 def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSettings | None = None,
