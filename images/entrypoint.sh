@@ -70,21 +70,27 @@ while IFS=: read -r name _ p_uid p_gid _ p_home _; do
 	fi
 done </etc/passwd
 
-# Prints FILE with NAME's id field(s) replaced. In passwd the entry moves in
-# front of any other entry already holding the uid, so that lookups by id
-# (`id -un`, ls -l) name $user; every other line stays byte-identical.
-rewrite() {
-	awk -F: -v OFS=: -v name="$2" -v id="$3" -v gid="$4" '
-		$1 == name { $3 = id; if (gid != "") $4 = gid; mine = $0; pos = n + 1; next }
-		{ line[++n] = $0; ids[n] = $3 }
-		END {
-			if (mine == "") exit 3
-			for (i = 1; i <= n; i++) {
-				if (!done && (i == pos || ids[i] == id)) { print mine; done = 1 }
-				print line[i]
-			}
-			if (!done) print mine
-		}' "$1"
+# A passwd for nss_wrapper at $1, created anew (noclobber: O_EXCL, so no
+# link planted there is followed): /etc/passwd with $user given our ids.
+# Shell only, no fork: this runs on every start of such a container.
+nss_passwd() {
+	set -C
+	# printf, not the special builtin ":", whose failed redirection would end the shell.
+	{ printf "" >"$1"; } 2>/dev/null || { set +C; return 1; }
+	set +C
+	while IFS= read -r line; do
+		case $line in
+		"$user":*)
+			f=${line#*:}
+			pass=${f%%:*}
+			f=${f#*:}
+			f=${f#*:}
+			f=${f#*:}
+			printf '%s:%s:%s:%s:%s\n' "$user" "$pass" "$my_uid" "$my_gid" "$f"
+			;;
+		*) printf '%s\n' "$line" ;;
+		esac
+	done </etc/passwd >"$1"
 }
 
 # Started with --user (or runAsUser): nothing is remapped, and nothing here
@@ -98,8 +104,14 @@ if [ "$my_uid" != 0 ]; then
 		[ "${HOME:-/}" != / ] || export HOME="$home"
 		nss=/usr/local/lib/base-gosu/libnss_wrapper.so
 		if [ -e "$nss" ] && [ -z "${NSS_WRAPPER_PASSWD:-}" ]; then
-			if pw=$(mktemp "${TMPDIR:-/tmp}/passwd.XXXXXX" 2>/dev/null || mktemp "$HOME/.passwd.XXXXXX" 2>/dev/null) &&
-				rewrite /etc/passwd "$user" "$my_uid" "$my_gid" >"$pw"; then
+			pw=''
+			for d in "${TMPDIR:-/tmp}" "$HOME"; do
+				if nss_passwd "$d/.base-gosu-passwd.$my_uid.$$"; then
+					pw=$d/.base-gosu-passwd.$my_uid.$$
+					break
+				fi
+			done
+			if [ -n "$pw" ]; then
 				export LD_PRELOAD="$nss${LD_PRELOAD:+ $LD_PRELOAD}" NSS_WRAPPER_PASSWD="$pw" NSS_WRAPPER_GROUP=/etc/group
 			else
 				warn "uid $my_uid has no account and neither ${TMPDIR:-/tmp} nor $HOME is writable, so it stays nameless (whoami fails); mount a writable /tmp (an emptyDir)"
@@ -432,6 +444,23 @@ EOF
 fi
 
 # --- rewrite /etc/passwd and /etc/group (atomically, rolled back together) ---
+
+# Prints FILE with NAME's id field(s) replaced. In passwd the entry moves in
+# front of any other entry already holding the uid, so that lookups by id
+# (`id -un`, ls -l) name $user; every other line stays byte-identical.
+rewrite() {
+	awk -F: -v OFS=: -v name="$2" -v id="$3" -v gid="$4" '
+		$1 == name { $3 = id; if (gid != "") $4 = gid; mine = $0; pos = n + 1; next }
+		{ line[++n] = $0; ids[n] = $3 }
+		END {
+			if (mine == "") exit 3
+			for (i = 1; i <= n; i++) {
+				if (!done && (i == pos || ids[i] == id)) { print mine; done = 1 }
+				print line[i]
+			}
+			if (!done) print mine
+		}' "$1"
+}
 
 # Stage /etc/passwd with $user's ids replaced as /etc/passwd.base-gosu-new; on
 # failure `why` says what went wrong.

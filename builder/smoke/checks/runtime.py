@@ -123,6 +123,13 @@ def arbitrary_uid(c: Ctx):
     got = _as_uid(c, "--user 4242:0", "4242:0")
     if got[:3] != [home, name, name]:
         c.fail("--user 4242:0", f"HOME, whoami, id -un: {got[:3]}, want {[home, name, name]}")
+    if c.engine.binary != "podman":  # podman's own account needs no passwd of ours, and it mounts /tmp
+        # --read-only with no writable /tmp: the app still starts, and the one line says what to mount.
+        p = c.run("true", opts=["--user", "4242:0", "--read-only"])
+        lines = _lines(p.stderr)
+        if p.returncode != 0 or len(lines) != int(c.s.names_any_uid) \
+                or (lines and "mount a writable /tmp" not in lines[0]):
+            c.fail("--user 4242:0 --read-only", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
     got = _as_uid(c, f"--user {c.s.ops_uid}", str(c.s.ops_uid))
     if got != [f"/home/{c.s.ops_user}", c.s.ops_user, c.s.ops_user, "-"]:
         c.fail(f"--user {c.s.ops_uid} unchanged", f"HOME, whoami, id -un, LD_PRELOAD: {got}")
