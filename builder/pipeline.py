@@ -19,6 +19,7 @@ from builder.image.audit import vulns as vuln_stage
 from builder.image.assembly import load as loader
 from builder.image.assembly.store import Store
 from builder.image.model import Base, ImageSettings, Revision, Target
+from builder.image import nsswrapper
 from builder.image.plan import Account, ImagePlan, gosu_of, plan_image
 from builder.core import emulation
 from builder.core.engine import Engine
@@ -42,6 +43,7 @@ class Request:
     revision: Revision
     entrypoint: bytes
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
+    nss_wrapper: "nsswrapper.NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
     vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)
     # Base indexes already read this run (seeding reads them first): each is read once.
     base_reads: dict = field(default_factory=dict, compare=False, repr=False)
@@ -69,18 +71,23 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, Fetched]:
 
 
 def plan(req: Request, log=sys.stderr) -> RunPlan:
-    """fetch + verify gosu once per arch, resolve each base to its digest once, and plan every image."""
+    """fetch + verify gosu (and the glibc flavors' nss_wrapper) once per arch, resolve each base to its digest
+    once, and plan every image."""
     fetched = fetch_for(req, log)
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
     gosu = {arch: gosu_of(f, make.gosu_bytes(f)) for arch, f in fetched.items()}
     scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version) for a, f in fetched.items()}, log) \
         if req.vuln else {}
+    nss = req.nss_wrapper
+    wants = [t for t in req.targets if nss and nss.wanted(t.flavor.name)]
+    libs = nsswrapper.fetch(nss, [t.arch.dpkg for t in wants], log) if wants else {}
     out = []
     for t in req.targets:
         base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
-                              req.entrypoint, scans.get(t.arch.gosu)))
+                              req.entrypoint, libs[t.arch.dpkg] if t in wants else None,
+                              scans.get(t.arch.gosu)))
     return RunPlan(tuple(out), fetched)
 
 
@@ -137,7 +144,7 @@ def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
     from builder.smoke.run import Subject
     a = b.plan.account
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.plan.gosu.version, b.plan.gosu.sha256,
-                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "")
+                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None)
 
 
 def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSettings | None = None,

@@ -95,7 +95,8 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
-                   usage(config.smoke_jobs, c_config.smoke), vuln_settings(c_config, vuln_db))
+                   usage(config.smoke_jobs, c_config.smoke), vuln=vuln_settings(c_config, vuln_db),
+                   nss_wrapper=usage(config.nss_wrapper_settings, c_config))
 
 
 def vuln_settings(c_config, db: str | None = None) -> vulns.Settings | None:
@@ -148,7 +149,8 @@ def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = N
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
-                                     load.registry_client({}))
+                                     load.registry_client({}), reproduce_stage.nss_wrapper_getter(
+                                         usage(config.nss_wrapper_settings, c_config)))
 
 
 def show(ref: str, kind: str, platform: str | None) -> bytes:

@@ -194,6 +194,29 @@ def tool_settings(c_config) -> "ToolSettings":
                         backoff=float(c_config.gosu["backoff"]))
 
 
+def nss_wrapper_settings(c_config) -> "NssSettings":
+    """images.nss_wrapper: Debian's libnss-wrapper for the flavors named, pinned per arch, checked with
+    gosu.debian's mirror and keys."""
+    from builder.image.nsswrapper import NssSettings, Pin
+    n, deb = c_config.images["nss_wrapper"], c_config.gosu["debian"]
+    flavors = tuple(f.strip() for f in str(n.get("flavors") or "").split(",") if f.strip())
+    unknown = [f for f in flavors if f not in c_config.images["flavors"]]
+    if unknown:
+        raise ValueError(f"images.nss_wrapper.flavors names {', '.join(unknown)}, which images.flavors does not "
+                         "configure")
+    pins = {}
+    for name, p in (n.get("pins") or {}).items():
+        try:
+            arch = arches.get(name, arches.IMAGE_ARCHES).dpkg
+            pins[arch] = Pin(str(p["version"]), str(p["deb_sha256"]).lower(), str(p["suite"]))
+        except (arches.UnknownArch, KeyError, TypeError) as e:
+            raise ValueError(f"images.nss_wrapper.pins.{name}: {e}; give {{version, suite, deb_sha256}} per "
+                             "dpkg arch") from None
+    return NssSettings(project_path(n["cache_dir"]), deb["mirror"], archive_keys(deb, None, None), n["package"],
+                       flavors, pins, timeout=float(c_config.gosu["timeout"]) * 2,
+                       retries=int(c_config.gosu["retries"]), backoff=float(c_config.gosu["backoff"]))
+
+
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,
           origins: list[str] | None = None):
     """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer; and
