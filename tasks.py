@@ -62,28 +62,32 @@ def test(c, k=None, x=False, no_up=False):
 @task(help=PUBLISH)
 @cli("publish", fetch=IMAGE_FETCH)
 def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=False, allow_shrink=False,
-            allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False):
+            allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False,
+            vuln_db=None, allow_vulnerable=False):
     """Build and smoke-test every flavor/arch, push, sign and attest each by digest, sign each index, move tags."""
     wiring.publish(**locals())
 
 
 @task(help=RELEASE)
 @cli("release", fetch=IMAGE_FETCH)
-def release(c, flavor=None, arch=None, fetch=None, release=None):
+def release(c, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
-    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch), release=release)
+    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch), release=release,
+                   vuln_db=vuln_db)
 
 
 @task(help=PUSH)
 @cli("push", fetch=IMAGE_FETCH)
 def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, allow_shrink=False,
-         allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False):
+         allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False,
+         vuln_db=None, allow_vulnerable=False):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
     wiring.seed(c.config, req)
-    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol)
+    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol,
+                             allow_vulnerable)
     for path in push_stage.write_records(cli_path(digests_dir), children):
         print(f"push: wrote {path}")
 
@@ -92,7 +96,7 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
 @cli("assemble")
 def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=None, dry_run=False,
              allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False, release=None,
-             allow_eol=False):
+             allow_eol=False, allow_vulnerable=False):
     """Split publish, part 2: check every expected arch was pushed, write each release's index, move its tags."""
     today = wiring.current_date()
     expected = wiring.usage(config.expected_targets, wiring.image_settings(c.config, today), flavor,
@@ -101,7 +105,7 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
     pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer,
-                      allow_eol, today)
+                      allow_eol, today, allow_vulnerable)
 
 
 @task(help=MATRIX)
@@ -154,19 +158,19 @@ def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
 
 @task(help=IMAGE)
 @cli("build", fetch=IMAGE_FETCH)
-def build(c, flavor=None, arch=None, fetch=None, release=None):
+def build(c, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
     """Build org/base-gosu:<flavor>-<release>-<arch> images in the local engine from verified gosu."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
     wiring.seed(c.config, req)
     pipeline.build(req, Engine())
 
 
 @task(help=SMOKE)
 @cli("smoke", fetch=IMAGE_FETCH)
-def smoke(c, flavor=None, arch=None, fetch=None, engine=None, release=None):
+def smoke(c, flavor=None, arch=None, fetch=None, engine=None, release=None, vuln_db=None):
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     under = wiring.usage(config.engine_settings, c.config, engine)
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, **fetch)
+    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
     wiring.seed(c.config, req)
     pipeline.smoke(req, Engine(), under=under)
 
@@ -197,6 +201,13 @@ def sbom(c, ref, platform=None, output=None):
 def provenance(c, ref, platform=None):
     """Print the in-toto provenance (SLSA v1) a published image carries (read from the registry alone)."""
     sys.stdout.write(wiring.show(ref, "provenance", platform).decode())
+
+
+@task(help=SHOW)
+@cli("vex")
+def vex(c, ref, platform=None):
+    """Print the OpenVEX document a published image carries: which of gosu's Go vulnerabilities apply."""
+    sys.stdout.write(wiring.show(ref, "vex", platform).decode())
 
 
 @task(iterable=["key", "origin"], help=VERIFY)

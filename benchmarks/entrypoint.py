@@ -10,6 +10,11 @@ named rows:
   P1u  the same with USER_ID=2000 (a passwd rewrite on every start)
   P1r  restart of a container whose remap is done (two mounts) / restart of
        one that runs gosu directly
+  P1g  P1 and P1r with --group-add 44 and one --device whose group the app
+  P1rg must join (the groups written on the first start; a restart finds them)
+  P6   start as an arbitrary uid with gid 0 (--user 4242:0, no account: HOME
+       and, on minideb, nss_wrapper's passwd) / the same start with
+       `--entrypoint true`, the app directly
   P3   first CHOWN_PATHS fix of a 100k-file volume / a bare `chown -R` of
        the same volume, both in a container; and the restart that follows,
        which must write nothing (checked: no ctime changes)
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +44,7 @@ from builder.core.engine import Engine  # noqa: E402
 
 IMAGE = "org/base-gosu:minideb-trixie-amd64"
 ENGINE = Engine()
-GOALS = {"P3": 1.2}
+GOALS = {"P1": 1.15, "P1g": 1.15, "P1r": 1.25, "P1rg": 1.25, "P3": 1.2}
 
 # (a) the widely copied entrypoint: usermod/groupmod ops to the mount owner.
 USERMOD = """#!/bin/sh
@@ -121,6 +127,10 @@ def main() -> None:
     fix = volume(a.files, 4321)
     m1, m2 = volume(3, 0), volume(3, 0)
     mounts = ("-v", f"{m1}:/data", "-v", f"{m2}:/more")
+    dev_dir = tempfile.mkdtemp(prefix="bench-dev-")
+    os.mknod(f"{dev_dir}/render", 0o660 | 0o020000, os.makedev(1, 3))
+    os.chown(f"{dev_dir}/render", 0, 4711)
+    extra = ("--group-add", "44", "--device", f"{dev_dir}/render:/dev/dri/renderD128", *mounts)
     rows: dict[str, list[float]] = {}
     wrote_on_restart = []
 
@@ -130,7 +140,9 @@ def main() -> None:
     keep = {"ours": created(IMAGE, "-v", f"{big}:/app"), "ours-empty": created(IMAGE, "-v", f"{empty}:/app"),
             "usermod": created(usermod, "-v", f"{big}:/app"),
             "P1r": created(IMAGE, "-e", "USER_ID=2000", *mounts),
-            "P1r-base": created(IMAGE, "--entrypoint", "gosu", *mounts, cmd=("ops", "true"))}
+            "P1r-base": created(IMAGE, "--entrypoint", "gosu", *mounts, cmd=("ops", "true")),
+            "P1rg": created(IMAGE, "-e", "USER_ID=2000", *extra),
+            "P1rg-base": created(IMAGE, "--entrypoint", "gosu", *extra, cmd=("ops", "true"))}
     try:
         for _ in range(a.rounds):
             add("P1 base: gosu directly, 2 mounts",
@@ -139,6 +151,14 @@ def main() -> None:
             add("P1u: entrypoint, USER_ID=2000, 2 mounts", run(IMAGE, "-e", "USER_ID=2000", *mounts))
             add("P1r base: restart, gosu directly, 2 mounts", restart(keep["P1r-base"]))
             add("P1r: restart, remap done, 2 mounts", restart(keep["P1r"]))
+            add("P1g base: gosu directly, 2 mounts, group, device",
+                timed("run", "--rm", "--network", "none", "--entrypoint", "gosu", *extra, IMAGE, "ops", "true"))
+            add("P1g: entrypoint, no remap, 2 mounts, group, device", run(IMAGE, *extra))
+            add("P1rg base: restart, gosu directly, group, device", restart(keep["P1rg-base"]))
+            add("P1rg: restart, remap done, group, device", restart(keep["P1rg"]))
+            add("P6 base: --user 4242:0, --entrypoint true",
+                timed("run", "--rm", "--network", "none", "--user", "4242:0", "--entrypoint", "true", IMAGE))
+            add("P6: --user 4242:0, entrypoint", run(IMAGE, "--user", "4242:0"))
             chown_all(fix, 4321)
             add(f"P3 base: bare chown -R, {n}-file volume", timed(
                 "run", "--rm", "--network", "none", "--entrypoint", "chown", "-v", f"{fix}:/data", IMAGE,
@@ -163,9 +183,13 @@ def main() -> None:
             add("restart: (a) usermod -u", restart(keep["usermod"]))
     finally:
         subprocess.run(["docker", "rm", "-f", *keep.values()], capture_output=True)
+        shutil.rmtree(dev_dir, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
     bases = {"P1": "P1 base: gosu directly, 2 mounts", "P1u": "P1 base: gosu directly, 2 mounts",
-             "P1r": "P1r base: restart, gosu directly, 2 mounts", "P3": f"P3 base: bare chown -R, {n}-file volume",
+             "P1r": "P1r base: restart, gosu directly, 2 mounts",
+             "P1g": "P1g base: gosu directly, 2 mounts, group, device",
+             "P1rg": "P1rg base: restart, gosu directly, group, device",
+             "P6": "P6 base: --user 4242:0, --entrypoint true", "P3": f"P3 base: bare chown -R, {n}-file volume",
              "P3 restart": f"P3 base: bare chown -R, {n}-file volume",
              "start": "start: gosu directly (baseline)", "remap": "start: gosu directly (baseline)",
              "restart": "restart: ours, empty volume (baseline)"}

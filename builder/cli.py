@@ -41,6 +41,8 @@ IMAGE = {
     "release": "comma-separated releases (images.flavors.<flavor>.releases), or all: every release of each "
                "flavor not past its end of life (default: each flavor's default release; `invoke releases` "
                "lists them)",
+    "vuln_db": "Go vulnerability database to scan gosu against: an https URL or a directory in vuln.go.dev's "
+               "layout; empty: no scan (default: vuln.db, https://vuln.go.dev)",
 }
 
 
@@ -61,6 +63,8 @@ PUBLISH = {
     "unsigned": "publish to a registry other than the local one without signatures (refused by default)",
     "allow_eol": "let images whose base release is past its end of life go to a registry other than the local "
                  "one (refused by default; `invoke releases` shows the dates)",
+    "allow_vulnerable": "let images whose gosu has a vulnerable function present (govulncheck) go to a registry "
+                        "other than the local one (refused by default)",
 }
 
 SHOW = {
@@ -77,7 +81,7 @@ LOCK = {**FETCH, "version": "gosu release to pin (required for github; debian: d
 
 RELEASE = {**{k: v for k, v in PUBLISH.items()
                if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial", "sign_key",
-                            "keyless", "unsigned", "allow_eol")},
+                            "keyless", "unsigned", "allow_eol", "allow_vulnerable")},
             "source": FETCH["source"].replace("(default: gosu.source, github)", "(default: auto)")}
 
 PUSH = {**{k: v for k, v in PUBLISH.items() if k not in ("dry_run",)},
@@ -90,7 +94,8 @@ ASSEMBLE = {"digests_dir": "directory holding the push records (*.json) of every
             "arch": PUBLISH["arch"], "registry": PUBLISH["registry"],
             "repository": PUBLISH["repository"], "dry_run": PUBLISH["dry_run"],
             "allow_shrink": PUBLISH["allow_shrink"], "allow_trial": PUBLISH["allow_trial"],
-            **{k: PUBLISH[k] for k in ("sign_key", "keyless", "unsigned", "release", "allow_eol")}}
+            **{k: PUBLISH[k] for k in ("sign_key", "keyless", "unsigned", "release", "allow_eol",
+                                       "allow_vulnerable")}}
 
 MATRIX = {"release": "comma-separated releases, or all (default: all: every release of each flavor not past "
                      "its end of life)"}

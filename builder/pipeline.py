@@ -16,9 +16,11 @@ from pathlib import Path
 
 from builder.core.errors import BuilderError
 from builder.image import bases, eol, make
+from builder.image.audit import vulns as vuln_stage
 from builder.image.assembly import load as loader
 from builder.image.assembly.store import Store
 from builder.image.model import Base, ImageSettings, Revision, Target
+from builder.image import nsswrapper
 from builder.image.plan import Account, ImagePlan, gosu_of, plan_image
 from builder.core import emulation
 from builder.core.engine import Engine
@@ -42,6 +44,8 @@ class Request:
     revision: Revision
     entrypoint: bytes
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
+    nss_wrapper: "nsswrapper.NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
+    vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)
     # Base indexes already read this run (seeding reads them first): each is read once.
     base_reads: dict = field(default_factory=dict, compare=False, repr=False)
     # The day the EOL guard and warnings go by (the wiring reads the clock; tests set it).
@@ -70,7 +74,8 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, Fetched]:
 
 
 def plan(req: Request, log=sys.stderr) -> RunPlan:
-    """fetch + verify gosu once per arch, resolve each base to its digest once, and plan every image."""
+    """fetch + verify gosu (and the glibc flavors' nss_wrapper) once per arch, resolve each base to its digest
+    once, and plan every image."""
     fetched = fetch_for(req, log)
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
@@ -79,11 +84,17 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
         line = eol.notice(f"{flavor.name} {flavor.release} ({flavor.base})", flavor.eol, req.today)
         if line:
             log.write(line + "\n")
+    scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version) for a, f in fetched.items()}, log) \
+        if req.vuln else {}
+    nss = req.nss_wrapper
+    wants = [t for t in req.targets if nss and nss.wanted(t.flavor.name)]
+    libs = nsswrapper.fetch(nss, [t.arch.dpkg for t in wants], log) if wants else {}
     out = []
     for t in req.targets:
         base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
-                              req.entrypoint))
+                              req.entrypoint, libs[t.arch.dpkg] if t in wants else None,
+                              scans.get(t.arch.gosu)))
     return RunPlan(tuple(out), fetched)
 
 
@@ -140,7 +151,7 @@ def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
     from builder.smoke.run import Subject
     a = b.plan.account
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.plan.gosu.version, b.plan.gosu.sha256,
-                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "")
+                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None)
 
 
 def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSettings | None = None,
@@ -187,21 +198,30 @@ class Triage:
     present: set[str] | None = None  # the repository's tags once signing listed them (what is signed)
 
 
+def applying(p: ImagePlan) -> str:
+    """The findings that apply to an image's gosu, by ID ("" if none, or if it was not scanned)."""
+    if p.scan:
+        return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.applicable)
+    count = vuln_stage.parse_label(p.vulns)[0] if p.vulns else 0
+    return f"{count} finding(s) that apply" if count > 0 else ""
+
+
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
-            signer: signing.Signer | None = None, allow_eol: bool = False) -> Triage:
-    """Plan once, check the guards once (trial, end of life, signing identity, shrink), read each release's tags
-    once."""
+            signer: signing.Signer | None = None, allow_eol: bool = False, allow_vulnerable: bool = False) -> Triage:
+    """Plan once, check the guards once (trial, end of life, vulnerable gosu, signing identity, shrink), read
+    each release's tags once."""
     run = plan(req, log)
     pub.check_trial([(p.tag, p.trial) for p in run.images], dest, allow_trial)
     pub.check_eol([(p.tag, str(p.target.flavor.eol or "")) for p in run.images], dest, allow_eol, req.today)
+    pub.check_vulnerable([(p.tag, applying(p)) for p in run.images], dest, allow_vulnerable)
     if signer:
         signer.preflight()
     states = {}
     for p in run.images:
         f = p.target.flavor
         if f.key not in states:
-            states[f.key] = tags.read_tags(registry, dest.repository, tags.tags_for(f.name, f.release,
-                                                                                     p.gosu.version, f.default))
+            states[f.key] = tags.read_tags(registry, dest.repository, tags.tags_for(
+                f.name, f.release, p.gosu.version, f.default, p.gosu.kind))
     for key, tag_states in states.items():
         platforms = {str(t.platform) for t in req.targets if t.flavor.key == key}
         tags.check_shrink(dict(list(tag_states.items())[:-1]), platforms, allow_shrink)
@@ -210,7 +230,8 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     for p in run.images:
         existing = tags.reusable(states[p.target.flavor.key], str(p.target.platform), p.inputs)
         if existing:
-            have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial)
+            have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial,
+                                              p.vulns, p.gosu.kind)
     return Triage(run, states, have, revision)
 
 
@@ -237,7 +258,8 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
 
 
 def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-         allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False) -> list:
+         allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False,
+         allow_vulnerable: bool = False) -> list:
     """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
 
     An image whose inputs digest the registry already serves is neither built
@@ -245,16 +267,17 @@ def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shr
     With a signer, each image is signed and attested by digest once pushed
     (one already signed is left as it is).
     """
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable)
     return _push(req, engine, registry, dest, log, triage, signer)
 
 
 def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-            allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False):
+            allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False,
+            allow_vulnerable: bool = False):
     """build -> smoke -> push every arch by digest (signed, attested) -> one index per flavor (signed) -> move
     tags, in that order. Planned once: the guards and the tags read here are not checked or read again."""
     start = time.monotonic()
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable)
     children = _push(req, engine, registry, dest, log, triage, signer)
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, triage.states)
     report = _move_tags(plans, children, registry, dest, log, signer, triage.present)
@@ -283,7 +306,8 @@ def _move_tags(plans, children, registry, dest, log, signer, listed: set[str] | 
 
 def assemble(children: list, registry, dest, expected: list[tuple[str, str, str]] | None, log=sys.stderr,
              allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False,
-             signer: signing.Signer | None = None, allow_eol: bool = False, today: dt.date | None = None):
+             signer: signing.Signer | None = None, allow_eol: bool = False, today: dt.date | None = None,
+             allow_vulnerable: bool = False):
     """Indexes and tags from push records made on other machines (the split publish's second half).
 
     With a signer, every child must be (or is now) signed and attested and
@@ -292,6 +316,8 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str, str]
     pub.check_trial([(f"{dest.repository}:{c.key}-{c.arch}", c.trial) for c in children], dest, allow_trial)
     pub.check_eol([(f"{dest.repository}:{c.key}-{c.arch}", c.eol) for c in children], dest, allow_eol,
                   today or dt.date.today())
+    pub.check_vulnerable([(f"{dest.repository}:{c.key}-{c.arch}", c.applying) for c in children], dest,
+                         allow_vulnerable)
     if signer and not dry_run:
         signer.preflight()
     plans = tags.plan(registry, dest, children, expected, allow_shrink)
@@ -303,13 +329,15 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str, str]
 
 
 def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False,
-            allow_eol: bool = False):
+            allow_eol: bool = False, allow_vulnerable: bool = False):
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
-    t = _triage(req, registry, dest, allow_shrink, log, allow_trial, allow_eol=allow_eol)
+    t = _triage(req, registry, dest, allow_shrink, log, allow_trial, allow_eol=allow_eol,
+                allow_vulnerable=allow_vulnerable)
     children = [t.have.get(p.name) or pub.Child(
         p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, p.target.platform.as_oci(),
         "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial,
-        default=p.target.flavor.default, eol=str(p.target.flavor.eol or "")) for p in t.run.images]
+        default=p.target.flavor.default, eol=str(p.target.flavor.eol or ""), vulns=p.vulns,
+        gosu_source=p.gosu.kind) for p in t.run.images]
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, t.states)
     log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
     log.write("\n".join(tags.describe(plans, dest)) + "\n")

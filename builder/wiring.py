@@ -18,6 +18,7 @@ from invoke import Config
 
 from builder import config
 from builder.image.assembly import load
+from builder.image.audit import vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
 from builder.config import gosu as gosu_config
@@ -114,7 +115,7 @@ def image_settings(c_config, today: dt.date | None = None) -> ImageSettings:
 
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
                   default_arch: str | None = None, environ=os.environ, release: str | None = None,
-                  today: dt.date | None = None, **fetch_flags) -> Request:
+                  today: dt.date | None = None, vuln_db: str | None = None, **fetch_flags) -> Request:
     """One run's request: targets checked, gosu options resolved, the revision and entrypoint read."""
     today = today or current_date()
     settings = image_settings(c_config, today)
@@ -123,8 +124,21 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
-                   usage(config.smoke_jobs, c_config.smoke), today=today)
+                   usage(config.smoke_jobs, c_config.smoke), vuln=vuln_settings(c_config, vuln_db),
+                   nss_wrapper=usage(config.nss_wrapper_settings, c_config), today=today)
 
+
+def vuln_settings(c_config, db: str | None = None) -> vulns.Settings | None:
+    """gosu's scan: the database (--vuln-db, else vuln.db; "" for none) and govulncheck, installed on first use."""
+    where, cache_dir, timeout, required = usage(config.vuln_db, c_config, db)
+    if not where:
+        return None
+    settings = usage(config.tool_settings, c_config)
+    host = native_arch()
+    pin = settings.tools["govulncheck"].pins.get(host)
+    found = tools.path(settings, "govulncheck")
+    scanner = found if found.is_file() and pin else tools.ensure(settings, "govulncheck", host)
+    return vulns.Settings(where, scanner, pin.version, cache_dir, timeout, required)
 
 def release_fetch(flags: dict) -> dict:
     """`release` takes gosu from `auto` unless told; naming a mirror or key names the configured source instead,
@@ -164,7 +178,8 @@ def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = N
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
-                                     load.registry_client({}), settings.releases)
+                                     load.registry_client({}), settings.releases, reproduce_stage.nss_wrapper_getter(
+                                         usage(config.nss_wrapper_settings, c_config)))
 
 
 def show(ref: str, kind: str, platform: str | None) -> bytes:
@@ -187,7 +202,7 @@ def up(c_config, engine, log) -> None:
     setup.up(local, engine, log)
     settings = image_settings(c_config)
     seed_stage.seed(local, settings, log)
-    for name in ("cosign", "oras"):
+    for name in ("cosign", "oras", "govulncheck"):
         log.write(f"up: tools: {name} at {tools.ensure(config.tool_settings(c_config), name, native_arch(), log)}\n")
     note = config.local_default_note(c_config)
     if note:
@@ -203,18 +218,21 @@ def seed(c_config, req: Request) -> None:
 
 
 def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,
-            keyless=False, unsigned=False, log=sys.stdout, release=None, allow_eol=False):
+            keyless=False, unsigned=False, log=sys.stdout, release=None, allow_eol=False, vuln_db=None,
+            allow_vulnerable=False):
     """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
-    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), release=release, **fetch)
+    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), release=release,
+                        vuln_db=vuln_db, **fetch)
     note = usage(config.local_default_note, c.config)
     if note and not release:
         log.write(f"{note}\n")
     dest, client = destination(c.config, registry, repository)
     signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
     if dry_run:  # a dry run changes nothing, the local registry included
-        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol)
+        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol, allow_vulnerable)
     seed(c.config, req)
-    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol)
+    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol,
+                            allow_vulnerable)
 
 
 def releases(c_config, today: dt.date) -> list[str]:

@@ -275,11 +275,11 @@ def matrix_jobs(c_config, settings, release: str | None = "all", today=None) -> 
 
 
 def tool_settings(c_config) -> "ToolSettings":
-    """cosign and oras: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
+    """cosign, oras and govulncheck: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
     from builder.local.tools import Pin, Tool, ToolSettings
     t, deb = c_config.tools, c_config.gosu["debian"]
     tools = {}
-    for name in ("cosign", "oras"):
+    for name in ("cosign", "oras", "govulncheck"):
         spec = t[name]
         tools[name] = Tool(name, spec["package"], spec["member"],
                            {arch: Pin(str(p["version"]), str(p["deb_sha256"]).lower())
@@ -287,6 +287,29 @@ def tool_settings(c_config) -> "ToolSettings":
     return ToolSettings(project_path(t["dir"]), deb["mirror"], t["suite"], archive_keys(deb, None, None), tools,
                         timeout=float(c_config.gosu["timeout"]) * 2, retries=int(c_config.gosu["retries"]),
                         backoff=float(c_config.gosu["backoff"]))
+
+
+def nss_wrapper_settings(c_config) -> "NssSettings":
+    """images.nss_wrapper: Debian's libnss-wrapper for the flavors named, pinned per arch, checked with
+    gosu.debian's mirror and keys."""
+    from builder.image.nsswrapper import NssSettings, Pin
+    n, deb = c_config.images["nss_wrapper"], c_config.gosu["debian"]
+    flavors = tuple(f.strip() for f in str(n.get("flavors") or "").split(",") if f.strip())
+    unknown = [f for f in flavors if f not in c_config.images["flavors"]]
+    if unknown:
+        raise ValueError(f"images.nss_wrapper.flavors names {', '.join(unknown)}, which images.flavors does not "
+                         "configure")
+    pins = {}
+    for name, p in (n.get("pins") or {}).items():
+        try:
+            arch = arches.get(name, arches.IMAGE_ARCHES).dpkg
+            pins[arch] = Pin(str(p["version"]), str(p["deb_sha256"]).lower(), str(p["suite"]))
+        except (arches.UnknownArch, KeyError, TypeError) as e:
+            raise ValueError(f"images.nss_wrapper.pins.{name}: {e}; give {{version, suite, deb_sha256}} per "
+                             "dpkg arch") from None
+    return NssSettings(project_path(n["cache_dir"]), deb["mirror"], archive_keys(deb, None, None), n["package"],
+                       flavors, pins, timeout=float(c_config.gosu["timeout"]) * 2,
+                       retries=int(c_config.gosu["retries"]), backoff=float(c_config.gosu["backoff"]))
 
 
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,
@@ -325,3 +348,18 @@ def verify_origins(c_config, flags: list[str] | None) -> tuple[str, ...]:
                              "ghcr.io/org/base-gosu (--origin, verify.origins)")
         out.append(name)
     return tuple(out)
+
+
+def vuln_db(c_config, given: str | None = None) -> tuple[str, Path, float, bool]:
+    """(database, cache dir, timeout, require) for gosu's scan; database "" means no scan. A URL is taken as it
+    is; a directory given on the command line is relative to where the user stands, in config to this file."""
+    v = c_config.get("vuln") or {}
+    if given is not None:
+        db = given if given.startswith(("https://", "http://", "file://")) or not given else str(cli_path(given))
+    else:
+        db = str(v.get("db", ""))
+        db = db if not db or db.startswith(("https://", "http://", "file://")) else str(project_path(db))
+    if db.startswith("http://") and not re.match(r"http://(127\.|localhost[:/]|\[::1\])", db):
+        raise ValueError(f"vuln.db {db}: plain http is taken only from this machine (loopback); use https")
+    return (db, project_path(str(v.get("cache_dir", ".cache/vulns"))), float(v.get("timeout", 10)),
+            flag(v.get("require", "false"), "vuln.require"))

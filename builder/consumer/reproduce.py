@@ -11,20 +11,23 @@ for; otherwise the answer names the config fields and the files that differ.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gzip
 import hashlib
 import io
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder.core.errors import BuilderError
 from builder.image import make
 from builder.image.assembly import append, layer
+from builder.image import nsswrapper
 from builder.image.assembly.store import Store
 from builder.image.model import Flavor
-from builder.image.plan import Gosu, ImagePlan, LabelError, from_labels, plan_image, platform_of
+from builder.image.plan import Gosu, ImagePlan, LabelError, from_labels, inputs_digest, plan_image, platform_of
 from builder.core.refs import parse_ref
 from builder.core.registry import DOCKER_MANIFEST, OCI_MANIFEST, Registry
 
@@ -106,7 +109,11 @@ def rebuild(published: ImagePlan, root: Path, store: Store, gosu: bytes, registr
     assembler; the inputs digest is computed afresh from those, so a changed input shows as a difference."""
     entrypoint = revision_file(root, published.revision.commit, "images/entrypoint.sh")
     p = published
-    again = plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, entrypoint)
+    again = plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, entrypoint,
+                       p.nss_wrapper)
+    if p.vulns:  # the scan is taken as published (a database moves on): its label is an input like the others
+        again = dataclasses.replace(again, vulns=p.vulns, inputs=inputs_digest(
+            p.target, p.base, p.gosu, p.account, entrypoint, p.nss_wrapper, p.vulns))
     return make.assemble_plan(again, gosu, entrypoint, store, registry_for)
 
 
@@ -148,9 +155,9 @@ def children(registry: Registry, repo: str, ref: str) -> list[tuple[str, dict]]:
 
 
 def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], gosu_for, registry_for,
-              releases: dict[str, dict[str, Flavor]] | None = None) -> list[Verdict]:
+              releases: dict[str, dict[str, Flavor]] | None = None, nss_for=None) -> list[Verdict]:
     """Rebuild every platform under `ref` from the plan its labels name; `gosu_for(Gosu)` returns gosu's
-    verified bytes."""
+    verified bytes, `nss_for(NssWrapper)` those of the nss_wrapper the labels name."""
     host, repo, tag = parse_ref(ref)
     registry = registry_for(host)
     verdicts = []
@@ -161,6 +168,11 @@ def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], go
             published = from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors, releases)
         except (LabelError, ValueError) as e:
             raise ReproduceError(str(e)) from None
+        if published.nss_wrapper:
+            if nss_for is None:
+                raise ReproduceError(f"{ref} ({platform}) carries nss_wrapper, and no way to fetch it was given")
+            published = replace(published, nss_wrapper=replace(published.nss_wrapper,
+                                                                data=nss_for(published.nss_wrapper)))
         image = rebuild(published, root, store, gosu_for(published.gosu), registry_for)
         verdicts.append(compare(ref, registry, repo, digest, manifest, store, image, platform))
     return verdicts
@@ -188,4 +200,16 @@ def gosu_getter(options_for):
                                  f"the cache nor at the configured source (got {have}); pass --mirror/--key for "
                                  "where it was fetched from")
         return got.path.read_bytes()
+    return get
+
+
+def nss_wrapper_getter(settings: nsswrapper.NssSettings):
+    """nss_for(NssWrapper) -> bytes: the library by the pin an image's labels give (package version, suite,
+    .deb sha256), from the verified cache or through the signed chain, whatever this checkout pins."""
+    def get(wanted: nsswrapper.NssWrapper) -> bytes:
+        got = nsswrapper.get(replace(settings, package=wanted.package), {wanted.arch: wanted.pin})[wanted.arch]
+        if got.sha256 != wanted.sha256:
+            raise ReproduceError(f"{wanted.package} {wanted.version} ({wanted.arch}): the pinned .deb holds a "
+                                 f"library with sha256 {got.sha256}, but the image's labels name {wanted.sha256}")
+        return got.data
     return get

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from builder.core.errors import BuilderError
 from builder.core.registry import Registry
-from builder.image.audit import provenance, referrers, sbom
+from builder.image.audit import openvex, provenance, referrers, sbom
 
-KINDS = {"sbom": sbom.MEDIA_TYPE, "provenance": provenance.MEDIA_TYPE}
+KINDS = {"sbom": sbom.MEDIA_TYPE, "provenance": provenance.MEDIA_TYPE, "vex": openvex.MEDIA_TYPE}
 
 
 class ShowError(BuilderError, ValueError):

@@ -15,10 +15,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from builder.core.errors import BuilderError
 from builder.core import oci
 from builder.publish import signing
+from builder.image.audit.vulns import parse_label
 from builder.image.model import LABEL
 from builder.core.registry import Registry, is_loopback
 
@@ -114,7 +116,7 @@ class Checker:
                 None
         statements_ = [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in out.splitlines()
                        if line.strip()]
-        statements_ = [s for s in statements_ if s.get("predicateType") == signing.ATTESTATIONS[kind]]
+        statements_ = [s for s in statements_ if s.get("predicateType") == signing.PREDICATE_TYPES[kind]]
         hexdigest = digest.split(":", 1)[1]
         mine = [s for s in statements_ if any(sub.get("digest", {}).get("sha256") == hexdigest
                                               for sub in s.get("subject", []))]
@@ -124,6 +126,10 @@ class Checker:
             return Row(check, what, digest, f"its subject is another image (sha256:{', sha256:'.join(others)}), "
                                             f"not this manifest"), None
         return Row(check, what, digest), mine[-1]["predicate"]
+
+    def vulns_label(self, digest: str) -> str:
+        return oci.child_config(self.registry, self.repo, digest).get("config", {}).get("Labels", {}) \
+            .get(f"{LABEL}.gosu.vulns", "")
 
     def gosu_hash(self, what: str, digest: str, sbom: dict | None) -> Row:
         check = "gosu sha256: SBOM = label"
@@ -136,6 +142,27 @@ class Checker:
             return Row(check, what, digest, f"the SBOM lists gosu sha256 {listed or '(none)'}, the image's label "
                                             f"{LABEL}.gosu.sha256 says {label or '(none)'}")
         return Row(check, what, digest)
+
+
+def vex_row(what: str, digest: str, label: str, vex: dict | None) -> Row:
+    """The signed VEX speaks about this very image, and says `affected` exactly as often as its label counts."""
+    check = "VEX = vulns label"
+    if vex is None:
+        return Row(check, what, digest, "no verified VEX to read it from")
+    try:
+        count, _ = parse_label(label)
+    except ValueError as e:
+        return Row(check, what, digest, str(e))
+    statements = vex.get("statements") or []
+    products = {p.get("@id", "") for s in statements for p in s.get("products", [])}
+    wanted = quote(digest, safe="")
+    if any(f"@{wanted}" not in p for p in products):
+        return Row(check, what, digest, f"the VEX speaks about {', '.join(sorted(products))}, not this manifest")
+    affected = sum(1 for s in statements if s.get("status") == "affected")
+    if affected != max(count, 0):  # "unknown" (no function table): nothing can be said to be affected
+        return Row(check, what, digest, f"the VEX says affected {affected} time(s), the label {LABEL}.gosu.vulns "
+                                        f"counts {count} ({label})")
+    return Row(check, what, digest)
 
 
 def _platform(desc: dict) -> str:
@@ -159,13 +186,15 @@ def check(checker: Checker, ref: str) -> tuple[str, list[Row]]:
         children = [("manifest", digest)]
     for what, child in children:
         rows.append(checker.signature(what, child))
-        sbom = None
-        for kind in signing.ATTESTATIONS:
-            row, predicate = checker.attestation(kind, what, child)
+        found = {}
+        vulns = checker.vulns_label(child)
+        # An image whose gosu was not scanned when it was built has no VEX to check.
+        for kind in [*signing.ATTESTATIONS, *(["openvex"] if vulns else [])]:
+            row, found[kind] = checker.attestation(kind, what, child)
             rows.append(row)
-            if kind == "cyclonedx":
-                sbom = predicate
-        rows.append(checker.gosu_hash(what, child, sbom))
+        rows.append(checker.gosu_hash(what, child, found.get("cyclonedx")))
+        if vulns:
+            rows.append(vex_row(what, child, vulns, found.get("openvex")))
     return digest, rows
 
 

@@ -60,11 +60,13 @@ class Built:
 
 
 def recipe(plan: ImagePlan, gosu: bytes, entrypoint: bytes, labels: dict[str, str]) -> append.Recipe:
-    a = plan.account
+    a, nss = plan.account, plan.nss_wrapper
     return append.Recipe(
         base=append.BaseRef(plan.base.host, plan.base.repo, plan.base.digest), gosu=gosu, entrypoint=entrypoint,
         account=Account(a.user, a.uid, a.gid, f"home/{a.user}"), epoch=plan.revision.epoch, labels=labels,
-        note=f"base-gosu: gosu {plan.gosu.version}, entrypoint, user {a.user} {a.uid}:{a.gid}")
+        note=f"base-gosu: gosu {plan.gosu.version}, entrypoint, user {a.user} {a.uid}:{a.gid}"
+             + (f", nss_wrapper {nss.version}" if nss else ""),
+        nss_wrapper=nss.data if nss else b"")
 
 
 def gosu_bytes(gosu: Fetched) -> bytes:
@@ -79,6 +81,9 @@ def assemble_plan(plan: ImagePlan, gosu: bytes, entrypoint: bytes, store: Store,
     """The image a plan describes; `extra_labels` only where labels were carried over as published."""
     if hashlib.sha256(gosu).hexdigest() != plan.gosu.sha256:
         raise ValueError(f"gosu {plan.gosu.arch}: the bytes given are not the sha256 {plan.gosu.sha256} its plan names")
+    nss = plan.nss_wrapper
+    if nss and hashlib.sha256(nss.data).hexdigest() != nss.sha256:
+        raise ValueError(f"nss_wrapper {nss.arch}: the bytes given are not the sha256 {nss.sha256} its plan names")
     labels = {**to_labels(plan), **(extra_labels or {})}
     try:
         return append.assemble(recipe(plan, gosu, entrypoint, labels), store, registry_for(plan.base.host))

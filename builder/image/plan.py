@@ -12,18 +12,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from builder.image.assembly import append
 from builder.image import eol as eol_mod
 from builder.image.audit import goinfo
 from builder.image.model import LABEL, Base, Flavor, Revision, Target
+from builder.image.nsswrapper import NssWrapper
 from builder.gosu.fetch import Fetched
+from builder.image.audit.vulns import Scan
 
 OCI = "org.opencontainers.image"
 # Facts of where a Debian or rebuilt gosu came from (suite, package, toolchain, dependencies): the fetch
 # vouches for them, the bytes do not; an image carries them as labels and a rebuild takes them as published.
+# gosu's vulnerability scan: findings that apply (vulnerable functions present), what a version-only scanner
+# reports, and the database's date as far as this gosu is concerned (image/audit/vulns.py, Scan.label).
+VULNS = f"{LABEL}.gosu.vulns"
 SOURCE_PREFIXES = (f"{LABEL}.gosu.debian.", f"{LABEL}.gosu.rebuild.")
+NSS = f"{LABEL}.nss-wrapper"   # nss_wrapper's labels, present only on images that carry it
 NEEDED = (f"{OCI}.revision", f"{OCI}.source", f"{OCI}.title", f"{OCI}.base.name", f"{OCI}.base.digest",
           f"{LABEL}.base.platform-digest", f"{LABEL}.gosu.version", f"{LABEL}.gosu.sha256", f"{LABEL}.flavor",
           f"{LABEL}.ops", f"{LABEL}.source-date-epoch", f"{LABEL}.inputs")
@@ -68,6 +74,10 @@ class ImagePlan:
     account: Account
     source_url: str
     inputs: str                # digest of everything that decides the image's content
+    nss_wrapper: NssWrapper | None = None   # the glibc flavors' library; None: the image has none
+    vulns: str = ""            # the org.base-gosu.gosu.vulns label: gosu's scan ("" when none was made)
+    # The scan itself (the image's VEX is made from it), on the run that made it; never read back from labels.
+    scan: "Scan | None" = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -124,7 +134,8 @@ def rebuild_labels(gosu: Fetched) -> dict[str, str]:
     }
 
 
-def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entrypoint: bytes) -> str:
+def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entrypoint: bytes,
+                  nss_wrapper: NssWrapper | None = None, vulns: str = "") -> str:
     """Everything that determines the image's content; equal digests mean nothing to push."""
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
@@ -137,13 +148,20 @@ def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entr
         # The release and its end of life are labels (content) of their own.
         "release": [target.flavor.release, str(target.flavor.eol or "")],
     }
+    if nss_wrapper:
+        doc["nss_wrapper"] = [nss_wrapper.sha256, nss_wrapper.package, nss_wrapper.version, nss_wrapper.deb_sha256]
+    if vulns:  # the scan's label (and VEX) change with what the database says about this gosu; no scan, no key
+        doc["vulns"] = vulns
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def plan_image(target: Target, base: Base, gosu: Gosu, revision: Revision, repository: str, account: Account,
-               source_url: str, entrypoint: bytes) -> ImagePlan:
+               source_url: str, entrypoint: bytes, nss_wrapper: NssWrapper | None = None,
+               scan: "Scan | None" = None) -> ImagePlan:
+    vulns = scan.label if scan else ""
     return ImagePlan(target, base, gosu, revision, repository, account, source_url,
-                     inputs_digest(target, base, gosu, account, entrypoint))
+                     inputs_digest(target, base, gosu, account, entrypoint, nss_wrapper, vulns), nss_wrapper,
+                     vulns, scan)
 
 
 def to_labels(p: ImagePlan) -> dict[str, str]:
@@ -179,8 +197,25 @@ def to_labels(p: ImagePlan) -> dict[str, str]:
     if g.expired_accepted:
         # Which archive evidence was past its Valid-Until; the trust root above is still Debian's key.
         labels[f"{LABEL}.gosu.expired-accepted"] = g.expired_accepted
+    if p.vulns:
+        labels[VULNS] = p.vulns
     labels.update(g.source_labels)
+    if p.nss_wrapper:
+        n = p.nss_wrapper
+        labels.update({f"{NSS}.package": n.package, f"{NSS}.version": n.version, f"{NSS}.sha256": n.sha256,
+                       f"{NSS}.deb-sha256": n.deb_sha256, f"{NSS}.suite": n.suite})
     return labels
+
+
+def nss_wrapper_of(labels: dict[str, str], arch: str) -> NssWrapper | None:
+    """The nss_wrapper an image's labels name (its bytes are fetched again by the pin they give)."""
+    keys = [f"{NSS}.{k}" for k in ("package", "version", "sha256", "deb-sha256", "suite")]
+    if not any(labels.get(k) for k in keys):
+        return None
+    missing = [k for k in keys if not labels.get(k)]
+    if missing:
+        raise LabelError(f"the image lacks the label(s) {', '.join(missing)}: its nss_wrapper cannot be named")
+    return NssWrapper(arch, *(labels[k] for k in keys))
 
 
 def platform_of(config: dict) -> str:
@@ -223,7 +258,8 @@ def from_labels(labels: dict[str, str], platform: str, flavors: dict[str, Flavor
     return ImagePlan(Target(flavor, arch), base, gosu,
                      Revision(labels[f"{OCI}.revision"], int(labels[f"{LABEL}.source-date-epoch"])),
                      labels[f"{OCI}.title"].rsplit(":", 1)[0], Account(user, int(uid), int(gid)),
-                     labels[f"{OCI}.source"], labels[f"{LABEL}.inputs"])
+                     labels[f"{OCI}.source"], labels[f"{LABEL}.inputs"], nss_wrapper_of(labels, arch.dpkg),
+                     labels.get(VULNS, ""))
 
 
 def _pinned(labels: dict[str, str]) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from builder.image.audit import provenance as provenance_doc, referrers, sbom as sbom_doc
+from builder.image.audit import openvex, provenance as provenance_doc, referrers, sbom as sbom_doc
 from builder.core.registry import Registry
 from builder.publish.signing import Documents, SigningError
 
@@ -23,14 +23,17 @@ class DocumentError(SigningError):
     pass
 
 
-def predicates(sbom: bytes, provenance: bytes, digest: str, where: str = "") -> dict[str, dict]:
+def predicates(sbom: bytes, provenance: bytes, digest: str, where: str = "", vex: bytes = b"") -> dict[str, dict]:
     """{cosign attestation type: predicate} for the per-arch manifest `digest`, from its two documents."""
     statement = json.loads(provenance)
     subjects = {s.get("digest", {}).get("sha256") for s in statement.get("subject", [])}
     if digest.split(":", 1)[1] not in subjects:
         raise DocumentError(f"{where or digest}: its provenance names another subject "
                             f"({', '.join(sorted(map(str, subjects)))}); not attesting it")
-    return {"cyclonedx": json.loads(sbom), "slsaprovenance1": statement["predicate"]}
+    out = {"cyclonedx": json.loads(sbom), "slsaprovenance1": statement["predicate"]}
+    if vex:  # only an image whose gosu was scanned has one
+        out["openvex"] = json.loads(vex)
+    return out
 
 
 def read_back(registry: Registry, repo: str, digest: str) -> dict[str, dict]:
@@ -41,7 +44,8 @@ def read_back(registry: Registry, repo: str, digest: str) -> dict[str, dict]:
     missing = [kind for kind, doc in found.items() if doc is None]
     if missing:
         raise DocumentError(f"nothing to attest: {where} carries no {' or '.join(missing)} referrer")
-    return predicates(found["sbom"], found["provenance"], digest, where)
+    vex = referrers.latest(registry, repo, digest, openvex.MEDIA_TYPE) or b""
+    return predicates(found["sbom"], found["provenance"], digest, where, vex)
 
 
 def documents_for(made: dict[str, dict[str, dict]]) -> Documents:

@@ -55,10 +55,17 @@ class Child:
     trial: str = ""    # why this image is a trial image ("" for production inputs only)
     default: bool = True  # its flavor's default release: the tag <flavor> follows it
     eol: str = ""      # its base release's end of life, as the label org.base-gosu.base.eol says ("" if none known)
+    vulns: str = ""    # its org.base-gosu.gosu.vulns label ("" if gosu was not scanned)
+    gosu_source: str = ""  # github, debian or rebuild ("": a record from before it was kept; not rebuild)
 
     @property
     def key(self) -> str:
         return f"{self.flavor}-{self.release}"
+
+    @property
+    def applying(self) -> str:
+        count = int(self.vulns.split(";", 1)[0]) if self.vulns[:1].isdigit() else 0
+        return f"{count} finding(s) that apply (label {self.vulns})" if count else ""
 
     @property
     def platform_key(self) -> str:
@@ -102,12 +109,12 @@ def read_records(directory: Path) -> list[Child]:
 
 
 def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str],
-                   trial: str = "") -> Child:
+                   trial: str = "", vulns: str = "", gosu_source: str = "") -> Child:
     """The record for an image the registry already serves with these inputs (nothing to upload)."""
     return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
                  descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
                  media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial, default=target.flavor.default,
-                 eol=str(target.flavor.eol or ""))
+                 eol=str(target.flavor.eol or ""), vulns=vulns, gosu_source=gosu_source)
 
 
 def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
@@ -143,6 +150,23 @@ def check_eol(images: list[tuple[str, str]], dest: Destination, allow_eol: bool,
         f"{name}: its base release reached its end of life on {e.date} ({e.source}){more}. {dest.registry} is not "
         "this machine's local registry, so it is refused there: publish a supported release (`invoke releases`), "
         "or pass --allow-eol to publish it anyway. Nothing was pushed")
+
+
+def check_vulnerable(images: list[tuple[str, str]], dest: Destination, allow_vulnerable: bool) -> None:
+    """An image whose gosu has a vulnerable function present leaves this machine only on purpose.
+
+    `images` holds (name, the findings that apply) pairs; refused before any byte is sent.
+    """
+    found = [(name, what) for name, what in images if what]
+    if not found or dest.local or allow_vulnerable:
+        return
+    name, what = found[0]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    raise PublishError(
+        f"{name}: gosu has vulnerable code present: {what}{more}. {dest.registry} is not this machine's local "
+        "registry, so such images are refused there: build with --source rebuild (gosu compiled with the newest Go "
+        "Debian carries), or pass --allow-vulnerable to publish it anyway (its VEX says `affected`). Nothing was "
+        "pushed")
 
 
 @dataclass(frozen=True)
@@ -200,13 +224,14 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> tupl
     # at an image that was not pushed, and a tag never names an image without its SBOM and provenance.
     attached = audit.attach(registry, dest.repository, built, pushed.descriptor(), lambda _host: base_registry)
     sent = registry.bytes_uploaded - before
+    vex = f", VEX {attached.vex[:19]}" if attached.vex else ""
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded); SBOM "
-              f"{attached.sbom[:19]}, provenance {attached.provenance[:19]} attached\n")
+              f"{attached.sbom[:19]}, provenance {attached.provenance[:19]}{vex} attached\n")
     child = Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
                   pushed.size, built.inputs, built.plan.gosu.version, built.plan.revision.commit,
                   built.plan.revision.created, uploaded=sent, trial=built.trial, default=target.flavor.default,
-                  eol=str(target.flavor.eol or ""))
-    return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest)
+                  eol=str(target.flavor.eol or ""), vulns=built.plan.vulns, gosu_source=built.plan.gosu.kind)
+    return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest, vex=attached.vex_doc)
 
 
 def check_children(children: list[Child], expected: list[tuple[str, str, str]] | None = None
@@ -234,7 +259,8 @@ def check_children(children: list[Child], expected: list[tuple[str, str, str]] |
         raise PublishError(f"push record for {', '.join(extra)} was not asked for (--flavor, --release, --arch, "
                            "images.flavors): remove it from the records directory or ask for it. No tag was moved")
     for flavor, group in by_flavor.items():
-        for attr, what in (("gosu_version", "gosu versions"), ("default", "default-release settings")):
+        for attr, what in (("gosu_version", "gosu versions"), ("gosu_source", "gosu sources"),
+                           ("default", "default-release settings")):
             values = sorted({getattr(c, attr) for c in group})
             if len(values) > 1:
                 raise PublishError(f"{flavor}: its arches were built from different {what} ({', '.join(values)}); "

@@ -21,9 +21,12 @@ from typing import Callable, Mapping
 
 from builder.core.errors import BuilderError
 from builder.core.registry import Registry, is_loopback
+from builder.image.audit import openvex
 
-# `cosign attest --type` names and the predicate types they produce.
+# `cosign attest --type` names and the predicate types they produce: every image carries these two,
 ATTESTATIONS = {"cyclonedx": "https://cyclonedx.org/bom", "slsaprovenance1": "https://slsa.dev/provenance/v1"}
+# and an image whose gosu was scanned (label org.base-gosu.gosu.vulns) its VEX too.
+PREDICATE_TYPES = {**ATTESTATIONS, "openvex": openvex.PREDICATE_TYPE}
 OIDC_ENV = ("ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN")
 
 
@@ -187,10 +190,11 @@ def seal(signer: Signer, registry: Registry, dest, digest: str, documents: Docum
         present.add(sig_tag(digest))
         log.write(f"sign: {ref} signed ({signer.identity.describe()})\n")
     if documents and sig_tag(digest, "att") not in present:
-        for kind, predicate in documents(registry, dest.repository, digest).items():
+        kinds = documents(registry, dest.repository, digest)
+        for kind, predicate in kinds.items():
             signer.attest(registry, ref, kind, predicate)
         present.add(sig_tag(digest, "att"))
-        log.write(f"sign: {ref} attested ({', '.join(ATTESTATIONS)})\n")
+        log.write(f"sign: {ref} attested ({', '.join(kinds)})\n")
 
 
 def make_local_key(cosign: Path, prefix: Path, log) -> Path:

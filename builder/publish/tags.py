@@ -78,10 +78,16 @@ class Report:
         return not self.moved and not any(c.uploaded for c in self.children)
 
 
-def tags_for(flavor: str, release: str, gosu_version: str, default: bool = True) -> tuple[str, ...]:
+def tags_for(flavor: str, release: str, gosu_version: str, default: bool = True,
+             gosu_source: str = "") -> tuple[str, ...]:
     """The floating ones (<flavor> for the default release only, and <flavor>-<release>), then the immutable
-    one that also names gosu: always last."""
-    tags = ((flavor,) if default else ()) + (f"{flavor}-{release}", f"{flavor}-{release}-gosu{gosu_version}")
+    one that also names gosu: always last.
+
+    A gosu rebuilt here is other bytes than the release of the same version, so its immutable tag says so
+    (`-gosu1.19-rebuild`): a pin on either never turns into the other.
+    """
+    built = f"gosu{gosu_version}" + ("-rebuild" if gosu_source == "rebuild" else "")
+    tags = ((flavor,) if default else ()) + (f"{flavor}-{release}", f"{flavor}-{release}-{built}")
     bad = [t for t in tags if not TAG_RE.match(t)]
     if bad:
         raise PublishError(f"{bad[0]!r} is not a valid tag; check the flavor's release and the gosu version")
@@ -152,7 +158,7 @@ def index_for(children: list[Child], annotations: dict) -> bytes:
 def plan_flavor(registry: Registry, dest: Destination, group: list[Child], allow_shrink: bool,
                 states: dict[str, TagState] | None = None) -> FlavorPlan:
     first = group[0]
-    tags = tags_for(first.flavor, first.release, first.gosu_version, first.default)
+    tags = tags_for(first.flavor, first.release, first.gosu_version, first.default, first.gosu_source)
     states = states or read_tags(registry, dest.repository, tags)
     wanted = {c.platform_key: c.inputs for c in group}
     check_shrink({t: states[t] for t in tags[:-1]}, set(wanted), allow_shrink)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from builder.smoke import schedule
-from builder.smoke.checks import userns as smoke_userns, volumes as smoke_volumes
+from builder.smoke.checks import runtime as smoke_runtime, userns as smoke_userns, volumes as smoke_volumes
 from builder.core import emulation
 from builder.core.arches import GOARCH, UNAME
 from builder.core.engine import IDENTITY, Engine
@@ -214,7 +214,7 @@ CHECKS: dict[str, Callable[[Ctx], None]] = {f.__name__: f for f in (
     uname_matches_arch, gosu_version, gosu_sha256, gosu_not_setuid, default_user, user_id_remap,
     mount_owner_remap, root_owned_mount_keeps_default, user_flag, bad_values_refused, id_collisions,
     restart_idempotent, read_only_root, cap_drop_all, no_new_privileges, stdio_writable, pid1_and_stop,
-    chown_paths, *smoke_volumes.CHECKS,
+    chown_paths, *smoke_volumes.CHECKS, *smoke_runtime.CHECKS,
 )}
 # Only where the engine has a user namespace (rootless podman, dockerd --userns-remap).
 USERNS_CHECKS: dict[str, Callable[[Ctx], None]] = {f.__name__: f for f in smoke_userns.CHECKS}

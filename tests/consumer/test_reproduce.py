@@ -95,3 +95,27 @@ def test_reproduce_says_identical_then_names_what_was_tampered(rig, registry):
     refused = reproduce(f"{registry.host}/{REPO}:unknown-revision")
     assert refused.returncode == 2
     assert "revision 0123456789abcdef0123456789abcdef01234567 is not in the checkout" in refused.stderr
+
+
+def library_changed(tar: bytes) -> bytes:
+    src, out = tarfile.open(fileobj=io.BytesIO(tar)), io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
+        for ti in src:
+            data = src.extractfile(ti).read() if ti.isreg() else None
+            if ti.name == "usr/local/lib/base-gosu/libnss_wrapper.so":
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def test_reproduce_fetches_the_nss_wrapper_its_labels_pin(rig, registry):
+    built = rig.built("minideb", "amd64")
+    assert built.labels["org.base-gosu.nss-wrapper.version"]
+    child = pub.push_child(registry, Destination(registry.host, REPO), built, io.StringIO())[0]
+    ok = reproduce(f"{registry.host}/{REPO}@{child.digest}")
+    assert ok.returncode == 0 and ok.stdout.count("identical: ") == 1, ok.stdout + ok.stderr
+    repush(registry, child.digest, "other-library", edit_layer=library_changed)
+    bad = reproduce(f"{registry.host}/{REPO}:other-library")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    changed = [l for l in bad.stdout.splitlines() if l.strip().startswith("file /")]
+    assert len(changed) == 1 and "file /usr/local/lib/base-gosu/libnss_wrapper.so: content" in changed[0], bad.stdout

@@ -10,7 +10,7 @@ import pytest
 
 from builder.core import refs
 from builder.consumer import reproduce
-from builder.image.assembly import accounts, basefs, layer
+from builder.image.assembly import accounts, append, basefs, layer
 from builder.image.assembly.accounts import Account
 from builder.image.assembly.layer import DIR, FILE, SYMLINK, Entry
 
@@ -111,7 +111,7 @@ def test_shadow_utils_lines_as_useradd_writes_them():
     assert by["etc/gshadow"].data.decode().endswith("ops:!::\n")
     assert by["etc/subuid"].data.decode() == "ubuntu:100000:65536\nops:165536:65536\n"
     assert by["etc/subgid"].data.decode() == "ops:100000:65536\n"
-    assert (by["home/ops"].mode, by["home/ops"].uid, by["home/ops"].gid) == (0o755, 10001, 10001)
+    assert (by["home/ops"].mode, by["home/ops"].uid, by["home/ops"].gid) == (0o775, 10001, 0), "g=u, group 0"
     assert (by["home/ops/.profile"].data, by["home/ops/.profile"].uid) == (b"# profile\n", 10001)
 
 
@@ -120,7 +120,7 @@ def test_shadow_utils_honours_home_mode_and_no_subid_files():
     files["etc/login.defs"] += "HOME_MODE 0750\n"
     _, entries = accounts.add(fs_of(files), OPS, EPOCH)
     by = {e.path: e for e in entries}
-    assert by["home/ops"].mode == 0o750 and "etc/subuid" not in by
+    assert by["home/ops"].mode == 0o770 and "etc/subuid" not in by  # HOME_MODE, then g=u
 
 
 def test_busybox_lines_as_adduser_writes_them_without_the_member_list():
@@ -134,7 +134,31 @@ def test_busybox_lines_as_adduser_writes_them_without_the_member_list():
     assert by["etc/passwd"].data.decode().endswith("ops:x:10001:10001:Linux User,,,:/home/ops:/bin/sh\n")
     assert by["etc/group"].data.decode() == "root:x:0:root\nops:x:10001:\n"
     assert by["etc/shadow"].data.decode().endswith(f"ops:!:{DAY}:0:99999:7:::\n")
-    assert by["home/ops"].mode == 0o2755 and "etc/gshadow" not in by
+    assert "etc/gshadow" not in by
+    # Group 0 with the owner's permissions, for an arbitrary uid with gid 0; no setgid, so files made in it
+    # do not inherit group 0.
+    assert (by["home/ops"].mode, by["home/ops"].uid, by["home/ops"].gid) == (0o775, 10001, 0)
+
+
+def recipe_with(nss: bytes) -> append.Recipe:
+    return append.Recipe(append.BaseRef("127.0.0.1:5000", "base", "sha256:" + "1" * 64), b"gosu", b"#!/bin/sh\n",
+                         OPS, EPOCH, {}, nss_wrapper=nss)
+
+
+def test_nss_wrapper_is_written_root_owned_0644_on_shadow_utils_bases_only():
+    dialect, entries = append.entries_for(recipe_with(b"\x7fELF nss"), fs_of(DEBIAN))
+    by = {e.path: e for e in entries}
+    lib = by["usr/local/lib/base-gosu/libnss_wrapper.so"]
+    assert dialect == accounts.SHADOW_UTILS and append.NSS_WRAPPER == "/" + lib.path
+    assert (lib.kind, lib.mode, lib.uid, lib.gid, lib.data) == (FILE, 0o644, 0, 0, b"\x7fELF nss")
+    assert (by["usr/local/lib/base-gosu"].mode, by["usr/local/lib/base-gosu"].uid) == (0o755, 0)
+    _, without = append.entries_for(recipe_with(b""), fs_of(DEBIAN))
+    assert not any(e.path.startswith("usr/local/lib") for e in without)
+    assert recipe_with(b"x").key() != recipe_with(b"y").key() != recipe_with(b"").key()
+    busybox = fs_of({"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/group": "root:x:0:root\n"},
+                    meta=("bin/busybox",))
+    with pytest.raises(append.AssemblyError, match="nss_wrapper, a glibc library.*images.nss_wrapper.flavors"):
+        append.entries_for(recipe_with(b"\x7fELF nss"), busybox)
 
 
 def test_taken_names_and_ids_are_refused():

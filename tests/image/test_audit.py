@@ -160,6 +160,7 @@ def test_sbom_of_alpine_matches_what_the_image_holds(rig):
     apk_says = set(_in_image(rig, b, "apk", "info", "-v").split())
     ours = {f"{c['name']}-{c['version']}" for c in parts.values() if c.get("purl", "").startswith("pkg:apk/")}
     assert ours == apk_says and {"musl", "busybox"} <= {n.rsplit("-", 2)[0] for n in ours}
+    assert b.plan.nss_wrapper is None and not any(c["name"] == "libnss-wrapper" for c in parts.values())
     statement = json.loads(prov_doc)
     assert statement["subject"][0]["digest"] == {"sha256": b.image.digest.split(":")[1]}
     assert statement["predicateType"] == provenance.PREDICATE
@@ -172,10 +173,20 @@ def test_sbom_of_alpine_matches_what_the_image_holds(rig):
 @pytest.mark.engine
 def test_sbom_of_the_ubuntu_standin_names_debian_packages(rig):
     b = rig.built("ubuntu", "amd64")
-    sbom_doc, _ = audit.documents(b, b.image.digest)
+    sbom_doc, prov_doc = audit.documents(b, b.image.digest)
     _validate(sbom_doc)
     doc = json.loads(sbom_doc)
     parts = _components(doc)
+    # nss_wrapper: a Debian package's library, not dpkg-installed; its hash is the file's in the image.
+    n = b.plan.nss_wrapper
+    nss = parts.pop(f"pkg:deb/debian/libnss-wrapper@{n.version}?arch=amd64")
+    in_image = _in_image(rig, b, "sha256sum", "/usr/local/lib/base-gosu/libnss_wrapper.so").split()[0]
+    assert nss["hashes"][0]["content"] == n.sha256 == in_image == b.labels["org.base-gosu.nss-wrapper.sha256"]
+    assert _prop(nss, "deb-sha256") == n.deb_sha256 and _prop(nss, "suite") == "bookworm"
+    assert nss["bom-ref"] in {r for d in doc["dependencies"] if d["ref"] == doc["metadata"]["component"]["bom-ref"]
+                              for r in d.get("dependsOn", [])}
+    deps = {d["name"]: d for d in json.loads(prov_doc)["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["nss_wrapper"]["digest"] == {"sha256": n.sha256}
     debs = {(c["name"], c["version"]) for c in parts.values() if c.get("purl", "").startswith("pkg:deb/debian/")}
     dpkg_says = _in_image(rig, b, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n")
     assert debs == {tuple(line.split(" ", 1)) for line in dpkg_says.splitlines()}

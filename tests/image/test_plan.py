@@ -8,7 +8,7 @@ import json
 import pytest
 
 from builder import config
-from builder.image import model, plan
+from builder.image import model, nsswrapper, plan
 from builder.core import arches
 from tests.support.engine import project_config
 
@@ -27,14 +27,22 @@ def github_gosu(arch: str = "amd64", **kw) -> plan.Gosu:
     return plan.Gosu(**{**fields, **kw})
 
 
+def nss(arch: str = "amd64", **kw) -> nsswrapper.NssWrapper:
+    fields = dict(arch=arch, package="libnss-wrapper", version="1.1.12-1", sha256="c" * 64, deb_sha256="d" * 64,
+                  suite="bookworm")
+    return nsswrapper.NssWrapper(**{**fields, **kw})
+
+
 def make(flavor: str = "alpine", arch: str = "amd64", gosu: plan.Gosu | None = None, standin: str = "",
-         revision: model.Revision = model.Revision("0" * 40, 1700000000)) -> plan.ImagePlan:
+         revision: model.Revision = model.Revision("0" * 40, 1700000000),
+         nss_wrapper: nsswrapper.NssWrapper | None = None) -> plan.ImagePlan:
     f = flavors()[flavor]
     a = arches.get(arch, arches.IMAGE_ARCHES)
     base = model.Base(f"127.0.0.1:5000/{flavor}:x", f"127.0.0.1:5000/{flavor}", "sha256:" + "1" * 64,
                       "sha256:" + "2" * 64, standin)
     return plan.plan_image(model.Target(f, a), base, gosu or github_gosu(a.gosu), revision, "org/base-gosu",
-                           plan.Account("ops", 10001, 10001), "https://example.invalid/base-gosu", ENTRYPOINT)
+                           plan.Account("ops", 10001, 10001), "https://example.invalid/base-gosu", ENTRYPOINT,
+                           nss_wrapper)
 
 
 DEBIAN = github_gosu(kind="debian", pinned=True, source_labels=(
@@ -50,8 +58,10 @@ REBUILD = github_gosu(kind="rebuild", pinned=False, expired_accepted="unstable 2
     make(), make("minideb", "arm64"), make("ubuntu", "armhf"), make("alpine", "armv7"),
     make("alpine", gosu=DEBIAN), make("ubuntu", gosu=REBUILD, standin="ubuntu:24.04"),
     make("minideb", gosu=github_gosu(pinned=False, go_version="", module_version="")),
+    make("minideb", nss_wrapper=nss()),
+    make("ubuntu", "riscv64", nss_wrapper=nss("riscv64", version="1.1.16-1", suite="trixie")),
 ], ids=["alpine", "minideb-arm64", "ubuntu-armhf", "alpine-armv7", "debian", "rebuild-standin-expired",
-        "unpinned-no-buildinfo"])
+        "unpinned-no-buildinfo", "minideb-nss-wrapper", "ubuntu-riscv64-nss-wrapper"])
 def test_labels_read_back_into_the_same_plan(p):
     labels = plan.to_labels(p)
     # As an image config carries them: JSON, then read back with the config's platform.
@@ -80,6 +90,8 @@ def test_every_input_moves_the_inputs_digest():
         make("alpine", "arm64"),
         plan.plan_image(p.target, p.base, p.gosu, p.revision, p.repository, plan.Account("ops", 1, 1), p.source_url,
                         ENTRYPOINT),
+        make(nss_wrapper=nss()),
+        make(nss_wrapper=nss(sha256="e" * 64)),
     ]
     assert len({c.inputs for c in changed} | {p.inputs}) == len(changed) + 1
     # The revision is not an input: the same inputs at another commit reuse the published image.
@@ -92,6 +104,18 @@ def test_labels_missing_or_foreign_are_refused_by_name():
         plan.from_labels({k: v for k, v in labels.items() if k != "org.base-gosu.inputs"}, "linux/amd64", flavors())
     with pytest.raises(plan.LabelError, match="flavor 'centos' is not configured"):
         plan.from_labels({**labels, "org.base-gosu.flavor": "centos"}, "linux/amd64", flavors())
+
+
+def test_nss_wrapper_labels_name_the_package_and_both_digests_or_are_refused():
+    labels = plan.to_labels(make("minideb", nss_wrapper=nss()))
+    assert {k: v for k, v in labels.items() if k.startswith("org.base-gosu.nss-wrapper.")} == {
+        "org.base-gosu.nss-wrapper.package": "libnss-wrapper", "org.base-gosu.nss-wrapper.version": "1.1.12-1",
+        "org.base-gosu.nss-wrapper.sha256": "c" * 64, "org.base-gosu.nss-wrapper.deb-sha256": "d" * 64,
+        "org.base-gosu.nss-wrapper.suite": "bookworm"}
+    assert not any(k.startswith("org.base-gosu.nss-wrapper.") for k in plan.to_labels(make()))
+    del labels["org.base-gosu.nss-wrapper.deb-sha256"]
+    with pytest.raises(plan.LabelError, match="lacks the label.*nss-wrapper.deb-sha256"):
+        plan.from_labels(labels, "linux/amd64", flavors())
 
 
 def test_an_image_from_before_the_pinned_label_reads_its_trial_reasons():

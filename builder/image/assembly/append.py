@@ -23,6 +23,7 @@ from builder.image.assembly.store import Store, digest_of
 
 ENTRYPOINT = "/usr/local/bin/entrypoint"
 WORKDIR = "app"
+NSS_WRAPPER = "/usr/local/lib/base-gosu/libnss_wrapper.so"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 _HERE = Path(__file__).resolve().parent
 # The builder's own code is an input too: a change to how images are assembled must not reuse old results.
@@ -60,12 +61,14 @@ class Recipe:
     labels: dict[str, str]
     cmd: tuple[str, ...] = ("sh",)
     note: str = ""     # the history line
+    nss_wrapper: bytes = b""   # the library for a glibc base (shadow-utils accounts); empty: none
 
     def key(self) -> str:
+        extra = {"nss_wrapper": hashlib.sha256(self.nss_wrapper).hexdigest()} if self.nss_wrapper else {}
         return hashlib.sha256(canonical({
             "code": CODE, "base": self.base.digest, "gosu": hashlib.sha256(self.gosu).hexdigest(),
             "entrypoint": hashlib.sha256(self.entrypoint).hexdigest(), "account": self.account.__dict__,
-            "epoch": self.epoch, "labels": self.labels, "cmd": self.cmd, "note": self.note,
+            "epoch": self.epoch, "labels": self.labels, "cmd": self.cmd, "note": self.note, **extra,
         })).hexdigest()
 
 
@@ -186,9 +189,16 @@ def entries_for(r: Recipe, fs: basefs.BaseFs) -> tuple[str, list[Entry]]:
     own = [
         Entry("usr/local/bin/gosu", FILE, 0o755, 0, 0, r.gosu),
         Entry(ENTRYPOINT.strip("/"), FILE, 0o755, 0, 0, r.entrypoint),
-        Entry(WORKDIR, DIR, 0o755, r.account.uid, r.account.gid),
+        # Group 0 with the owner's permissions: an arbitrary uid started with gid 0 (OpenShift) can write it.
+        Entry(WORKDIR, DIR, 0o775, r.account.uid, 0),
         *account,
     ]
+    if r.nss_wrapper:
+        if dialect != accounts.SHADOW_UTILS:
+            # A glibc library in a musl base would fail to load at every start; refuse to build that image.
+            raise AssemblyError(f"the plan names nss_wrapper, a glibc library, but the base's accounts are "
+                                f"{dialect}'s (Alpine, musl): drop the flavor from images.nss_wrapper.flavors")
+        own.append(Entry(NSS_WRAPPER.strip("/"), FILE, 0o644, 0, 0, r.nss_wrapper))
     return dialect, own + _parents(own, fs)
 
 

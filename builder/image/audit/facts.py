@@ -16,6 +16,7 @@ from builder.image.assembly import append
 from builder.gosu.sources.model import Fetched
 from builder.image.audit import basepkgs, goinfo
 from builder.image.audit.packages import Distro, Package
+from builder.image.nsswrapper import NssWrapper
 
 LABEL = "org.base-gosu"
 GOSU_PATH = "usr/local/bin/gosu"
@@ -43,6 +44,7 @@ class Facts:
     packages: tuple[Package, ...]
     package_db: str
     labels: dict
+    nss_wrapper: NssWrapper | None = None   # as the plan names it, checked against the layer's bytes
 
 
 def layer_files(tar: bytes, *paths: str) -> dict[str, bytes]:
@@ -64,10 +66,14 @@ def go_info(binary: bytes) -> goinfo.BuildInfo | None:
 def gather(built, registry_for, host_arch: str = "") -> Facts:
     """Facts of a make.Built; `registry_for(host)` gives the client its base layers are read through."""
     image, labels = built.image, built.labels
-    own = layer_files(append.own_layer_tar(built.store, image), GOSU_PATH, append.ENTRYPOINT.strip("/"))
+    nss, nss_path = built.plan.nss_wrapper, append.NSS_WRAPPER.strip("/")
+    own = layer_files(append.own_layer_tar(built.store, image), GOSU_PATH, append.ENTRYPOINT.strip("/"), nss_path)
     gosu_bin = own[GOSU_PATH]
     if hashlib.sha256(gosu_bin).hexdigest() != built.gosu.sha256:
         raise ValueError(f"{built.tag}: the gosu in its layer is not the verified one ({built.gosu.sha256[:12]})")
+    if (hashlib.sha256(own[nss_path]).hexdigest() if nss_path in own else None) != (nss.sha256 if nss else None):
+        raise ValueError(f"{built.tag}: the nss_wrapper in its layer is not the one its plan names "
+                         f"({nss.sha256[:12] if nss else 'none'})")
     fs = basepkgs.read(built.store, registry_for(image.base.host), image.base.repo, image.layers)
     distro, pkgs, db = basepkgs.installed(fs)
     rebuilt = ()
@@ -86,4 +92,4 @@ def gather(built, registry_for, host_arch: str = "") -> Facts:
         standin_for=labels.get(f"{LABEL}.base.standin-for", ""), trial=built.trial,
         gosu=built.gosu, go=go_info(gosu_bin), rebuilt=rebuilt,
         entrypoint_sha256=hashlib.sha256(own[append.ENTRYPOINT.strip("/")]).hexdigest(),
-        distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels))
+        distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels), nss_wrapper=nss)

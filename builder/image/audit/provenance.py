@@ -57,6 +57,12 @@ def statement(f: Facts, repository: str, run_url: str = "") -> dict:
         {"name": "entrypoint", "uri": f"git+{f.source_url}@{f.revision}#images/entrypoint.sh",
          "digest": {"sha256": f.entrypoint_sha256}},
     ]
+    if f.nss_wrapper:
+        n = f.nss_wrapper
+        deps.append({"name": "nss_wrapper", "uri": n.purl, "digest": {"sha256": n.sha256},
+                     "annotations": {"debSha256": n.deb_sha256, "suite": n.suite,
+                                     "vouchedBy": "Debian archive chain (InRelease signed by a pinned archive key, "
+                                                  "Packages, .deb pinned in images.nss_wrapper)"}})
     return {
         "_type": STATEMENT,
         "subject": [{"name": repository, "digest": {"sha256": _hex(f.manifest_digest)}}],

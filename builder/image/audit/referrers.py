@@ -21,7 +21,7 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 CREATED = "org.opencontainers.image.created"
 TITLE = "org.opencontainers.image.title"
 # File names `oras pull` writes the documents to (it skips a layer without a title).
-FILENAMES = {"application/vnd.cyclonedx+json": "sbom.cdx.json",
+FILENAMES = {"application/vnd.cyclonedx+json": "sbom.cdx.json", "application/openvex+json": "vex.openvex.json",
              "application/vnd.in-toto+json": "provenance.intoto.json"}
 
 

@@ -19,6 +19,7 @@ from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
+from builder.image.assembly import append
 from builder.image.audit.facts import Facts
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
@@ -84,6 +85,17 @@ def gosu_component(f: Facts) -> tuple[Component, list[Component]]:
     return gosu, parts
 
 
+def nss_wrapper_component(f: Facts) -> list[Component]:
+    """Debian's libnss-wrapper, which the glibc images carry for arbitrary uids (none on Alpine)."""
+    n = f.nss_wrapper
+    if not n:
+        return []
+    return [Component(type=ComponentType.LIBRARY, name=n.package, version=n.version, bom_ref=n.purl,
+                      purl=_purl(n.purl), hashes=_sha256(n.sha256),
+                      properties=_props(path=append.NSS_WRAPPER, deb_sha256=n.deb_sha256, suite=n.suite,
+                                        role="LD_PRELOAD library the entrypoint uses to name an arbitrary uid"))]
+
+
 def os_components(f: Facts) -> list[Component]:
     out = []
     if f.distro.id:
@@ -116,10 +128,10 @@ def build(f: Facts) -> Bom:
     entrypoint = Component(type=ComponentType.FILE, name="/usr/local/bin/entrypoint", bom_ref="entrypoint",
                            hashes=_sha256(f.entrypoint_sha256),
                            properties=_props(source=f"images/entrypoint.sh at {f.revision}"))
-    os_parts = os_components(f)
-    for c in (gosu, *gosu_parts, entrypoint, *os_parts):
+    os_parts, nss = os_components(f), nss_wrapper_component(f)
+    for c in (gosu, *gosu_parts, entrypoint, *nss, *os_parts):
         bom.components.add(c)
-    bom.register_dependency(image, [gosu, entrypoint, *os_parts])
+    bom.register_dependency(image, [gosu, entrypoint, *nss, *os_parts])
     bom.register_dependency(gosu, gosu_parts)
     return bom
 

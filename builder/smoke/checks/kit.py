@@ -37,6 +37,8 @@ class Subject:
     # What containers are started from: the image ID where the engine that built the image runs it, so a
     # concurrent build that moves the tag cannot swap the image under the checks; else the tag.
     ref: str = ""
+    # The image names a uid it has no account for (nss_wrapper, on glibc bases).
+    names_any_uid: bool = False
 
     @property
     def runs(self) -> str:

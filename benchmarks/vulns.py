@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Benchmark gosu's vulnerability scan: cold and warm per gosu, against assembling that gosu's image; VEX size.
+
+Per gosu (each source and arch asked for): govulncheck cold (empty cache) and
+warm (cached result), what it finds at each level, the label, and the size
+of the VEX document an image gets; then the same gosu's alpine image
+assembled cold (empty store) and warm, the build the scan is part of. Medians
+over rounds.
+
+    .venv/bin/python benchmarks/vulns.py --db DIR [--source debian] [--arch amd64,arm64] [--rounds 3]
+        [--config .cache/test-archive/invoke.yaml]   # e.g. for --source rebuild
+
+--db: vuln.go.dev, or a directory in its layout (default: vuln.db). Needs
+`invoke up` (govulncheck, and the local registry's alpine base for the build
+column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from builder import pipeline, wiring  # noqa: E402
+from builder.gosu import fetch as fetch_stage  # noqa: E402
+from builder.image.audit import openvex, vulns  # noqa: E402
+from benchmarks.common import project_config  # noqa: E402
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--source", default="debian")
+    ap.add_argument("--arch", default="amd64,arm64")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--config", default=None, help="an invoke runtime config (invoke -f)")
+    ap.add_argument("--no-build", action="store_true", help="skip the build column (no registry needed)")
+    a = ap.parse_args()
+    cfg = project_config(Path(a.config).resolve() if a.config else None)
+    base = wiring.vuln_settings(cfg, a.db)
+    if base is None:
+        sys.exit("give --db (vuln.db is empty)")
+    opts = wiring.fetch_options(cfg.gosu, source=a.source, arch=a.arch)
+    report = fetch_stage.fetch(opts, log=io.StringIO())
+    if not report.ok:
+        sys.exit("gosu could not be fetched; see `invoke fetch`")
+    modified = vulns.db_modified(base)
+    if modified is None:
+        sys.exit(f"database {base.db} cannot be reached")
+    print(f"database {base.db}, modified {modified}; govulncheck {base.scanner_version}; {a.rounds} round(s), "
+          "medians")
+    header = (f"{'source':8} {'arch':8} {'gosu':10} {'go':9} {'symbol':>6} {'package':>7} {'version':>7} "
+              f"{'scan cold s':>11} {'scan warm s':>11} {'build cold s':>12} {'build warm s':>12} "
+              f"{'cold/build':>10} {'VEX bytes':>9}  label")
+    print(header)
+    print("-" * len(header))
+    for f in report.fetched:
+        cold, warm, scan = [], [], None
+        for _ in range(a.rounds):
+            with tempfile.TemporaryDirectory() as cache:
+                s = dataclasses.replace(base, cache_dir=Path(cache))
+                t, scan = timed(lambda: vulns.scan(s, f.path, f.sha256, modified))
+                cold.append(t)
+                warm.append(timed(lambda: vulns.scan(s, f.path, f.sha256, modified))[0])
+        doc = openvex.document(scan, "ghcr.io/org/base-gosu", "sha256:" + "0" * 64, f.arch, "github.com/tianon/gosu",
+                               "", f.version, "go" + next((v.version.removeprefix("v") for v in scan.vulns
+                                                          if v.module == "stdlib"), "0"), "base-gosu")
+        build_cold = build_warm = float("nan")
+        if not a.no_build and f.arch in ("amd64", "arm64"):
+            build_cold, build_warm = build_times(cfg, a, f.arch)
+        symbol = str(len(scan.applicable)) if scan.symbols else "-"
+        package = str(scan.count("package")) if scan.symbols else "-"
+        print(f"{a.source:8} {f.arch:8} {f.version:10} {scan.vulns[0].version if scan.vulns else '':9} "
+              f"{symbol:>6} {package:>7} {scan.count('version'):>7} {statistics.median(cold):>11.3f} "
+              f"{statistics.median(warm):>11.4f} {build_cold:>12.2f} {build_warm:>12.2f} "
+              f"{statistics.median(cold) / build_cold if build_cold == build_cold else float('nan'):>10.2f} "
+              f"{len(doc):>9}  {scan.label}")
+    return 0
+
+
+def build_times(cfg, a, arch: str) -> tuple[float, float]:
+    """Median seconds to assemble this gosu's alpine image with an empty store (cold) and again (warm)."""
+    cold, warm = [], []
+    for _ in range(a.rounds):
+        with tempfile.TemporaryDirectory() as store:
+            req = dataclasses.replace(wiring.build_request(cfg, flavor="alpine", arch=arch, vuln_db="",
+                                                           source=a.source), store=Path(store))
+            run = pipeline.plan(req, io.StringIO())
+            cold.append(timed(lambda: pipeline.assemble_images(req, run, io.StringIO()))[0])
+            warm.append(timed(lambda: pipeline.assemble_images(req, run, io.StringIO()))[0])
+    return statistics.median(cold), statistics.median(warm)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,332 @@
+"""gosu scanned with Go's own vulnerability scanner (govulncheck, binary mode), once per binary and database.
+
+govulncheck (Debian's build, local/tools.py) reads the binary's build
+information and symbol table and the Go vulnerability database (vuln.go.dev,
+or a directory in its layout), and reports each entry for the binary's Go
+release or modules at up to three levels: the module version is affected
+("by version": what a scanner that only reads versions reports), a vulnerable
+package is linked in, a vulnerable function is present ("symbol": a finding
+that applies). Its JSON stream is read here into a `Scan`; nothing else is
+contacted, and a result is cached by (gosu's sha256, database location and
+modification time, scanner), so a warm build does not rescan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+import json
+import os
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from builder.core.errors import BuilderError
+from builder.image.audit import goinfo
+
+LEVELS = ("version", "package", "symbol")
+
+
+class VulnError(BuilderError):
+    """The database or the scanner cannot be used; the message names which and what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str                 # https://... or a local directory in vuln.go.dev's layout
+    scanner: Path           # the govulncheck binary
+    scanner_version: str    # its Debian package version (part of the cache key)
+    cache_dir: Path
+    timeout: float = 30
+    required: bool = False  # a scan that cannot happen (database unreachable) is an error, not a warning
+
+
+@dataclass(frozen=True)
+class Vuln:
+    id: str
+    aliases: tuple[str, ...]
+    summary: str
+    module: str              # stdlib or a module path, as the binary names it
+    version: str             # the version the binary has (v1.24.4 for go1.24.4)
+    fixed: str               # the first fixed version ("" if none)
+    level: str               # version, package or symbol (the most precise one govulncheck found)
+    packages: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()  # package.Function present in the binary
+
+
+@dataclass(frozen=True)
+class Scan:
+    gosu_sha256: str
+    db: str
+    db_modified: str         # the database's own modification time (index/db.json)
+    entries_modified: str    # newest modification among the entries for gosu's Go release and modules
+    scanner: str
+    vulns: tuple[Vuln, ...]
+    withdrawn: tuple[str, ...] = ()  # entries for its modules the database withdrew: no statement is made
+    stale: str = ""          # why the database may predate the binary's Go release ("" if not)
+    # govulncheck could read the binary's function table (.gopclntab, or .symtab to find it). Without one it
+    # reports every entry for the binary's versions as if its functions were present: then nothing is known
+    # beyond the versions, and no entry is said to apply or not.
+    symbols: bool = True
+    cached: bool = field(default=False, compare=False)
+
+    @property
+    def applicable(self) -> tuple[Vuln, ...]:
+        """Findings that apply: a vulnerable function present in the binary (none known without a function table)."""
+        return tuple(v for v in self.vulns if v.level == "symbol") if self.symbols else ()
+
+    def count(self, level: str) -> int:
+        return sum(1 for v in self.vulns if LEVELS.index(v.level) >= LEVELS.index(level))
+
+    @property
+    def label(self) -> str:
+        """org.base-gosu.gosu.vulns: findings that apply, what a version-only scanner reports, and the date of
+        the database as far as this gosu is concerned (its newest entry for gosu's Go release or modules)."""
+        applying = len(self.applicable) if self.symbols else "unknown"
+        return f"{applying};by-version={self.count('version')};db={self.entries_modified or self.db_modified}"
+
+    def summary(self) -> str:
+        ids = ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in self.applicable)
+        if not self.symbols:
+            return (f"no function table in the binary, so whether any of {self.count('version')} by version applies "
+                    f"is unknown (database {self.db}, modified {self.db_modified})")
+        return (f"{len(self.applicable)} applying{': ' + ids if ids else ''}; {self.count('package')} in packages "
+                f"linked in, {self.count('version')} by version only (database {self.db}, modified "
+                f"{self.db_modified})")
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d.pop("cached")
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Scan":
+        d = json.loads(text)
+        d["vulns"] = tuple(Vuln(**{**v, "aliases": tuple(v["aliases"]), "packages": tuple(v["packages"]),
+                                   "symbols": tuple(v["symbols"])}) for v in d["vulns"])
+        d["withdrawn"] = tuple(d["withdrawn"])
+        return cls(**d, cached=True)
+
+
+def parse_label(value: str) -> tuple[int, str]:
+    """(findings that apply, database date) from an org.base-gosu.gosu.vulns label."""
+    first, *rest = value.split(";")
+    fields = dict(p.split("=", 1) for p in rest if "=" in p)
+    if not (first.isdigit() or first == "unknown") or "db" not in fields:
+        raise ValueError(f"org.base-gosu.gosu.vulns label {value!r} is not '<count>;by-version=<n>;db=<date>'")
+    return (int(first) if first.isdigit() else -1), fields["db"]
+
+
+def db_url(db: str) -> str:
+    """What govulncheck's -db takes: an https URL as it is, a directory as a file:// URL."""
+    return db if db.startswith(("https://", "http://", "file://")) else Path(db).resolve().as_uri()
+
+
+def _local_dir(db: str) -> Path | None:
+    if db.startswith("file://"):
+        return Path(db.removeprefix("file://"))
+    return None if db.startswith(("https://", "http://")) else Path(db)
+
+
+def db_modified(settings: Settings) -> str | None:
+    """The database's modification time (index/db.json); None when a remote one cannot be reached.
+
+    A local directory that is missing or malformed is the user's to fix: VulnError naming it.
+    """
+    local = _local_dir(settings.db)
+    if local is not None:
+        path = local / "index" / "db.json"
+        try:
+            modified = json.loads(path.read_text())["modified"]
+            json.loads((local / "index" / "modules.json").read_text())
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise VulnError(f"vulnerability database {settings.db}: {path.parent}/db.json or modules.json is missing "
+                            f"or malformed ({e.__class__.__name__}: {e}); give a directory in vuln.go.dev's layout "
+                            "(index/db.json, index/modules.json, ID/<id>.json) with --vuln-db or vuln.db") from None
+        return str(modified)
+    url = settings.db.rstrip("/") + "/index/db.json"
+    try:
+        with urllib.request.urlopen(url, timeout=settings.timeout) as r:
+            return str(json.loads(r.read())["modified"])
+    except (OSError, urllib.error.URLError) as e:
+        reason = getattr(e, "reason", e)
+        if settings.required:
+            raise VulnError(f"vulnerability database {settings.db} cannot be reached ({reason}) and vuln.require "
+                            "is set: nothing was built") from None
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        raise VulnError(f"vulnerability database {settings.db}: {url} is not a database index ({e})") from None
+
+
+def _cache_path(settings: Settings, sha256: str, modified: str) -> Path:
+    key = hashlib.sha256(json.dumps([sha256, db_url(settings.db), modified, settings.scanner_version]).encode())
+    return settings.cache_dir / f"{sha256[:16]}-{key.hexdigest()[:32]}.json"
+
+
+def scan(settings: Settings, binary: Path, sha256: str, modified: str) -> Scan:
+    """The scan of one gosu against the database as of `modified`: from the cache, else govulncheck run once."""
+    cached = _cache_path(settings, sha256, modified)
+    try:
+        return Scan.from_json(cached.read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    data = binary.read_bytes()
+    try:
+        go = goinfo.parse(data, binary.name).go_version
+    except goinfo.GoInfoError:
+        go = ""
+    result = read_stream(run(settings, binary), sha256, settings.db, modified, settings.scanner_version, go)
+    result = dataclasses.replace(result, symbols=bool({".gopclntab", ".symtab"} & elf_sections(data)))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".scan-")
+    with os.fdopen(fd, "w") as f:
+        f.write(result.to_json())
+    os.replace(tmp, cached)
+    return result
+
+
+def run(settings: Settings, binary: Path) -> str:
+    """govulncheck's JSON stream for `binary`; the database is named explicitly, so nothing else is contacted."""
+    cmd = [str(settings.scanner), "-mode", "binary", "-json", "-db", db_url(settings.db), str(binary)]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+           "GOFLAGS": "", "GOTOOLCHAIN": "local"}
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise VulnError(f"govulncheck could not run ({e}); `invoke up` installs it") from None
+    if p.returncode not in (0, 3):  # 3: vulnerabilities found (text mode)
+        last = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+        raise VulnError(f"govulncheck could not scan {binary.name} against {settings.db}: {last}")
+    return p.stdout
+
+
+def messages(stream: str):
+    """The JSON objects of govulncheck's stream, in order (concatenated, not one per line)."""
+    dec, i, n = json.JSONDecoder(), 0, len(stream)
+    while True:
+        while i < n and stream[i].isspace():
+            i += 1
+        if i >= n:
+            return
+        obj, i = dec.raw_decode(stream, i)
+        yield obj
+
+
+def read_stream(stream: str, sha256: str, db: str, modified: str, scanner: str, go: str = "") -> Scan:
+    """A Scan from govulncheck 1.0's JSON: `osv` messages (every entry for the binary's modules, affecting or
+    not) and `finding` messages, emitted per entry at module level first, then package, then symbol level.
+
+    A finding with a function is symbol level. For the standard library a module-level finding already names
+    a package, so a package-level one is the second finding without a function for the same entry.
+    """
+    osvs: dict[str, dict] = {}
+    found: dict[str, list[dict]] = {}
+    for m in messages(stream):
+        if "osv" in m:
+            osvs[m["osv"]["id"]] = m["osv"]
+        elif "finding" in m:
+            found.setdefault(m["finding"]["osv"], []).append(m["finding"])
+    vulns = []
+    for vid, findings in sorted(found.items()):
+        entry = osvs.get(vid, {})
+        if entry.get("withdrawn"):
+            continue
+        frames = [f["trace"][0] for f in findings if f.get("trace")]
+        plain = [f for f in frames if not f.get("function")]
+        symbols = sorted({f"{f.get('package', '')}.{_symbol(f)}" for f in frames if f.get("function")})
+        level = "symbol" if symbols else "package" if len(plain) > 1 else "version"
+        first = frames[0] if frames else {}
+        vulns.append(Vuln(vid, tuple(sorted(entry.get("aliases", []))), entry.get("summary", ""),
+                          first.get("module", ""), first.get("version", ""), findings[0].get("fixed_version", ""),
+                          level, tuple(sorted({f["package"] for f in frames[1:] if f.get("package")}))
+                          if level != "version" else (), tuple(symbols)))
+    withdrawn = tuple(sorted(i for i, e in osvs.items() if e.get("withdrawn")))
+    newest = max((e.get("modified", "") for e in osvs.values()), default="")
+    return Scan(sha256, db, modified, newest, scanner, tuple(vulns), withdrawn, _stale(osvs.values(), go, db))
+
+
+def elf_sections(data: bytes) -> set[str]:
+    """The section names of an ELF file (empty if it is not one or has no section headers)."""
+    if data[:4] != b"\x7fELF":
+        return set()
+    wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    try:
+        if wide:
+            shoff, = struct.unpack_from(order + "Q", data, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
+        else:
+            shoff, = struct.unpack_from(order + "I", data, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
+        fmt = order + ("IIQQQQ" if wide else "IIIIII")
+
+        def header(i):
+            return struct.unpack_from(fmt, data, shoff + i * shentsize)
+        strtab = header(shstrndx)
+        base = strtab[4]
+        names = set()
+        for i in range(shnum):
+            at = base + header(i)[0]
+            names.add(data[at:data.index(b"\0", at)].decode("ascii", "replace"))
+        return names
+    except (struct.error, ValueError, IndexError):
+        return set()
+
+
+def _symbol(frame: dict) -> str:
+    return f"{frame['receiver']}.{frame['function']}" if frame.get("receiver") else frame["function"]
+
+
+def _semver(v: str) -> tuple[int, ...]:
+    core = v.removeprefix("go").removeprefix("v").split("-")[0].split("+")[0]
+    return tuple(int(p) if p.isdigit() else 0 for p in core.split("."))
+
+
+def _stale(entries, go_version: str, db: str) -> str:
+    """Why the database may be older than the binary's Go release: it names no fix in a release at least as new.
+
+    Go's security releases fix the standard library every month or so, so a current database names fixes in
+    the binary's Go minor release line or newer ones.
+    """
+    if not go_version:
+        return ""
+    fixes = [ev["fixed"] for e in entries for a in e.get("affected", [])
+             if a.get("package", {}).get("name") == "stdlib" for r in a.get("ranges", [])
+             for ev in r.get("events", []) if ev.get("fixed")]
+    newest = max(fixes, key=_semver, default="")
+    if newest and _semver(newest)[:2] >= _semver(go_version)[:2]:
+        return ""
+    return (f"database {db} names no Go standard library fix newer than {newest or '(none)'}, but gosu was built "
+            f"with Go {go_version.removeprefix('go').removeprefix('v')}: it is likely older than that Go release, and a result "
+            "against it proves only what it knew")
+
+
+def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str]], log) -> dict[str, Scan]:
+    """{arch: Scan} for each gosu (arch -> (path, sha256, version)), with one line each on `log`.
+
+    An unreachable default database is said in one line and gives no scan (no label, no VEX: nothing is
+    claimed about a scan that did not happen), unless `settings.required`.
+    """
+    modified = db_modified(settings)
+    if modified is None:
+        log.write(f"vulns: database {settings.db} cannot be reached: gosu was not scanned, so the images carry no "
+                  "VEX and no vulns label (give a local copy with --vuln-db, or set vuln.require to make this an "
+                  "error)\n")
+        return {}
+    out = {}
+    for arch, (path, sha256, version) in binaries.items():
+        try:
+            result = scan(settings, path, sha256, modified)
+        except VulnError as e:
+            if settings.required:
+                raise
+            log.write(f"vulns: gosu {version} {arch} not scanned: {e}\n")
+            continue
+        out[arch] = result
+        log.write(f"vulns: gosu {version} {arch}: {result.summary()}{' (cached)' if result.cached else ''}\n")
+        if result.stale:
+            log.write(f"vulns: warning: {result.stale}\n")
+    return out
