@@ -159,7 +159,7 @@ def test_the_label_is_written_from_the_plan_read_back_and_moves_the_inputs(scan)
     labels = plan.to_labels(scanned)
     assert labels[plan.VULNS] == scan.label and plan.VULNS not in plan.to_labels(bare)
     again = plan.from_labels(json.loads(json.dumps(labels)), str(scanned.target.platform),
-                             config.image_settings(project_config().images).flavors)
+                             config.image_settings(project_config().images, project_config().local).flavors)
     assert again == scanned and again.scan is None and plan.to_labels(again) == labels
     assert scanned.inputs != bare.inputs
     assert vulns.parse_label(scan.label) == (1, vulndb.MODIFIED)

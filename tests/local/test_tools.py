@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import shutil
 import lzma
 import subprocess
 
@@ -60,7 +61,11 @@ def test_pinned_tool_is_installed_once_and_rechecked(tmp_path, key):
         assert path.read_bytes().startswith(b"#!/bin/sh") and path.stat().st_mode & 0o777 == 0o755
         m.requests.clear()
         assert tools.ensure(s, "cosign", "amd64", io.StringIO()) == path and m.requests == []
-        path.write_bytes(b"#!/bin/sh\necho owned\n")  # altered on disk: installed again, from the archive
+        path.write_bytes(b"#!/bin/sh\necho owned\n")  # altered on disk: installed again from the kept .deb,
+        tools.ensure(s, "cosign", "amd64", io.StringIO())  # re-checked against the pin, no download
+        assert b"owned" not in path.read_bytes() and m.requests == []
+        shutil.rmtree(tmp_path / "tools" / "cache")  # and without it, from the archive
+        path.write_bytes(b"#!/bin/sh\necho owned\n")
         tools.ensure(s, "cosign", "amd64", io.StringIO())
         assert b"owned" not in path.read_bytes() and m.requests
 
