@@ -87,7 +87,7 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version) for a, f in fetched.items()}, log) \
         if req.vuln else {}
     nss = req.nss_wrapper
-    wants = [t for t in req.targets if nss and nss.wanted(t.flavor.name)]
+    wants = [t for t in req.targets if nss and nss.wanted(t)]
     libs = nsswrapper.fetch(nss, [t.arch.dpkg for t in wants], log) if wants else {}
     out = []
     for t in req.targets:

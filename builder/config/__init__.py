@@ -309,7 +309,8 @@ def nss_wrapper_settings(c_config) -> "NssSettings":
                              "dpkg arch") from None
     return NssSettings(project_path(n["cache_dir"]), deb["mirror"], archive_keys(deb, None, None), n["package"],
                        flavors, pins, timeout=float(c_config.gosu["timeout"]) * 2,
-                       retries=int(c_config.gosu["retries"]), backoff=float(c_config.gosu["backoff"]))
+                       retries=int(c_config.gosu["retries"]), backoff=float(c_config.gosu["backoff"]),
+                       without=tuple(w.strip() for w in str(n.get("without") or "").split(",") if w.strip()))
 
 
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,

@@ -58,9 +58,10 @@ class NssSettings:
     timeout: float = 60
     retries: int = 4
     backoff: float = 0.5
+    without: tuple[str, ...] = ()  # images (<flavor>-<release>-<arch>) whose glibc is older than their arch's pin needs
 
-    def wanted(self, flavor: str) -> bool:
-        return flavor in self.flavors
+    def wanted(self, target) -> bool:
+        return target.flavor.name in self.flavors and target.name not in self.without
 
 
 @dataclass(frozen=True)
