@@ -111,7 +111,7 @@ def test_shadow_utils_lines_as_useradd_writes_them():
     assert by["etc/gshadow"].data.decode().endswith("ops:!::\n")
     assert by["etc/subuid"].data.decode() == "ubuntu:100000:65536\nops:165536:65536\n"
     assert by["etc/subgid"].data.decode() == "ops:100000:65536\n"
-    assert (by["home/ops"].mode, by["home/ops"].uid, by["home/ops"].gid) == (0o775, 10001, 0), "g=u, group 0"
+    assert (by["home/ops"].mode, by["home/ops"].uid, by["home/ops"].gid) == (0o755, 10001, 10001)
     assert (by["home/ops/.profile"].data, by["home/ops/.profile"].uid) == (b"# profile\n", 10001)
 
 
@@ -120,7 +120,7 @@ def test_shadow_utils_honours_home_mode_and_no_subid_files():
     files["etc/login.defs"] += "HOME_MODE 0750\n"
     _, entries = accounts.add(fs_of(files), OPS, EPOCH)
     by = {e.path: e for e in entries}
-    assert by["home/ops"].mode == 0o770 and "etc/subuid" not in by  # HOME_MODE, then g=u
+    assert by["home/ops"].mode == 0o750 and "etc/subuid" not in by
 
 
 def test_busybox_lines_as_adduser_writes_them_without_the_member_list():
@@ -134,10 +134,7 @@ def test_busybox_lines_as_adduser_writes_them_without_the_member_list():
     assert by["etc/passwd"].data.decode().endswith("ops:x:10001:10001:Linux User,,,:/home/ops:/bin/sh\n")
     assert by["etc/group"].data.decode() == "root:x:0:root\nops:x:10001:\n"
     assert by["etc/shadow"].data.decode().endswith(f"ops:!:{DAY}:0:99999:7:::\n")
-    assert "etc/gshadow" not in by
-    # Group 0 with the owner's permissions, for an arbitrary uid with gid 0; no setgid, so files made in it
-    # do not inherit group 0.
-    assert (by["home/ops"].mode, by["home/ops"].uid, by["home/ops"].gid) == (0o775, 10001, 0)
+    assert by["home/ops"].mode == 0o2755 and "etc/gshadow" not in by
 
 
 def recipe_with(nss: bytes) -> append.Recipe:
@@ -194,3 +191,11 @@ def test_differences_name_fields_and_files():
 ])
 def test_reproduce_takes_a_tag_or_a_digest(ref, want):
     assert refs.parse_ref(ref) == want
+
+
+@pytest.mark.parametrize("mode,want", [(0o755, 0o775), (0o2755, 0o775), (0o700, 0o770), (0o750, 0o770)])
+def test_the_image_users_home_is_group_0_with_the_owners_permissions(mode, want):
+    """For an arbitrary uid with gid 0 (OpenShift); the accounts module writes homes as the distribution's
+    tools do (the ubuntu stand-in's user keeps its own), the image's layer gives ops's to group 0."""
+    e = append.writable_by_gid0(Entry("home/ops", DIR, mode, 10001, 10001))
+    assert (e.mode, e.uid, e.gid) == (want, 10001, 0)

@@ -119,11 +119,7 @@ def _rewrite(fs: BaseFs, path: str, text: str) -> Entry:
 
 
 def _home(fs: BaseFs, a: Account, mode: int, skel: str) -> list[Entry]:
-    # Group 0 with the owner's permissions (g=u), as Red Hat's guidelines ask: an arbitrary uid started
-    # with gid 0 (OpenShift, runAsUser without an account) gets this home and can write it. Group 0 gains
-    # nothing the owner lacks, and a process started as root that keeps gid 0 is root already.
-    mode = (mode & ~0o070) | ((mode & 0o700) >> 3)
-    out = [Entry(a.home, DIR, mode, a.uid, 0)]
+    out = [Entry(a.home, DIR, mode, a.uid, a.gid)]
     for e in fs.under(skel):
         rel = e.path[len(skel) + 1:]
         out.append(Entry(f"{a.home}/{rel}", e.kind, e.mode, a.uid, a.gid, e.data, e.target))
@@ -176,9 +172,8 @@ def busybox(fs: BaseFs, a: Account, day: int) -> list[Entry]:
         fs.text("etc/passwd"), f"{a.user}:x:{a.uid}:{a.gid}:Linux User,,,:/{a.home}:{a.shell}")))
     if fs.get("etc/shadow"):
         out.append(_rewrite(fs, "etc/shadow", _append(fs.text("etc/shadow"), f"{a.user}:!:{day}:0:99999:7:::")))
-    # adduser makes the home 0755, chowns it, then sets the setgid bit; the bit is left off here, since
-    # the home's group is 0 (see _home) and files made in it must not inherit that group.
-    return out + _home(fs, a, 0o755, "etc/skel")
+    # adduser makes the home 0755, chowns it, then sets the setgid bit.
+    return out + _home(fs, a, 0o2755, "etc/skel")
 
 
 def add(fs: BaseFs, a: Account, epoch: int) -> tuple[str, list[Entry]]:

@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder.image.assembly import accounts, basefs, layer
@@ -184,8 +184,18 @@ def _parents(entries: list[Entry], fs: basefs.BaseFs) -> list[Entry]:
     return list(out.values())
 
 
+def writable_by_gid0(e: Entry) -> Entry:
+    """Group 0 with the owner's permissions (g=u), as Red Hat's image guidelines ask: an arbitrary uid started
+    with gid 0 (OpenShift, runAsUser without an account) can write it. Group 0 gains nothing the owner lacks,
+    and a process started as root that keeps gid 0 is root already. No setgid: what is made in it must not
+    inherit group 0."""
+    mode = (e.mode & ~0o2070) | ((e.mode & 0o700) >> 3)
+    return replace(e, mode=mode, gid=0)
+
+
 def entries_for(r: Recipe, fs: basefs.BaseFs) -> tuple[str, list[Entry]]:
     dialect, account = accounts.add(fs, r.account, r.epoch)
+    account = [writable_by_gid0(e) if e.path == r.account.home and e.kind == DIR else e for e in account]
     own = [
         Entry("usr/local/bin/gosu", FILE, 0o755, 0, 0, r.gosu),
         Entry(ENTRYPOINT.strip("/"), FILE, 0o755, 0, 0, r.entrypoint),
