@@ -117,22 +117,27 @@ def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, rev
                  eol=str(target.flavor.eol or ""), vulns=vulns, gosu_source=gosu_source)
 
 
+def _refuse_beyond_local(found: list[tuple[str, object]], dest: Destination, allowed: bool, words) -> None:
+    """The one shape of every publish guard: images that may leave this machine only on purpose are refused
+    for any registry but the local one, before any byte is sent. `found` holds (name, why) for each such
+    image; `words(name, why, more)` is the error for the first."""
+    if not found or dest.local or allowed:
+        return
+    name, why = found[0]
+    raise PublishError(words(name, why, f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+
+
 def check_trial(images: list[tuple[str, str]], dest: Destination, allow_trial: bool) -> None:
     """Trial images (stand-in bases, gosu trusted through a test key or an expired archive Release) never leave this
     machine by accident.
 
     `images` holds (name, trial reasons) pairs; refused before any byte is sent.
     """
-    trial = [(name, why) for name, why in images if why]
-    if not trial or dest.local or allow_trial:
-        return
-    name, why = trial[0]
-    more = f" (and {len(trial) - 1} more)" if len(trial) > 1 else ""
-    raise PublishError(
+    _refuse_beyond_local([(n, why) for n, why in images if why], dest, allow_trial, lambda name, why, more: (
         f"{name} is a trial image: {why}{more}. {dest.registry} is not this machine's local registry, so trial "
         "images are refused there: build from the real bases (images.use_standins) with gosu from a source "
         "pinned in keys/ (and, for Debian's archive, a current mirror), or pass --allow-trial to publish it "
-        "anyway. Nothing was pushed")
+        "anyway. Nothing was pushed"))
 
 
 def check_eol(images: list[tuple[str, str]], dest: Destination, allow_eol: bool, today) -> None:
@@ -142,14 +147,10 @@ def check_eol(images: list[tuple[str, str]], dest: Destination, allow_eol: bool,
     """
     from builder.image import eol
     dead = [(name, e) for name, e in ((n, eol.from_label(label)) for n, label in images) if e and e.past(today)]
-    if not dead or dest.local or allow_eol:
-        return
-    name, e = dead[0]
-    more = f" (and {len(dead) - 1} more)" if len(dead) > 1 else ""
-    raise PublishError(
+    _refuse_beyond_local(dead, dest, allow_eol, lambda name, e, more: (
         f"{name}: its base release reached its end of life on {e.date} ({e.source}){more}. {dest.registry} is not "
         "this machine's local registry, so it is refused there: publish a supported release (`invoke releases`), "
-        "or pass --allow-eol to publish it anyway. Nothing was pushed")
+        "or pass --allow-eol to publish it anyway. Nothing was pushed"))
 
 
 def check_vulnerable(images: list[tuple[str, str]], dest: Destination, allow_vulnerable: bool) -> None:
@@ -157,16 +158,11 @@ def check_vulnerable(images: list[tuple[str, str]], dest: Destination, allow_vul
 
     `images` holds (name, the findings that apply) pairs; refused before any byte is sent.
     """
-    found = [(name, what) for name, what in images if what]
-    if not found or dest.local or allow_vulnerable:
-        return
-    name, what = found[0]
-    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    raise PublishError(
+    _refuse_beyond_local([(n, what) for n, what in images if what], dest, allow_vulnerable, lambda name, what, more: (
         f"{name}: gosu has vulnerable code present: {what}{more}. {dest.registry} is not this machine's local "
         "registry, so such images are refused there: build with --source rebuild (gosu compiled with the newest Go "
         "Debian carries), or pass --allow-vulnerable to publish it anyway (its VEX says `affected`). Nothing was "
-        "pushed")
+        "pushed"))
 
 
 @dataclass(frozen=True)
