@@ -59,16 +59,22 @@ def repush(client: Registry, digest: str, tag: str, edit_layer=None, edit_config
     client.put_manifest(REPO, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
 
 
-def one_file_changed(tar: bytes) -> bytes:
-    src, out = tarfile.open(fileobj=io.BytesIO(tar)), io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
-        for ti in src:
-            data = src.extractfile(ti).read() if ti.isreg() else None
-            if ti.name == "usr/local/bin/entrypoint":
-                data += b"# one more line\n"
-                ti.size = len(data)
-            dst.addfile(ti, io.BytesIO(data) if data is not None else None)
-    return out.getvalue()
+def file_edited(path: str, edit):
+    """A layer edit for repush: the layer rewritten with `edit(bytes)` applied to the one file at `path`."""
+    def rewrite(tar: bytes) -> bytes:
+        src, out = tarfile.open(fileobj=io.BytesIO(tar)), io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
+            for ti in src:
+                data = src.extractfile(ti).read() if ti.isreg() else None
+                if ti.name == path:
+                    data = edit(data)
+                    ti.size = len(data)
+                dst.addfile(ti, io.BytesIO(data) if data is not None else None)
+        return out.getvalue()
+    return rewrite
+
+
+one_file_changed = file_edited("usr/local/bin/entrypoint", lambda data: data + b"# one more line\n")
 
 
 def test_reproduce_says_identical_then_names_what_was_tampered(rig, registry):
@@ -97,15 +103,8 @@ def test_reproduce_says_identical_then_names_what_was_tampered(rig, registry):
     assert "revision 0123456789abcdef0123456789abcdef01234567 is not in the checkout" in refused.stderr
 
 
-def library_changed(tar: bytes) -> bytes:
-    src, out = tarfile.open(fileobj=io.BytesIO(tar)), io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
-        for ti in src:
-            data = src.extractfile(ti).read() if ti.isreg() else None
-            if ti.name == "usr/local/lib/base-gosu/libnss_wrapper.so":
-                data = data[:-1] + bytes([data[-1] ^ 1])
-            dst.addfile(ti, io.BytesIO(data) if data is not None else None)
-    return out.getvalue()
+library_changed = file_edited("usr/local/lib/base-gosu/libnss_wrapper.so",
+                              lambda data: data[:-1] + bytes([data[-1] ^ 1]))
 
 
 def test_reproduce_fetches_the_nss_wrapper_its_labels_pin(rig, registry):
