@@ -135,10 +135,12 @@ def vuln_settings(c_config, db: str | None = None) -> vulns.Settings | None:
         return None
     settings = usage(config.tool_settings, c_config)
     host = native_arch()
-    pin = settings.tools["govulncheck"].pins.get(host)
-    found = tools.path(settings, "govulncheck")
-    scanner = found if found.is_file() and pin else tools.ensure(settings, "govulncheck", host)
-    return vulns.Settings(where, scanner, pin.version, cache_dir, timeout, required)
+    # ensure re-checks an installed binary against its record (downloading nothing) and refuses a host
+    # without a pin, so a scanner altered on disk is never run.
+    scanner = tools.ensure(settings, "govulncheck", host)
+    return vulns.Settings(where, scanner, settings.tools["govulncheck"].pins[host].version, cache_dir, timeout,
+                          required)
+
 
 def release_fetch(flags: dict) -> dict:
     """`release` takes gosu from `auto` unless told; naming a mirror or key names the configured source instead,
@@ -154,10 +156,9 @@ def destination(c_config, registry: str | None = None, repository: str | None = 
 
 
 def cosign(c_config) -> Path:
-    """cosign from Debian's archive (pinned), installed under tools.dir on first use."""
-    settings = usage(config.tool_settings, c_config)
-    found = tools.path(settings, "cosign")
-    return found if found.is_file() else tools.ensure(settings, "cosign", native_arch())
+    """cosign from Debian's archive (pinned), installed under tools.dir on first use and re-checked against its
+    record on every later one."""
+    return tools.ensure(usage(config.tool_settings, c_config), "cosign", native_arch())
 
 
 def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
