@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -119,7 +120,7 @@ def bootstrap_command(tool: str, suite: str, arch: str, target: Path, mirror: st
         # Root mode: the tree is written as root, as debootstrap does, so both tools do the same work. The hook
         # merges /usr the way debootstrap does; without it bookworm gets the usrmerge package and with it a full
         # perl (13 MB more, compressed).
-        return ["mmdebstrap", "--mode=root", "--variant=minbase", f"--arch={arch}", "--quiet",
+        return ["mmdebstrap", "--mode=root", "--variant=minbase", f"--arch={arch}",
                 "--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr", suite, str(target), mirror]
     if tool == "debootstrap":
         return ["debootstrap", "--variant=minbase", f"--arch={arch}", suite, str(target), mirror]
@@ -132,11 +133,30 @@ def bootstrap(tool: str, suite: str, arch: str, mirror: str, target: Path, epoch
     apt_install([tool], log)
     # The second stage runs the arch's own maintainer scripts.
     emulation.ensure([arch], log, "seed", install=lambda pkgs: apt_install(pkgs, log))
+    if tool == "mmdebstrap":
+        # How packages are fetched and how much is said, not which: out of the layer's key (bootstrap_command).
+        # apt retries a dropped connection to the mirror rather than failing the seed, and its error lines,
+        # which --quiet would hide, name what failed.
+        cmd[1:1] = ["--aptopt=Acquire::Retries \"3\""]
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     if p.returncode != 0:
-        raise SetupError(f"{tool} of Debian {suite} {arch} failed (exit {p.returncode}): "
-                         f"{p.stdout.decode(errors='replace')[-600:]}")
+        raise SetupError(bootstrap_failure(tool, suite, arch, mirror, p.returncode, p.stdout.decode(errors="replace")))
+
+
+def bootstrap_failure(tool: str, suite: str, arch: str, mirror: str, code: int, output: str) -> str:
+    """What went wrong, in apt's own error lines rather than the tail of a long log."""
+    head = f"{tool} of Debian {suite} {arch} failed (exit {code})"
+    missing = re.findall(r"Failed to fetch (\S+)\s+404", output)
+    if missing:
+        # Seen on mirrors mid-sync or mirrored in part: the index names a point release whose files some
+        # arches do not have yet. apt fails the same way; no retry helps until the mirror catches up.
+        return (f"{head}: {mirror} lists {len(missing)} {suite} {arch} package(s) it does not serve (404), "
+                f"e.g. {missing[0].rsplit('/', 1)[-1]}: the mirror lacks part of {suite} for {arch}. Point "
+                f"local.debian_mirror at a complete mirror, or build a release whose stand-in suite it serves "
+                f"(invoke releases)")
+    errors = [line for line in output.splitlines() if line.startswith(("E:", "Err:"))]
+    return f"{head}: " + ("\n".join(errors[-8:]) if errors else output[-600:])
 
 
 def _keep(path: str, is_file: bool) -> bool:

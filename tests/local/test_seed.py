@@ -20,9 +20,11 @@ from builder.core import arches, oci
 from builder import config
 from builder.image import model
 from builder.local import setup as local, rootfs, seed
+from builder.core.host import SetupError
 from builder.core.registry import Registry
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.support.debproxy import PartialMirror
 from tests.support.engine import project_config, rig  # noqa: F401 - the session fixture
 from tests.support.registries import free_port
 
@@ -202,3 +204,20 @@ def test_the_ubuntu_standin_for_armhf_is_debian_arm_v7_plus_user_ubuntu(settings
         sh = t.extractfile(t.getmember("./usr/bin/dash")).read(20)
     assert sh[:4] == b"\x7fELF" and int.from_bytes(sh[18:20], "little") == 40
     assert not [n for n in names if n.startswith("./dev/") or n == "./etc/resolv.conf"]
+
+
+def test_a_mirror_that_lacks_a_listed_package_is_named_with_the_file_and_leaves_no_layer(settings, tmp_path):
+    """A mirror mid-sync: its index names a libc6 its pool does not serve. The error says which mirror, which file
+    and what to do, in one message rather than the tail of mmdebstrap's log, and nothing is cached."""
+    s, _ = settings
+    cache = tmp_path / "seed-cache"
+    with PartialMirror(s.debian_mirror, missing=("libc6_",)) as mirror:
+        with pytest.raises(SetupError) as e:
+            rootfs.debian_layer(s.debian_bootstrap, "trixie", "amd64", mirror.url, cache, io.StringIO())
+    assert mirror.refused, "the bootstrap asked for libc6"
+    message = str(e.value)
+    wanted = mirror.refused[0].rsplit("/", 1)[-1]
+    assert f"{mirror.url} lists 1 trixie amd64 package(s) it does not serve (404), e.g. {wanted}" in message
+    assert "local.debian_mirror" in message and "\n" not in message
+    assert not [p for p in cache.iterdir() if not p.name.startswith(".")], "no layer or meta is left in the cache"
+    assert not list(cache.iterdir()), "nor a half-bootstrapped tree"
