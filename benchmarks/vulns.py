@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder import pipeline, wiring  # noqa: E402
 from builder.gosu import fetch as fetch_stage  # noqa: E402
-from builder.image.audit import openvex, vulns  # noqa: E402
+from builder.image.audit import openvex, vulndb, vulns  # noqa: E402
 from benchmarks.common import project_config  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main() -> int:
     report = fetch_stage.fetch(opts, log=io.StringIO())
     if not report.ok:
         sys.exit("gosu could not be fetched; see `invoke fetch`")
-    modified = vulns.db_modified(base)
+    modified = vulndb.modified(base.db, base.timeout, base.required)
     if modified is None:
         sys.exit(f"database {base.db} cannot be reached")
     print(f"database {base.db}, modified {modified}; govulncheck {base.scanner_version}; {a.rounds} round(s), "

@@ -17,7 +17,7 @@ from builder import config, wiring
 from builder.core.emulation import native_arch
 from builder.gosu import fetch as fetch_stage
 from builder.image import plan
-from builder.image.audit import openvex, vulns
+from builder.image.audit import goinfo, openvex, vulns
 from builder.local import tools
 from builder.publish import push, tags
 from tests.conftest import SHARED
@@ -193,8 +193,8 @@ def test_without_a_function_table_nothing_is_said_to_apply_or_not(tmp_path, scan
     data = path.read_bytes().replace(b".gopclntab\0", b".xopclntab\0").replace(b".symtab\0", b".xymtab\0")
     blind = tmp_path / "gosu"
     blind.write_bytes(data)
-    assert {".gopclntab", ".symtab"} & vulns.elf_sections(data) == set()
-    assert {".gopclntab", ".symtab"} <= vulns.elf_sections(path.read_bytes())
+    assert {".gopclntab", ".symtab"} & goinfo.elf_sections(data) == set()
+    assert {".gopclntab", ".symtab"} <= goinfo.elf_sections(path.read_bytes())
     db = vulndb.make(tmp_path / "db")
     s = vulns.scan_all(settings(scanner, db, tmp_path / "cache"), {"amd64": (blind, "f" * 64, version)},
                        io.StringIO())["amd64"]

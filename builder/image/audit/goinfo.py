@@ -157,3 +157,30 @@ class _Elf:
         fmt = order + ("QQ" if ptr_size == 8 else "II")
         data_ptr, length = struct.unpack(fmt, self.read(addr, 2 * ptr_size))
         return self.read(data_ptr, length) if length else b""
+
+
+def elf_sections(data: bytes) -> set[str]:
+    """The section names of an ELF file (empty if it is not one or has no section headers)."""
+    if data[:4] != b"\x7fELF":
+        return set()
+    wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    try:
+        if wide:
+            shoff, = struct.unpack_from(order + "Q", data, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
+        else:
+            shoff, = struct.unpack_from(order + "I", data, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
+        fmt = order + ("IIQQQQ" if wide else "IIIIII")
+
+        def header(i):
+            return struct.unpack_from(fmt, data, shoff + i * shentsize)
+        strtab = header(shstrndx)
+        base = strtab[4]
+        names = set()
+        for i in range(shnum):
+            at = base + header(i)[0]
+            names.add(data[at:data.index(b"\0", at)].decode("ascii", "replace"))
+        return names
+    except (struct.error, ValueError, IndexError):
+        return set()

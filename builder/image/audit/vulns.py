@@ -15,24 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import struct
 import json
 import os
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from builder.core.errors import BuilderError
-from builder.image.audit import goinfo
+from builder.image.audit import goinfo, vulndb
+from builder.image.audit.vulndb import VulnError
 
 LEVELS = ("version", "package", "symbol")
-
-
-class VulnError(BuilderError):
-    """The database or the scanner cannot be used; the message names which and what to do."""
 
 
 @dataclass(frozen=True)
@@ -121,49 +114,8 @@ def parse_label(value: str) -> tuple[int, str]:
     return (int(first) if first.isdigit() else -1), fields["db"]
 
 
-def db_url(db: str) -> str:
-    """What govulncheck's -db takes: an https URL as it is, a directory as a file:// URL."""
-    return db if db.startswith(("https://", "http://", "file://")) else Path(db).resolve().as_uri()
-
-
-def _local_dir(db: str) -> Path | None:
-    if db.startswith("file://"):
-        return Path(db.removeprefix("file://"))
-    return None if db.startswith(("https://", "http://")) else Path(db)
-
-
-def db_modified(settings: Settings) -> str | None:
-    """The database's modification time (index/db.json); None when a remote one cannot be reached.
-
-    A local directory that is missing or malformed is the user's to fix: VulnError naming it.
-    """
-    local = _local_dir(settings.db)
-    if local is not None:
-        path = local / "index" / "db.json"
-        try:
-            modified = json.loads(path.read_text())["modified"]
-            json.loads((local / "index" / "modules.json").read_text())
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise VulnError(f"vulnerability database {settings.db}: {path.parent}/db.json or modules.json is missing "
-                            f"or malformed ({e.__class__.__name__}: {e}); give a directory in vuln.go.dev's layout "
-                            "(index/db.json, index/modules.json, ID/<id>.json) with --vuln-db or vuln.db") from None
-        return str(modified)
-    url = settings.db.rstrip("/") + "/index/db.json"
-    try:
-        with urllib.request.urlopen(url, timeout=settings.timeout) as r:
-            return str(json.loads(r.read())["modified"])
-    except (OSError, urllib.error.URLError) as e:
-        reason = getattr(e, "reason", e)
-        if settings.required:
-            raise VulnError(f"vulnerability database {settings.db} cannot be reached ({reason}) and vuln.require "
-                            "is set: nothing was built") from None
-        return None
-    except (ValueError, KeyError, TypeError) as e:
-        raise VulnError(f"vulnerability database {settings.db}: {url} is not a database index ({e})") from None
-
-
 def _cache_path(settings: Settings, sha256: str, modified: str) -> Path:
-    key = hashlib.sha256(json.dumps([sha256, db_url(settings.db), modified, settings.scanner_version]).encode())
+    key = hashlib.sha256(json.dumps([sha256, vulndb.url(settings.db), modified, settings.scanner_version]).encode())
     return settings.cache_dir / f"{sha256[:16]}-{key.hexdigest()[:32]}.json"
 
 
@@ -180,7 +132,7 @@ def scan(settings: Settings, binary: Path, sha256: str, modified: str) -> Scan:
     except goinfo.GoInfoError:
         go = ""
     result = read_stream(run(settings, binary), sha256, settings.db, modified, settings.scanner_version, go)
-    result = dataclasses.replace(result, symbols=bool({".gopclntab", ".symtab"} & elf_sections(data)))
+    result = dataclasses.replace(result, symbols=bool({".gopclntab", ".symtab"} & goinfo.elf_sections(data)))
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".scan-")
     with os.fdopen(fd, "w") as f:
@@ -191,7 +143,7 @@ def scan(settings: Settings, binary: Path, sha256: str, modified: str) -> Scan:
 
 def run(settings: Settings, binary: Path) -> str:
     """govulncheck's JSON stream for `binary`; the database is named explicitly, so nothing else is contacted."""
-    cmd = [str(settings.scanner), "-mode", "binary", "-json", "-db", db_url(settings.db), str(binary)]
+    cmd = [str(settings.scanner), "-mode", "binary", "-json", "-db", vulndb.url(settings.db), str(binary)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
            "GOFLAGS": "", "GOTOOLCHAIN": "local"}
     try:
@@ -249,33 +201,6 @@ def read_stream(stream: str, sha256: str, db: str, modified: str, scanner: str, 
     return Scan(sha256, db, modified, newest, scanner, tuple(vulns), withdrawn, _stale(osvs.values(), go, db))
 
 
-def elf_sections(data: bytes) -> set[str]:
-    """The section names of an ELF file (empty if it is not one or has no section headers)."""
-    if data[:4] != b"\x7fELF":
-        return set()
-    wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
-    try:
-        if wide:
-            shoff, = struct.unpack_from(order + "Q", data, 0x28)
-            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
-        else:
-            shoff, = struct.unpack_from(order + "I", data, 0x20)
-            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
-        fmt = order + ("IIQQQQ" if wide else "IIIIII")
-
-        def header(i):
-            return struct.unpack_from(fmt, data, shoff + i * shentsize)
-        strtab = header(shstrndx)
-        base = strtab[4]
-        names = set()
-        for i in range(shnum):
-            at = base + header(i)[0]
-            names.add(data[at:data.index(b"\0", at)].decode("ascii", "replace"))
-        return names
-    except (struct.error, ValueError, IndexError):
-        return set()
-
-
 def _symbol(frame: dict) -> str:
     return f"{frame['receiver']}.{frame['function']}" if frame.get("receiver") else frame["function"]
 
@@ -310,7 +235,7 @@ def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str]], log
     An unreachable default database is said in one line and gives no scan (no label, no VEX: nothing is
     claimed about a scan that did not happen), unless `settings.required`.
     """
-    modified = db_modified(settings)
+    modified = vulndb.modified(settings.db, settings.timeout, settings.required)
     if modified is None:
         log.write(f"vulns: database {settings.db} cannot be reached: gosu was not scanned, so the images carry no "
                   "VEX and no vulns label (give a local copy with --vuln-db, or set vuln.require to make this an "
