@@ -9,7 +9,7 @@ from invoke import Exit, task
 from builder import config, pipeline, wiring
 from builder.cli import (ASSEMBLE, FETCH, FETCH_ONLY, IMAGE, IMAGE_FETCH, LOCK, MATRIX, PUBLISH, PUSH, RELEASE,
                          REPRODUCE, SHOW, SMOKE, TEST_ARCHIVE, VERIFY, cli)
-from builder.config import cli_path, project_path
+from builder.config import cli_path, project_path, publishing
 from builder.consumer import verify as verify_stage
 from builder.core.engine import Engine
 from builder.core.errors import BuilderError
@@ -99,8 +99,8 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
              allow_eol=False, allow_vulnerable=False):
     """Split publish, part 2: check every expected arch was pushed, write each release's index, move its tags."""
     today = wiring.current_date()
-    expected = wiring.usage(config.expected_targets, wiring.image_settings(c.config, today), flavor,
-                            config.publish_arches(c.config, arch), release, today)
+    expected = wiring.usage(publishing.expected_targets, wiring.image_settings(c.config, today), flavor,
+                            publishing.publish_arches(c.config, arch), release, today)
     children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
@@ -113,7 +113,7 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
 def matrix(c, release="all"):
     """Print the nightly's image jobs as one line of JSON: {flavor, release, arch, runner, emulated} per job."""
     today = wiring.current_date()
-    print(matrix_stage.to_json(wiring.usage(config.matrix_jobs, c.config, wiring.image_settings(c.config, today),
+    print(matrix_stage.to_json(wiring.usage(publishing.matrix_jobs, c.config, wiring.image_settings(c.config, today),
                                             release, today)))
 
 

@@ -21,7 +21,7 @@ from builder.image.assembly import load
 from builder.image.audit import vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
-from builder.config import gosu as gosu_config
+from builder.config import gosu as gosu_config, publishing
 from builder.config.paths import ROOT, project_path
 from builder.consumer import reproduce as reproduce_stage, show as show_stage, verify as verify_stage
 from builder.core.emulation import native_arch
@@ -151,7 +151,7 @@ def release_fetch(flags: dict) -> dict:
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
     """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
-    dest, retries, backoff = usage(config.destination, c_config, registry, repository)
+    dest, retries, backoff = usage(publishing.destination, c_config, registry, repository)
     return dest, Registry(dest.registry, credentials_for(dest.registry), retries=retries, backoff=backoff)
 
 
@@ -164,7 +164,7 @@ def cosign(c_config) -> Path:
 def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
            environ=os.environ) -> Signer | None:
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    identity = usage(config.signing_identity, c_config, dest, key, keyless, unsigned)
+    identity = usage(publishing.signing_identity, c_config, dest, key, keyless, unsigned)
     return None if identity is None else Signer(usage(cosign, c_config), identity, dict(environ))
 
 
@@ -191,7 +191,7 @@ def show(ref: str, kind: str, platform: str | None) -> bytes:
 
 def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None, origins=None):
     """`invoke verify`: (digest, rows) of every check on a published image, with the configured trust."""
-    trust = usage(config.trust, c_config, keys, identity, issuer, origins)
+    trust = usage(publishing.trust, c_config, keys, identity, issuer, origins)
     host, repo, tag = parse_ref(ref)
     checker = verify_stage.Checker(cosign(c_config), trust, Registry(host, credentials_for(host)), repo)
     return verify_stage.check(checker, tag)
@@ -222,7 +222,7 @@ def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_
             keyless=False, unsigned=False, log=sys.stdout, release=None, allow_eol=False, vuln_db=None,
             allow_vulnerable=False):
     """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
-    req = build_request(c.config, flavor=flavor, arch=config.publish_arches(c.config, arch), release=release,
+    req = build_request(c.config, flavor=flavor, arch=publishing.publish_arches(c.config, arch), release=release,
                         vuln_db=vuln_db, **fetch)
     note = usage(config.local_default_note, c.config)
     if note and not release:

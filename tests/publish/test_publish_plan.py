@@ -10,6 +10,7 @@ import pytest
 
 from builder.core import arches
 from builder import config, wiring
+from builder.config import publishing
 from builder.publish import push as pub, tags
 from builder.publish.push import Child, PublishError
 from builder.publish.tags import TagState
@@ -74,20 +75,20 @@ def test_assemble_with_arch_all_expects_each_flavors_own_arches_and_nothing_more
     """What the nightly's assemble (INVOKE_PUBLISH_ARCHES=all) requires: one record per configured pair."""
     monkeypatch.setenv("INVOKE_PUBLISH_ARCHES", "all")
     cfg = project_config()
-    assert config.publish_arches(cfg, None) == "all"
+    assert publishing.publish_arches(cfg, None) == "all"
     settings = config.image_settings(cfg.images)
-    expected = config.expected_targets(settings, None, config.publish_arches(cfg, None))
+    expected = publishing.expected_targets(settings, None, publishing.publish_arches(cfg, None))
     flavors = settings.flavors
     assert {f: [str(flavors[f].platform_of(arches.get(a, arches.IMAGE_ARCHES))) for g, _, a in expected if g == f]
             for f in flavors} == PLATFORMS
     assert len(expected) == len(set(expected)) == 16
-    assert config.expected_targets(settings, "minideb", "all") == [("minideb", "trixie", "amd64"),
+    assert publishing.expected_targets(settings, "minideb", "all") == [("minideb", "trixie", "amd64"),
                                                                    ("minideb", "trixie", "arm64")]
     records = [child(a, flavor=f, release=r) for f, r, a in expected]
     assert {f: len(g) for f, g in pub.check_children(records, expected).items()} == \
         {"minideb-trixie": 2, "ubuntu-24.04": 6, "alpine-3.24": 8}
     # --release all: every release not past its end of life, each with its own arches.
-    every = config.expected_targets(settings, "minideb,alpine", "all", "all", dt.date(2026, 12, 2))
+    every = publishing.expected_targets(settings, "minideb,alpine", "all", "all", dt.date(2026, 12, 2))
     assert sorted({(f, r) for f, r, _ in every}) == [("alpine", "3.22"), ("alpine", "3.23"), ("alpine", "3.24"),
                                                      ("minideb", "bookworm"), ("minideb", "trixie")]
     with pytest.raises(PublishError, match="no push record for alpine 3.24 armv7"):
