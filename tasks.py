@@ -6,7 +6,7 @@ import sys
 
 from invoke import Exit, task
 
-from builder import config, pipeline, wiring
+from builder import config, pipeline, shipping, wiring
 from builder.cli import (ASSEMBLE, FETCH, FETCH_ONLY, IMAGE, IMAGE_FETCH, LOCK, MATRIX, PUBLISH, PUSH, RELEASE,
                          REPRODUCE, SHOW, SMOKE, TEST_ARCHIVE, VERIFY, cli)
 from builder.config import cli_path, project_path, publishing
@@ -86,7 +86,7 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
     wiring.seed(c.config, req)
-    children = pipeline.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol,
+    children = shipping.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol,
                              allow_vulnerable)
     for path in push_stage.write_records(cli_path(digests_dir), children):
         print(f"push: wrote {path}")
@@ -104,7 +104,7 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
     children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
-    pipeline.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer,
+    shipping.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer,
                       allow_eol, today, allow_vulnerable)
 
 

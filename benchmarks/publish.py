@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from builder import config, pipeline, wiring
+from builder import config, pipeline, shipping, wiring
 from builder.local import setup as local, tools
 from builder.publish import push as pub, signing  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
@@ -117,12 +117,12 @@ def main() -> None:
                 client = Registry(e2e.host)
                 dest = Destination(e2e.host, REPO)
                 cold_req = dataclasses.replace(req, store=Path(tmp) / "store-e2e")
-                s, _ = timed(lambda: pipeline.publish(cold_req, engine, client, dest, io.StringIO(), allow_trial=True))
+                s, _ = timed(lambda: shipping.publish(cold_req, engine, client, dest, io.StringIO(), allow_trial=True))
                 record(COLD, s, client.bytes_uploaded)
 
                 for label, reg in (("first", push_cold), ("second", push_warm)):
                     c2, d2 = Registry(reg.host), Destination(reg.host, REPO)
-                    s, _ = timed(lambda: pipeline.assemble(
+                    s, _ = timed(lambda: shipping.assemble(
                         pub.push_all(c2, d2, built, io.StringIO()), c2, d2, None, io.StringIO(), allow_trial=True))
                     record(f"push + tags only, assembled blobs ({label} registry)", s, c2.bytes_uploaded)
 
@@ -130,7 +130,7 @@ def main() -> None:
                 record(BASELINE, s, baseline.stored_bytes())
 
                 again = Registry(e2e.host)
-                s, report = timed(lambda: pipeline.publish(req, engine, again, dest, io.StringIO(), allow_trial=True))
+                s, report = timed(lambda: shipping.publish(req, engine, again, dest, io.StringIO(), allow_trial=True))
                 assert report.noop, "a republish of unchanged inputs must be a no-op"
                 record("no-op republish, end to end", s, again.bytes_uploaded)
 
@@ -141,12 +141,12 @@ def main() -> None:
                 signer = TimedSigner(cosign, signing.Identity(key=str(prefix.with_suffix(".key"))))
                 sc, sd = Registry(signed.host), Destination(signed.host, REPO)
                 signed_req = dataclasses.replace(req, store=Path(tmp) / "store-signed")
-                s, _ = timed(lambda: pipeline.publish(signed_req, engine, sc, sd, io.StringIO(), allow_trial=True,
+                s, _ = timed(lambda: shipping.publish(signed_req, engine, sc, sd, io.StringIO(), allow_trial=True,
                                                       signer=signer))
                 record(SIGNED, s, sc.bytes_uploaded)
                 record(COSIGN, signer.seconds, 0)
                 signer2, again = signing.Signer(cosign, signer.identity), Registry(signed.host)
-                s, report = timed(lambda: pipeline.publish(req, engine, again, sd, io.StringIO(), allow_trial=True,
+                s, report = timed(lambda: shipping.publish(req, engine, again, sd, io.StringIO(), allow_trial=True,
                                                            signer=signer2))
                 assert report.noop and not signer2.signed, "a signed republish of unchanged inputs signs nothing"
                 record("no-op republish, signed, end to end", s, again.bytes_uploaded)

@@ -1,4 +1,5 @@
-"""Stages chained the one way data flows: plan (fetch + verify gosu, resolve bases) -> build -> smoke -> publish.
+"""Stages chained the one way data flows: plan (fetch + verify gosu, resolve bases) -> build -> smoke; shipping.py
+takes the plan on to a registry.
 
 Every entry plans once (`plan`) and hands the plan down; nothing below it
 fetches gosu, resolves a base or reads a tag a second time.
@@ -6,7 +7,6 @@ fetches gosu, resolves a base or reads a tag a second time.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import sys
 import time
@@ -26,7 +26,6 @@ from builder.core import emulation
 from builder.core.engine import Engine
 from builder.gosu import fetch as fetch_stage
 from builder.gosu.fetch import Fetched, FetchOptions
-from builder.publish import attest as statements, push as pub, signing, tags
 from builder.smoke import engines, schedule
 
 
@@ -179,166 +178,6 @@ def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSet
     return built
 
 
-def _pushed_targets(req: Request) -> list[tuple[str, str, str]]:
-    return [(t.flavor.name, t.flavor.release, t.arch.dpkg) for t in req.targets]
-
-
 def describe_base(base: Base) -> str:
     what = f"{base.ref}@{base.digest[:19]}"
     return f"{what}, a stand-in for {base.standin_for}" if base.standin_for else what
-
-
-@dataclass
-class Triage:
-    """A publish's plan: the images, their flavors' tags as read once, and what the registry already serves."""
-    run: RunPlan
-    states: dict[str, dict]         # flavor-release -> tag -> TagState
-    have: dict[str, pub.Child]      # image name -> the child already published with the same inputs
-    revision: tuple[str, str]
-    present: set[str] | None = None  # the repository's tags once signing listed them (what is signed)
-
-
-def applying(p: ImagePlan) -> str:
-    """The findings that apply to an image's gosu, by ID ("" if none, or if it was not scanned)."""
-    if p.scan:
-        return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.applicable)
-    count = vuln_stage.parse_label(p.vulns)[0] if p.vulns else 0
-    return f"{count} finding(s) that apply" if count > 0 else ""
-
-
-def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
-            signer: signing.Signer | None = None, allow_eol: bool = False, allow_vulnerable: bool = False) -> Triage:
-    """Plan once, check the guards once (trial, end of life, vulnerable gosu, signing identity, shrink), read
-    each release's tags once."""
-    run = plan(req, log)
-    pub.check_trial([(p.tag, p.trial) for p in run.images], dest, allow_trial)
-    pub.check_eol([(p.tag, str(p.target.flavor.eol or "")) for p in run.images], dest, allow_eol, req.today)
-    pub.check_vulnerable([(p.tag, applying(p)) for p in run.images], dest, allow_vulnerable)
-    if signer:
-        signer.preflight()
-    states = {}
-    for p in run.images:
-        f = p.target.flavor
-        if f.key not in states:
-            states[f.key] = tags.read_tags(registry, dest.repository, tags.tags_for(
-                f.name, f.release, p.gosu.version, f.default, p.gosu.kind))
-    for key, tag_states in states.items():
-        platforms = {str(t.platform) for t in req.targets if t.flavor.key == key}
-        tags.check_shrink(dict(list(tag_states.items())[:-1]), platforms, allow_shrink)
-    revision = (req.revision.commit, req.revision.created)
-    have = {}
-    for p in run.images:
-        existing = tags.reusable(states[p.target.flavor.key], str(p.target.platform), p.inputs)
-        if existing:
-            have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial,
-                                              p.vulns, p.gosu.kind)
-    return Triage(run, states, have, revision)
-
-
-def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
-          signer: signing.Signer | None) -> list[pub.Child]:
-    for child in triage.have.values():
-        log.write(f"push: {child.key}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
-                  f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
-    todo = {p.name for p in triage.run.images if p.name not in triage.have}
-    children = dict(triage.have)
-    made: dict[str, dict[str, dict]] = {}
-    if todo:
-        sub = dataclasses.replace(req, targets=tuple(t for t in req.targets if t.name in todo))
-        built = smoke(sub, engine, log, run=triage.run.only(todo))
-        for b in built:
-            child, documents = pub.push_child(registry, dest, b, log)
-            children[b.plan.name] = child
-            made[child.digest] = documents
-    if signer:
-        triage.present = signing.present_tags(registry, dest.repository)
-        for child in children.values():
-            signing.seal(signer, registry, dest, child.digest, statements.documents_for(made), log, triage.present)
-    return [children[t.name] for t in req.targets]
-
-
-def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-         allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False,
-         allow_vulnerable: bool = False) -> list:
-    """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
-
-    An image whose inputs digest the registry already serves is neither built
-    nor pushed: a nightly run with nothing new costs a few registry reads.
-    With a signer, each image is signed and attested by digest once pushed
-    (one already signed is left as it is).
-    """
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable)
-    return _push(req, engine, registry, dest, log, triage, signer)
-
-
-def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
-            allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False,
-            allow_vulnerable: bool = False):
-    """build -> smoke -> push every arch by digest (signed, attested) -> one index per flavor (signed) -> move
-    tags, in that order. Planned once: the guards and the tags read here are not checked or read again."""
-    start = time.monotonic()
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable)
-    children = _push(req, engine, registry, dest, log, triage, signer)
-    plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, triage.states)
-    report = _move_tags(plans, children, registry, dest, log, signer, triage.present)
-    summary = "nothing changed, zero bytes pushed" if report.noop else \
-        f"{len(report.moved)} tag(s) moved, {report.bytes_uploaded} bytes uploaded"
-    log.write(f"publish: {dest.registry}/{dest.repository}: {summary} ({time.monotonic() - start:.1f} s)\n")
-    return report
-
-
-def _move_tags(plans, children, registry, dest, log, signer, listed: set[str] | None = None) -> "tags.Report":
-    """`listed`: the repository's tags as this run's push already listed (and added to) them."""
-    report = tags.Report(plans, children)
-    seal = None
-    if signer:
-        present: list[set[str]] = [] if listed is None else [listed]   # listed when the first seal needs them
-
-        def seal(digest: str, per_arch: bool) -> None:
-            if not present:
-                present.append(signing.present_tags(registry, dest.repository))
-            signing.seal(signer, registry, dest, digest, statements.documents_for({}) if per_arch else None, log,
-                         present[0])
-    report.moved = tags.apply(registry, dest, plans, log, seal)
-    report.bytes_uploaded = registry.bytes_uploaded
-    return report
-
-
-def assemble(children: list, registry, dest, expected: list[tuple[str, str, str]] | None, log=sys.stderr,
-             allow_shrink: bool = False, dry_run: bool = False, allow_trial: bool = False,
-             signer: signing.Signer | None = None, allow_eol: bool = False, today: dt.date | None = None,
-             allow_vulnerable: bool = False):
-    """Indexes and tags from push records made on other machines (the split publish's second half).
-
-    With a signer, every child must be (or is now) signed and attested and
-    every index is signed by digest before any tag moves to it.
-    """
-    pub.check_trial([(f"{dest.repository}:{c.key}-{c.arch}", c.trial) for c in children], dest, allow_trial)
-    pub.check_eol([(f"{dest.repository}:{c.key}-{c.arch}", c.eol) for c in children], dest, allow_eol,
-                  today or dt.date.today())
-    pub.check_vulnerable([(f"{dest.repository}:{c.key}-{c.arch}", c.applying) for c in children], dest,
-                         allow_vulnerable)
-    if signer and not dry_run:
-        signer.preflight()
-    plans = tags.plan(registry, dest, children, expected, allow_shrink)
-    if dry_run:
-        log.write(f"assemble plan for {dest.registry}/{dest.repository} (dry run: nothing is written):\n")
-        log.write("\n".join(tags.describe(plans, dest)) + "\n")
-        return tags.Report(plans, children)
-    return _move_tags(plans, children, registry, dest, log, signer)
-
-
-def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = False, allow_trial: bool = False,
-            allow_eol: bool = False, allow_vulnerable: bool = False):
-    """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
-    t = _triage(req, registry, dest, allow_shrink, log, allow_trial, allow_eol=allow_eol,
-                allow_vulnerable=allow_vulnerable)
-    children = [t.have.get(p.name) or pub.Child(
-        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, p.target.platform.as_oci(),
-        "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial,
-        default=p.target.flavor.default, eol=str(p.target.flavor.eol or ""), vulns=p.vulns,
-        gosu_source=p.gosu.kind) for p in t.run.images]
-    plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, t.states)
-    log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
-    log.write("\n".join(tags.describe(plans, dest)) + "\n")
-    return tags.Report(plans, children)

@@ -33,7 +33,7 @@ from builder.gosu.fetch import FetchOptions, choose_source
 from builder.gosu.sources import deb
 from builder.image import eol
 from builder.local import seed as seed_stage, setup, tools
-from builder import pipeline
+from builder import shipping
 from builder.core.engine import Engine
 from builder.pipeline import Request
 from builder.publish import signing
@@ -230,9 +230,9 @@ def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_
     dest, client = destination(c.config, registry, repository)
     signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
     if dry_run:  # a dry run changes nothing, the local registry included
-        return pipeline.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol, allow_vulnerable)
+        return shipping.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol, allow_vulnerable)
     seed(c.config, req)
-    return pipeline.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol,
+    return shipping.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol,
                             allow_vulnerable)
 
 

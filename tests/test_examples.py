@@ -8,11 +8,10 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from builder import pipeline, wiring
+from builder import shipping, wiring
 from builder.core import oci
 from builder.publish.push import Destination
 from builder.core.registry import OCI_INDEX, Registry
@@ -47,7 +46,7 @@ def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
     base_layers = {d["digest"] for a in ("amd64", "arm64") for d in rig.built("alpine", a).image.layers[:-1]}
     unlinked = {d for d in base_layers if not client.blob_exists(REPO, d)}
     # Signed with the local key pair, as `invoke publish` to the local registry does.
-    report = pipeline.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
+    report = shipping.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
                               signer=wiring.signer(rig.cfg, dest))
     assert report.noop or client.blobs_mounted >= len(unlinked), (client, unlinked)
 

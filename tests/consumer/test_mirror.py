@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from builder import config, pipeline
+from builder import config, shipping
 from builder.core.emulation import native_arch
 from builder.local import setup, tools
 from builder.publish import push as pub, signing
@@ -47,7 +47,7 @@ def mirrored(rig, tmp_path_factory):
         children = [pub.push_child(client, dest, rig.built("alpine", a), io.StringIO())[0] for a in ARCHES]
         signer = signing.Signer(rig.cosign, signing.Identity(key=str(tmp / "release.key")),
                                 {**os.environ, "COSIGN_PASSWORD": ""})
-        pipeline.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], io.StringIO(),
+        shipping.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], io.StringIO(),
                           allow_trial=True, allow_eol=True, signer=signer)
         docker_config = tmp / "docker-config"
         b.logged_in_engine(docker_config)

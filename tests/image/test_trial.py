@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from builder.gosu import fetch as fetch_stage
-from builder import pipeline, wiring
+from builder import pipeline, shipping, wiring
 from builder.publish.push import Destination, PublishError
 from builder.core.registry import Registry
 
@@ -86,7 +86,7 @@ def test_trial_images_are_refused_by_another_registry_before_a_byte_is_sent(rig,
     with second_registry(tmp_path) as host:
         client = Registry(host, retries=1)
         with pytest.raises(PublishError) as e:
-            pipeline.publish(rig.request("minideb", "amd64"), rig.engine, client, Destination(host, "org/base-gosu"),
+            shipping.publish(rig.request("minideb", "amd64"), rig.engine, client, Destination(host, "org/base-gosu"),
                              io.StringIO())
         assert "minideb-trixie-amd64 is a trial image: base 127.0.0.1:5000/standin/minideb-from-debootstrap:trixie" \
                in str(e.value)

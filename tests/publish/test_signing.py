@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from builder.core import oci
-from builder import pipeline
+from builder import shipping
 from builder.publish import push as pub, signing, attest as statements, tags
 from builder.consumer import verify as trustcheck
 from builder.publish.push import Destination
@@ -56,7 +56,7 @@ class Signed:
 def publish_signed(rig, client: Registry, repo: str, signer, log) -> tags.Report:
     dest = Destination(client.host, repo)
     children = [pub.push_child(client, dest, b, log)[0] for b in [rig.built("alpine", a) for a in ARCHES]]
-    return pipeline.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], log, allow_trial=True, allow_eol=True,
+    return shipping.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], log, allow_trial=True, allow_eol=True,
                              signer=signer)
 
 
