@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder import config
-from builder.local import setup as local, seed  # noqa: E402
+from builder.local import setup as local, seed, seedimage  # noqa: E402
 from benchmarks.common import free_port, project_config  # noqa: E402
 
 
-def timed_seed(settings, s: seed.Seed, arch: str, log) -> tuple[float, int]:
+def timed_seed(settings, s: seedimage.Seed, arch: str, log) -> tuple[float, int]:
     start = time.perf_counter()
     out = seed.seed_base(settings, s, [arch], log)
     if out.seeded != [arch]:
@@ -50,7 +50,7 @@ def main() -> None:
     cfg = project_config()
     base = config.local_settings(cfg.local)
     images = config.image_settings(cfg.images, cfg.local)
-    by_kind = {s.kind: s for s in seed.seeds(base, images)}
+    by_kind = {s.kind: s for s in seedimage.seeds(base, images)}
     debian = [x for x in (a.arch.split(",") if a.arch else by_kind["ubuntu"].flavor.arches) if x]
     alpine = [] if a.alpine_arch == "none" else (
         list(by_kind["alpine"].flavor.arches) if a.alpine_arch == "all" else a.alpine_arch.split(","))

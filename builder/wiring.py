@@ -32,7 +32,7 @@ from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, choose_source
 from builder.gosu.sources import deb
 from builder.image import eol
-from builder.local import seed as seed_stage, setup, tools
+from builder.local import seed as seed_stage, seedimage, setup, tools
 from builder import shipping
 from builder.core.engine import Engine
 from builder.pipeline import Request
@@ -242,6 +242,6 @@ def releases(c_config, today: dt.date) -> list[str]:
     settings = image_settings(c_config, today)
     local = usage(config.local_settings, c_config.local)
     note = config.local_default_note(c_config)
-    return table.lines(settings, today, lambda f: seed_stage.seedable(local, f)) + ([f"defaults here: {note}"]
+    return table.lines(settings, today, lambda f: seedimage.seedable(local, f)) + ([f"defaults here: {note}"]
                                                                                      if note else [])
 

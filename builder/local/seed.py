@@ -29,6 +29,9 @@ local stand-ins, whose index is a convenience of this machine.
 
 Building or publishing for an arch the local registry lacks seeds it first
 (`ensure_bases`); nothing is ever seeded into a registry other than the local one.
+
+The children themselves are made by seedimage.py; this module puts them into the
+local registry.
 """
 
 from __future__ import annotations
@@ -41,159 +44,16 @@ from dataclasses import dataclass
 from builder.core import arches, oci
 from builder.image import bases, model
 from builder.local import rootfs
-from builder.image.assembly import accounts, basefs, layer
-from builder.image.assembly.append import iso
+from builder.local.seedimage import Child, Seed, describe, make_child, recipe, seed_for, seedable, seeds
 from builder.core.host import SetupError, say
 from builder.local.setup import LocalSettings
-from builder.core.registry import (OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Registry, RegistryError, sha256_digest)
+from builder.core.registry import OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_digest
 
-# Part of every recipe: bump it when a child's content changes for the same inputs, so old children are remade.
-FORMAT = "2"
 RECIPE = "org.base-gosu.seed.recipe"
-STANDIN = "org.base-gosu.standin"
-PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-UBUNTU = accounts.Account("ubuntu", 1000, 1000, "home/ubuntu", "/bin/bash")
-# Ubuntu's images carry the user `ubuntu` from this release on (22.04's have none).
-UBUNTU_USER_SINCE = (23, 4)
-# ubuntu:24.04's own passwd line has the comment `Ubuntu`, which accounts.py (made for the ops user) leaves empty.
-UBUNTU_GECOS = "Ubuntu"
-
-
-@dataclass(frozen=True)
-class Seed:
-    kind: str                 # alpine, debian (the minideb stand-in) or ubuntu (the ubuntu stand-in)
-    name: str                 # repo:tag in the local registry
-    flavor: model.Flavor     # whose base it is (the flavor at one release): its arches, platforms and real base
-    extra_tags: tuple[str, ...] = ()
-    suite: str = ""           # debian and ubuntu: the Debian suite it is bootstrapped from
-
-    @property
-    def ubuntu_user(self) -> bool:
-        if self.kind != "ubuntu":
-            return False
-        try:
-            return tuple(int(n) for n in self.flavor.release.split(".")[:2]) >= UBUNTU_USER_SINCE
-        except ValueError:
-            return True
-
-    @property
-    def repo(self) -> str:
-        return self.name.rsplit(":", 1)[0]
-
-    @property
-    def tags(self) -> list[str]:
-        return [self.name.rsplit(":", 1)[1], *self.extra_tags]
-
-
-KINDS = {"minideb": "debian", "ubuntu": "ubuntu"}   # flavor -> how its stand-in is made
-
-
-def seed_for(local: LocalSettings, flavor: model.Flavor) -> Seed | None:
-    """The local seed of this release's base or stand-in, or None when it cannot be seeded here."""
-    if local.alpine_seed in (flavor.base, flavor.standin):
-        return Seed("alpine", local.alpine_seed, flavor, (local.alpine_version,))
-    suite = local.standin_suite(flavor.key)
-    if flavor.standin and flavor.name in KINDS and suite:
-        return Seed(KINDS[flavor.name], flavor.standin, flavor, suite=suite)
-    return None
-
-
-def seedable(local: LocalSettings, flavor: model.Flavor) -> str:
-    """`invoke releases`' "seedable here?" column: from what, or why not."""
-    s = seed_for(local, flavor)
-    if s is None:
-        return "no (" + ("no minirootfs tarballs here" if flavor.name == "alpine" else
-                         f"no local.standin_suites entry for {flavor.key}") + ")"
-    if s.kind == "alpine":
-        return f"yes (minirootfs {local.alpine_version})" if local.alpine_dir.is_dir() else \
-            f"no ({local.alpine_dir} is missing)"
-    return f"yes (Debian {s.suite})"
-
-
-def seeds(local: LocalSettings, settings: model.ImageSettings) -> list[Seed]:
-    """The local seeds of every release that can be seeded here (as its base or its stand-in)."""
-    out: dict[str, Seed] = {}
-    for rels in (settings.releases or {f.name: {f.release: f} for f in settings.flavors.values()}).values():
-        for flavor in rels.values():
-            s = seed_for(local, flavor)
-            if s is not None and s.name not in out:
-                out[s.name] = s
-    return list(out.values())
 
 
 def _key(platform: dict) -> str:
     return json.dumps(platform, sort_keys=True)
-
-
-def describe(local: LocalSettings, seed: Seed, arch: str) -> str:
-    """What the child for `arch` is made from, in a few words."""
-    if seed.kind == "alpine":
-        return rootfs.alpine_name(local.alpine_version, arch)
-    extra = " plus user ubuntu 1000:1000" if seed.ubuntu_user else ""
-    return f"{local.debian_bootstrap} (Debian {local.suite_for(seed.suite, arch)} minbase{extra}, {arch})"
-
-
-def recipe(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platform) -> str:
-    """Everything a child is made from; raises NotSeedable (tarball absent) or SetupError (tarball tampered)."""
-    doc = {"format": FORMAT, "kind": seed.kind, "platform": str(platform)}
-    if seed.kind == "alpine":
-        name = rootfs.alpine_name(local.alpine_version, arch)
-        doc["tarball"] = [name, rootfs.alpine_tarball(local.alpine_dir, local.alpine_version, arch)[1]]
-    else:
-        doc["debian"] = rootfs.debian_key(local.debian_bootstrap, local.suite_for(seed.suite, arch), arch,
-                                          local.debian_mirror)
-        if seed.ubuntu_user:
-            doc["account"] = [dataclasses.astuple(UBUNTU), UBUNTU_GECOS]
-    return sha256_digest(oci.canonical(doc))
-
-
-def _ubuntu_layer(debian: rootfs.RootLayer) -> layer.Layer:
-    fs = basefs.merge([basefs.subset(debian.blob)])
-    _, entries = accounts.add(fs, UBUNTU, debian.epoch)
-    plain = f"{UBUNTU.user}:x:{UBUNTU.uid}:{UBUNTU.gid}::/{UBUNTU.home}:{UBUNTU.shell}\n"
-    fixed = plain.replace("::", f":{UBUNTU_GECOS}:", 1)
-    entries = [dataclasses.replace(e, data=e.data.replace(plain.encode(), fixed.encode()))
-               if e.path == "etc/passwd" else e for e in entries]
-    return layer.make(entries, debian.epoch)
-
-
-@dataclass(frozen=True)
-class Child:
-    manifest: bytes
-    config: bytes
-    blobs: tuple[bytes, ...]
-
-
-def make_child(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platform, log) -> Child:
-    if seed.kind == "alpine":
-        root = rootfs.alpine_layer(local.alpine_dir, local.alpine_version, arch)
-        layers, labels, cmd = [(root.blob, root.diff_id, root.source)], {}, ["/bin/sh"]
-    else:
-        suite = local.suite_for(seed.suite, arch)
-        root = rootfs.debian_layer(local.debian_bootstrap, suite, arch, local.debian_mirror,
-                                   local.state_dir / "rootfs", log)
-        layers, cmd = [(root.blob, root.diff_id, root.source)], ["/bin/sh"]
-        what = f"Debian {suite} minbase"
-        if seed.ubuntu_user:
-            extra = _ubuntu_layer(root)
-            layers.append((extra.blob, extra.diff_id, "user and group ubuntu 1000:1000, as useradd writes them"))
-            what = f"{what} plus user ubuntu 1000:1000"
-        if seed.kind == "ubuntu":
-            cmd = ["/bin/bash"]
-        labels = {STANDIN: f"{what}, a stand-in for {seed.flavor.base} {arch}"}
-    created = iso(root.epoch)
-    config = oci.canonical({
-        **platform.as_oci(), "created": created,
-        "config": {"Env": [PATH_ENV], "Cmd": cmd, **({"Labels": labels} if labels else {})},
-        "rootfs": {"type": "layers", "diff_ids": [d for _, d, _ in layers]},
-        "history": [{"created": created, "created_by": f"base-gosu seed: {why}"} for _, _, why in layers],
-    })
-    manifest = oci.canonical({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256_digest(b), "size": len(b)} for b, _, _ in layers],
-    })
-    return Child(manifest, config, tuple(b for b, _, _ in layers))
 
 
 def _current(registry: Registry, seed: Seed) -> list[dict]:

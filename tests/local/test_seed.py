@@ -19,7 +19,7 @@ import pytest
 from builder.core import arches, oci
 from builder import config
 from builder.image import model
-from builder.local import setup as local, rootfs, seed
+from builder.local import setup as local, rootfs, seed, seedimage
 from builder.core.host import SetupError
 from builder.core.registry import Registry
 
@@ -47,15 +47,15 @@ def settings(tmp_path):
     os.kill(pid, signal.SIGTERM)
 
 
-def seed_named(local_settings, image_settings, kind) -> seed.Seed:
-    return next(s for s in seed.seeds(local_settings, image_settings) if s.kind == kind)
+def seed_named(local_settings, image_settings, kind) -> seedimage.Seed:
+    return next(s for s in seedimage.seeds(local_settings, image_settings) if s.kind == kind)
 
 
 def _only(image_settings, flavor):
     return dataclasses.replace(image_settings, flavors={flavor: image_settings.flavors[flavor]})
 
 
-def index(local_settings, s: seed.Seed) -> tuple[dict, str]:
+def index(local_settings, s: seedimage.Seed) -> tuple[dict, str]:
     got = oci.read_index(Registry(local_settings.registry), s.repo, s.tags[0])
     assert got is not None, f"no index at {local_settings.registry}/{s.name}"
     return got
@@ -189,7 +189,7 @@ def test_the_ubuntu_standin_for_armhf_is_debian_arm_v7_plus_user_ubuntu(settings
     assert child["platform"] == {"os": "linux", "architecture": "arm", "variant": "v7"}
     reg = Registry(s.registry)
     cfg = oci.child_config(reg, ubuntu.repo, child["digest"])
-    assert cfg["config"]["Labels"][seed.STANDIN] == ("Debian trixie minbase plus user ubuntu 1000:1000, "
+    assert cfg["config"]["Labels"][seedimage.STANDIN] == ("Debian trixie minbase plus user ubuntu 1000:1000, "
                                                      "a stand-in for ubuntu:24.04 armhf")
     manifest = json.loads(reg.get_manifest(ubuntu.repo, child["digest"])[0])
     debian, user = (reg.get_blob(ubuntu.repo, layer["digest"]) for layer in manifest["layers"])
