@@ -8,8 +8,11 @@ run, one bootstrap at a time. The ratio is debootstrap's time over
 mmdebstrap's. Alpine: each arch's tarball checked and pushed as is.
 
     .venv/bin/python benchmarks/seed.py [--arch amd64,arm64] [--alpine-arch all] [--keep DIR]
+    .venv/bin/python benchmarks/seed.py --jobs 2 [--arch arm64,armhf]
 
 --keep DIR keeps the mmdebstrap layers (what `invoke up` would make) in DIR/rootfs.
+--jobs N instead seeds the ubuntu stand-in's arches together, from an empty cache, once one at a time and
+once N at a time (local.seed_jobs), in the same run; the ratio is N at a time over one at a time.
 """
 
 from __future__ import annotations
@@ -41,11 +44,31 @@ def timed_seed(settings, s: seedimage.Seed, arch: str, log) -> tuple[float, int]
     return time.perf_counter() - start, sum(p.stat().st_size for p in (settings.state_dir / "rootfs").glob("*.tar.gz"))
 
 
+def together(base, port: int, s: seedimage.Seed, debian: list[str], jobs: int, tmp: Path, log) -> None:
+    """One seed of every arch in `debian`, from an empty cache, one at a time and then `jobs` at a time."""
+    print(f"| ubuntu stand-in, {len(debian)} arches ({','.join(debian)}) | seconds | ratio |\n|---|---:|---:|",
+          flush=True)
+    times = {}
+    for n in (1, jobs):
+        settings = dataclasses.replace(base, registry_port=port, state_dir=tmp / f"jobs-{n}", seed_jobs=n,
+                                       debian_bootstrap="mmdebstrap")
+        # Each round its own repository, so the second does not find the first's children.
+        one = dataclasses.replace(s, name=f"bench/jobs-{n}:{s.tags[0]}")
+        start = time.perf_counter()
+        out = seed.seed_base(settings, one, debian, log)
+        times[n] = time.perf_counter() - start
+        if sorted(out.seeded) != sorted(debian):
+            raise SystemExit(f"{one.name}: not every arch was seeded: {out}")
+        print(f"| {n} at a time | {times[n]:.0f} | {times[n] / times[1]:.2f} |", flush=True)
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="", help="Debian arches (default: every arch of the ubuntu flavor)")
     ap.add_argument("--alpine-arch", default="all", help="Alpine arches (default: every one; none: skip)")
     ap.add_argument("--keep", default="", help="copy the mmdebstrap layers into DIR/rootfs")
+    ap.add_argument("--jobs", type=int, default=0, help="compare seeding the arches N at a time with one at a time")
     a = ap.parse_args()
     cfg = project_config()
     base = config.local_settings(cfg.local)
@@ -59,6 +82,9 @@ def main() -> None:
         port = free_port()
         pid = local.start_registry(Path(tmp) / "registry", f"127.0.0.1:{port}")
         try:
+            if a.jobs:
+                together(base, port, by_kind["ubuntu"], debian, a.jobs, Path(tmp), log)
+                return
             if alpine:
                 print("| alpine arch | platform | seconds |\n|---|---|---:|", flush=True)
                 settings = dataclasses.replace(base, registry_port=port, state_dir=Path(tmp) / "alpine")

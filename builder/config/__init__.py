@@ -31,6 +31,7 @@ def local_settings(local: Mapping) -> "LocalSettings":
         alpine_dir=project_path(local["alpine_dir"]),
         alpine_version=str(local["alpine_version"]),
         alpine_seed=local["alpine_seed"],
+        seed_jobs=jobs(local.get("seed_jobs", 2), "local.seed_jobs", "bootstraps"),
     )
 
 
@@ -72,10 +73,15 @@ def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":
 
 def smoke_jobs(smoke: Mapping) -> int:
     """smoke.jobs: how many smoke checks run at once (1: one after another)."""
-    value = str(smoke.get("jobs", 1)).strip()
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"smoke.jobs is {value!r}: give a whole number of checks to run at once, 1 or more")
-    return int(value)
+    return jobs(smoke.get("jobs", 1), "smoke.jobs", "checks")
+
+
+def jobs(value, key: str, what: str) -> int:
+    """A number of things done at once, 1 or more (1: one after another)."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{key} is {text!r}: give a whole number of {what} to run at once, 1 or more")
+    return int(text)
 
 
 def flag(value, key: str) -> bool:

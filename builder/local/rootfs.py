@@ -127,12 +127,18 @@ def bootstrap_command(tool: str, suite: str, arch: str, target: Path, mirror: st
     raise SetupError(f"local.debian_bootstrap is {tool!r}: use one of {', '.join(TOOLS)}")
 
 
+def prepare(tool: str, arch_names: list[str], log) -> None:
+    """The bootstrap tool and the qemu handler of each arch, installed and switched on once, before bootstraps
+    run side by side (each then finds them in place)."""
+    apt_install([tool], log)
+    # The second stage runs the arch's own maintainer scripts.
+    emulation.ensure(arch_names, log, "seed", install=lambda pkgs: apt_install(pkgs, log))
+
+
 def bootstrap(tool: str, suite: str, arch: str, mirror: str, target: Path, epoch: int, log) -> None:
     """A Debian minbase tree in `target` (which must not exist yet), built by `tool`."""
     cmd = bootstrap_command(tool, suite, arch, target, mirror)
-    apt_install([tool], log)
-    # The second stage runs the arch's own maintainer scripts.
-    emulation.ensure([arch], log, "seed", install=lambda pkgs: apt_install(pkgs, log))
+    prepare(tool, [arch], log)
     if tool == "mmdebstrap":
         # How packages are fetched and how much is said, not which: out of the layer's key (bootstrap_command).
         # apt retries a dropped connection to the mirror rather than failing the seed, and its error lines,

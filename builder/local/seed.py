@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from builder.core import arches, oci
@@ -115,14 +116,29 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
             out.already.append(arch)
         else:
             todo.append((arch, platform, want))
-    for arch, platform, want in todo:
-        start = time.monotonic()
-        child = make_child(local, seed, arch, platform, log)
-        children[_key(platform.as_oci())] = _push_child(registry, seed, child, platform, want, mount_from)
-        digest = _write_index(registry, seed, list(children.values()))
-        out.seeded.append(arch)
-        say(log, f"seed: {local.registry}/{seed.name}: added {platform} from {describe(local, seed, arch)} "
-                 f"({time.monotonic() - start:.1f} s); index {digest[:19]}")
+    if todo and seed.kind != "alpine":
+        rootfs.prepare(local.debian_bootstrap, [arch for arch, _, _ in todo], log)
+    # Children are made local.seed_jobs at a time (a foreign arch's bootstrap is one qemu process), and pushed
+    # one at a time as each is made, so the index is rewritten by one thread only.
+    with ThreadPoolExecutor(max_workers=max(1, min(local.seed_jobs, len(todo)))) as pool:
+        started = time.monotonic()
+        making = {pool.submit(make_child, local, seed, arch, platform, log): (arch, platform, want)
+                  for arch, platform, want in todo}
+        try:
+            for done in as_completed(making):
+                arch, platform, want = making[done]
+                children[_key(platform.as_oci())] = _push_child(registry, seed, done.result(), platform, want,
+                                                                 mount_from)
+                digest = _write_index(registry, seed, list(children.values()))
+                out.seeded.append(arch)
+                say(log, f"seed: {local.registry}/{seed.name}: added {platform} from {describe(local, seed, arch)} "
+                         f"({time.monotonic() - started:.1f} s since the seed began); index {digest[:19]}")
+        except BaseException:
+            # What is made and pushed stays; what has not started does not start.
+            for f in making:
+                f.cancel()
+            raise
+    out.seeded.sort(key=[arch for arch, _, _ in todo].index)
     return out
 
 

@@ -221,3 +221,24 @@ def test_a_mirror_that_lacks_a_listed_package_is_named_with_the_file_and_leaves_
     assert "local.debian_mirror" in message and "\n" not in message
     assert not [p for p in cache.iterdir() if not p.name.startswith(".")], "no layer or meta is left in the cache"
     assert not list(cache.iterdir()), "nor a half-bootstrapped tree"
+
+
+def test_arches_made_side_by_side_give_the_index_one_at_a_time_gives(settings):
+    """local.seed_jobs: children finish in any order, and the index (sorted by platform) is the same bytes."""
+    s, image_settings = settings
+    s = dataclasses.replace(s, state_dir=config.local_settings(project_config().local).state_dir)
+    ubuntu = seed_named(s, image_settings, "ubuntu")
+    got = {}
+    for jobs in (1, 2):
+        one = dataclasses.replace(ubuntu, name=f"jobs-{jobs}/{ubuntu.name}")
+        out = seed.seed_base(dataclasses.replace(s, seed_jobs=jobs), one, ["amd64", "armhf"], io.StringIO())
+        assert out.seeded == ["amd64", "armhf"]
+        got[jobs] = index(s, one)[0]
+    assert got[1] == got[2]
+    assert [m["platform"].get("architecture") for m in got[2]["manifests"]] == ["amd64", "arm"]
+
+
+def test_seed_jobs_must_be_a_whole_number_and_the_error_names_the_key():
+    local = dict(project_config().local, seed_jobs="two")
+    with pytest.raises(ValueError, match=r"^local.seed_jobs is 'two': give a whole number of bootstraps"):
+        config.local_settings(local)
