@@ -31,7 +31,7 @@ def local_settings(local: Mapping) -> "LocalSettings":
         alpine_dir=project_path(local["alpine_dir"]),
         alpine_version=str(local["alpine_version"]),
         alpine_seed=local["alpine_seed"],
-        seed_jobs=jobs(local.get("seed_jobs", 2), "local.seed_jobs", "bootstraps"),
+        seed_jobs=jobs(local["seed_jobs"], "local.seed_jobs", "bootstraps"),
     )
 
 

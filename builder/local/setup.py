@@ -35,7 +35,7 @@ class LocalSettings:
     alpine_dir: Path
     alpine_version: str
     alpine_seed: str  # repo:tag
-    seed_jobs: int = 2  # children of one base made at once (Debian bootstraps run under qemu, one core each)
+    seed_jobs: int  # children of one base made at once (Debian bootstraps run under qemu, one core each)
 
     @property
     def registry(self) -> str:
