@@ -83,7 +83,7 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
         line = eol.notice(f"{flavor.name} {flavor.release} ({flavor.base})", flavor.eol, req.today)
         if line:
             log.write(line + "\n")
-    scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version) for a, f in fetched.items()}, log) \
+    scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version, f.kind) for a, f in fetched.items()}, log) \
         if req.vuln else {}
     nss = req.nss_wrapper
     wants = [t for t in req.targets if nss and nss.wanted(t)]

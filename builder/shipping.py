@@ -39,7 +39,7 @@ class Triage:
 def applying(p: ImagePlan) -> str:
     """The findings that apply to an image's gosu, by ID ("" if none, or if it was not scanned)."""
     if p.scan:
-        return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.applicable)
+        return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.affected)
     count = vuln_stage.parse_label(p.vulns)[0] if p.vulns else 0
     return f"{count} finding(s) that apply" if count > 0 else ""
 

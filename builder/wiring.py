@@ -14,11 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from invoke import Config
 
 from builder import config
 from builder.image.assembly import load
-from builder.image.audit import vulns
+from builder.image.audit import assessments, vulndb, vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
 from builder.config import gosu as gosu_config, publishing
@@ -121,25 +122,49 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     settings = image_settings(c_config, today)
     targets = usage(select_targets, settings, flavor, arch, default_arch or native_arch(), release, today)
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
+    vuln = vuln_settings(c_config, vuln_db, today)  # a bad assessments file stops the run before any fetch
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
-                   usage(config.smoke_jobs, c_config.smoke), vuln=vuln_settings(c_config, vuln_db),
+                   usage(config.smoke_jobs, c_config.smoke), vuln=vuln,
                    nss_wrapper=usage(config.nss_wrapper_settings, c_config), today=today)
 
 
-def vuln_settings(c_config, db: str | None = None) -> vulns.Settings | None:
-    """gosu's scan: the database (--vuln-db, else vuln.db; "" for none) and govulncheck, installed on first use."""
+def vuln_settings(c_config, db: str | None = None, today: dt.date | None = None) -> vulns.Settings | None:
+    """gosu's scan: the database (--vuln-db, else vuln.db; "" for none), the reviewed assessments, the local
+    copy an unreachable database gives way to, and govulncheck, installed on first use."""
     where, cache_dir, timeout, required = usage(config.vuln_db, c_config, db)
     if not where:
         return None
+    found = usage(read_assessments, usage(config.vuln_assessments_file, c_config))
+    fallback, pin = usage(config.local_vuln_db, c_config)
+    local = ""
+    if fallback and fallback.exists() and not required and not vulndb.local_dir(where):
+        local = str(usage(vulndb.unpacked, fallback, cache_dir / "db", pin))
     settings = usage(config.tool_settings, c_config)
     host = native_arch()
     # ensure re-checks an installed binary against its record (downloading nothing) and refuses a host
     # without a pin, so a scanner altered on disk is never run.
     scanner = tools.ensure(settings, "govulncheck", host)
     return vulns.Settings(where, scanner, settings.tools["govulncheck"].pins[host].version, cache_dir, timeout,
-                          required)
+                          required, found, local, today)
+
+
+def read_assessments(path: Path | None) -> assessments.Assessments:
+    """The reviewed assessments file, parsed and checked whole before anything is fetched or built."""
+    if path is None:
+        return assessments.Assessments("")
+    name = os.path.relpath(path, ROOT) if path.is_relative_to(ROOT) else str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise assessments.AssessmentError(f"{name}: {e.strerror}; fix vuln.assessments") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise assessments.AssessmentError(f"{name}: does not parse as YAML{at} "
+                                          f"({getattr(e, 'problem', None) or e})") from None
+    return assessments.parse(data, name)
 
 
 def release_fetch(flags: dict) -> dict:

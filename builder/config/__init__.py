@@ -271,3 +271,19 @@ def vuln_db(c_config, given: str | None = None) -> tuple[str, Path, float, bool]
         raise ValueError(f"vuln.db {db}: plain http is taken only from this machine (loopback); use https")
     return (db, project_path(str(v.get("cache_dir", ".cache/vulns"))), float(v.get("timeout", 10)),
             flag(v.get("require", "false"), "vuln.require"))
+
+
+def vuln_assessments_file(c_config) -> Path | None:
+    """vuln.assessments: the reviewed assessments file (None: no assessments, every present finding counts)."""
+    name = str((c_config.get("vuln") or {}).get("assessments") or "").strip()
+    return project_path(name) if name else None
+
+
+def local_vuln_db(c_config) -> tuple[Path | None, str]:
+    """(local.vuln_db, its pinned sha256): the copy an unreachable remote database gives way to locally."""
+    local = c_config.get("local") or {}
+    where = str(local.get("vuln_db") or "").strip()
+    sha = str(local.get("vuln_db_sha256") or "").strip().lower()
+    if sha and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ValueError(f"local.vuln_db_sha256 {sha!r} is not 64 hex digits")
+    return (project_path(where) if where else None), sha

@@ -159,10 +159,11 @@ def check_vulnerable(images: list[tuple[str, str]], dest: Destination, allow_vul
     `images` holds (name, the findings that apply) pairs; refused before any byte is sent.
     """
     _refuse_beyond_local([(n, what) for n, what in images if what], dest, allow_vulnerable, lambda name, what, more: (
-        f"{name}: gosu has vulnerable code present: {what}{more}. {dest.registry} is not this machine's local "
-        "registry, so such images are refused there: build with --source rebuild (gosu compiled with the newest Go "
-        "Debian carries), or pass --allow-vulnerable to publish it anyway (its VEX says `affected`). Nothing was "
-        "pushed"))
+        f"{name}: gosu has vulnerable code present that no reviewed assessment clears: {what}{more}. "
+        f"{dest.registry} is not this machine's local registry, so such images are refused there: add a reviewed "
+        "not_affected assessment of each ID to vuln-assessments.yaml (docs/vulnerabilities.md), build with "
+        "--source rebuild (gosu compiled with the newest Go Debian carries), or pass --allow-vulnerable to publish "
+        "it anyway (its VEX says `affected`). Nothing was pushed"))
 
 
 @dataclass(frozen=True)

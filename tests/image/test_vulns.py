@@ -36,11 +36,11 @@ def scanner():
 
 @pytest.fixture(scope="module")
 def debian_gosu():
-    """{arch: (path, sha256, version)} of Debian's gosu, fetched and verified as a build does."""
+    """{arch: (path, sha256, version, source)} of Debian's gosu, fetched and verified as a build does."""
     opts = wiring.fetch_options(project_config().gosu, source="debian", arch="amd64,arm64")
     report = fetch_stage.fetch(opts, log=io.StringIO())
     assert report.ok
-    return {f.arch: (f.path, f.sha256, f.version) for f in report.fetched}
+    return {f.arch: (f.path, f.sha256, f.version, f.kind) for f in report.fetched}
 
 
 def settings(scanner, db, cache: Path, **kw) -> vulns.Settings:
@@ -68,7 +68,7 @@ def test_each_entry_at_the_level_govulncheck_finds_it(tmp_path, scanner, debian_
 
 def test_a_warm_scan_does_not_run_the_scanner_and_a_new_database_does(tmp_path, scanner, debian_gosu):
     db = vulndb.make(tmp_path / "db")
-    path, sha, _ = debian_gosu["amd64"]
+    path, sha, _, _ = debian_gosu["amd64"]
     first = vulns.scan(settings(scanner, db, tmp_path / "cache"), path, sha, vulndb.MODIFIED)
     gone = (tmp_path / "no-scanner", "1.0.4-1")
     again = vulns.scan(settings(gone, db, tmp_path / "cache"), path, sha, vulndb.MODIFIED)
@@ -112,7 +112,7 @@ def test_tianons_1_14_is_not_readable_by_govulncheck_1_0_4_and_gets_no_scan(tmp_
         pytest.skip(f"{binary} is absent")
     log = io.StringIO()
     db = vulndb.make(tmp_path / "db")
-    got = vulns.scan_all(settings(scanner, db, tmp_path), {"amd64": (binary, "bd8b" + "0" * 60, "1.14")}, log)
+    got = vulns.scan_all(settings(scanner, db, tmp_path), {"amd64": (binary, "bd8b" + "0" * 60, "1.14", "github")}, log)
     assert got == {} and "gosu 1.14 amd64 not scanned: govulncheck could not scan" in log.getvalue()
 
 
@@ -172,8 +172,10 @@ def test_an_image_with_a_finding_that_applies_leaves_only_on_purpose():
     push.check_vulnerable(images, local, False)
     push.check_vulnerable(images, remote, True)
     push.check_vulnerable([images[1]], remote, False)
-    with pytest.raises(push.PublishError, match=r"alpine-amd64: gosu has vulnerable code present: GO-2099-0001 "
-                                                r"\(os/exec.LookPath\).*--allow-vulnerable.*Nothing was pushed"):
+    with pytest.raises(push.PublishError, match=r"alpine-amd64: gosu has vulnerable code present that no reviewed "
+                                                r"assessment clears: GO-2099-0001 \(os/exec.LookPath\).*"
+                                                r"vuln-assessments.yaml.*--source rebuild.*--allow-vulnerable.*"
+                                                r"Nothing was pushed"):
         push.check_vulnerable(images, remote, False)
     child = push.Child("alpine", "3.20", "amd64", {}, "sha256:x", 1, "i", "1.17", "r", "c", vulns="2;by-version=5;db=d")
     assert child.applying.startswith("2 finding(s)")
@@ -189,14 +191,14 @@ def test_rebuilt_and_released_gosu_never_share_an_immutable_tag():
 def test_without_a_function_table_nothing_is_said_to_apply_or_not(tmp_path, scanner, debian_gosu):
     # govulncheck 1.0.4 reports every entry as if its functions were present when it finds no function table
     # (a binary linked with -s and without .gopclntab): the same bytes with those sections renamed.
-    path, _, version = debian_gosu["amd64"]
+    path, _, version, _ = debian_gosu["amd64"]
     data = path.read_bytes().replace(b".gopclntab\0", b".xopclntab\0").replace(b".symtab\0", b".xymtab\0")
     blind = tmp_path / "gosu"
     blind.write_bytes(data)
     assert {".gopclntab", ".symtab"} & goinfo.elf_sections(data) == set()
     assert {".gopclntab", ".symtab"} <= goinfo.elf_sections(path.read_bytes())
     db = vulndb.make(tmp_path / "db")
-    s = vulns.scan_all(settings(scanner, db, tmp_path / "cache"), {"amd64": (blind, "f" * 64, version)},
+    s = vulns.scan_all(settings(scanner, db, tmp_path / "cache"), {"amd64": (blind, "f" * 64, version, "debian")},
                        io.StringIO())["amd64"]
     assert not s.symbols and s.applicable == () and s.label == f"unknown;by-version=2;db={vulndb.MODIFIED}"
     assert vulns.parse_label(s.label) == (-1, vulndb.MODIFIED)

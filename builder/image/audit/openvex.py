@@ -4,7 +4,10 @@ whether each entry applies.
 One statement per entry the database lists for gosu's Go release or modules
 at the versions the binary carries: `affected` (with what to do) when
 govulncheck finds a vulnerable function in the binary, else `not_affected`
-with `vulnerable_code_not_present`. The product is the image by its
+with `vulnerable_code_not_present`. Where the project's reviewed assessments
+(vuln-assessments.yaml) cover the binary and a present finding, the statement
+takes the review's status, justification and words, and says who reviewed it
+and when. The product is the image by its
 manifest digest, the subcomponents gosu and Go's standard library by the
 package URLs the SBOM gives them, so Trivy (`--vex`) and Grype (`--vex`)
 match the statements to what they report. Nothing is said about an entry the
@@ -21,6 +24,7 @@ import json
 import uuid
 from urllib.parse import quote
 
+from builder.image.audit.assessments import Assessment
 from builder.image.audit.sbom import go_semver
 from builder.image.audit.vulns import Scan, Vuln
 
@@ -55,7 +59,22 @@ def _component(v: Vuln, gosu: str, stdlib: str) -> str:
     return f"pkg:golang/{v.module}@{v.version}"
 
 
-def _statement(v: Vuln, product: str, gosu: str, stdlib: str, symbols: bool = True) -> dict:
+def _reviewed(v: Vuln, review: Assessment) -> dict:
+    """A present finding as a person judged it: the status and words are theirs, the evidence the scan's."""
+    notes = (f"Reviewed by {review.reviewed_by} on {review.reviewed_on} (the project's reviewed assessments, "
+             f"vuln-assessments.yaml); govulncheck finds {', '.join(v.symbols)} present in the binary.")
+    if review.status == "not_affected":
+        return {"status": "not_affected", "justification": review.justification,
+                "impact_statement": review.impact, "status_notes": notes}
+    fix = f"upgrade {v.module} to {v.fixed}" if v.fixed else "no fixed version is known"
+    return {"status": "affected", "status_notes": f"{notes} {review.impact}",
+            "action_statement": review.action or (
+                f"Build with --source rebuild (gosu compiled here with the newest Go toolchain Debian carries), or "
+                f"use a gosu release built with a fixed Go ({fix}).")}
+
+
+def _statement(v: Vuln, product: str, gosu: str, stdlib: str, symbols: bool = True,
+               review: Assessment | None = None) -> dict:
     # The component the entry is about (stdlib, a module, gosu itself): a scanner matches it to what it reports.
     sub = [_component(v, gosu, stdlib)]
     out = {"vulnerability": {"@id": f"https://pkg.go.dev/vuln/{v.id}", "name": v.id,
@@ -66,6 +85,8 @@ def _statement(v: Vuln, product: str, gosu: str, stdlib: str, symbols: bool = Tr
             f"gosu carries {v.module} {v.version}, which the database lists as affected; the binary has no function "
             "table govulncheck can read, so whether the vulnerable code is present is not known. --source rebuild "
             "gives a binary that can be checked."))
+    elif v.level == "symbol" and review:
+        out.update(_reviewed(v, review))
     elif v.level == "symbol":
         fix = f"upgrade {v.module} to {v.fixed}" if v.fixed else "no fixed version is known"
         out.update(status="affected", action_statement=(
@@ -90,7 +111,8 @@ def document(scan: Scan, repository: str, digest: str, arch: str, module: str, m
     """The image's OpenVEX document as canonical JSON bytes; `repository` is <registry>/<repository>."""
     product = image_purl(repository, digest, arch)
     gosu, stdlib = gosu_purl(module, module_version, version), stdlib_purl(go_version)
-    statements = [_statement(v, product, gosu, stdlib, scan.symbols) for v in sorted(scan.vulns, key=lambda v: v.id)]
+    statements = [_statement(v, product, gosu, stdlib, scan.symbols, scan.review_of(v.id))
+                  for v in sorted(scan.vulns, key=lambda v: v.id)]
     when = scan.entries_modified or scan.db_modified
     body = {"@context": CONTEXT, "author": author, "timestamp": when, "version": 1,
             "tooling": f"base-gosu: govulncheck {scan.scanner} (binary mode), database {_where(scan.db)} "

@@ -7,7 +7,14 @@ when the database changed. Reading it is the one request made here.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import io
 import json
+import os
+import shutil
+import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -59,3 +66,52 @@ def modified(db: str, timeout: float, required: bool) -> str | None:
         return None
     except (ValueError, KeyError, TypeError) as e:
         raise VulnError(f"vulnerability database {db}: {index} is not a database index ({e})") from None
+
+
+MAX_AGE_DAYS = 60  # Go's database gains entries every week; a copy this old misses a Go security release or two
+
+
+def age_warning(modified: str, today: dt.date) -> str:
+    """A warning naming the copy's date when it is older than MAX_AGE_DAYS ("" otherwise)."""
+    try:
+        day = dt.date.fromisoformat(modified[:10])
+    except ValueError:
+        return f"the local copy's date {modified!r} cannot be read: treat its result as old"
+    age = (today - day).days
+    if age <= MAX_AGE_DAYS:
+        return ""
+    return (f"the local copy is from {day} ({age} days old, more than {MAX_AGE_DAYS}): vulnerabilities published "
+            "since are not in it, so a clean result proves only what it knew; refresh it from vuln.go.dev")
+
+
+def unpacked(source: Path, cache_dir: Path, sha256: str = "") -> Path:
+    """A copy given as a .tar.xz (as ../shared/vulndb holds it) unpacked once under `cache_dir`; a directory as
+    it is. The tarball is checked against `sha256` (when pinned) before anything is unpacked, and unpacked
+    into a temporary directory renamed into place, so no half-copy is ever scanned against."""
+    if source.is_dir():
+        return source
+    try:
+        data = source.read_bytes()
+    except OSError as e:
+        raise VulnError(f"local vulnerability database {source}: {e.strerror}; fix local.vuln_db") from None
+    got = hashlib.sha256(data).hexdigest()
+    if sha256 and got != sha256:
+        raise VulnError(f"local vulnerability database {source}: sha256 {got}, but local.vuln_db_sha256 pins "
+                        f"{sha256}; nothing was unpacked: replace the copy or update the pin")
+    target = cache_dir / got[:16]
+    if not target.is_dir():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".unpack-"))
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+                tar.extractall(tmp, filter="data")
+            os.replace(tmp, target)
+        except (tarfile.TarError, OSError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise VulnError(f"local vulnerability database {source} cannot be unpacked ({e}); fix local.vuln_db"
+                            ) from None
+    found = sorted(p.parent.parent for p in target.glob("*/index/db.json"))
+    if len(found) != 1:
+        raise VulnError(f"local vulnerability database {source} holds no one directory with index/db.json; "
+                        "give a tarball of vuln.go.dev's layout")
+    return found[0]

@@ -14,6 +14,7 @@ modification time, scanner), so a warm build does not rescan.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from builder.image.audit import goinfo, vulndb
+from builder.image.audit.assessments import Assessment, Assessments, digest as assessments_digest
 from builder.image.audit.vulndb import VulnError
 
 LEVELS = ("version", "package", "symbol")
@@ -36,6 +38,11 @@ class Settings:
     cache_dir: Path
     timeout: float = 30
     required: bool = False  # a scan that cannot happen (database unreachable) is an error, not a warning
+    assessments: Assessments = Assessments("")  # reviewed judgements of findings (vuln-assessments.yaml)
+    # A local copy (local.vuln_db, unpacked) taken when a remote `db` cannot be reached and the scan is not
+    # required: the offline quick start still scans, and says the copy's date.
+    fallback: str = ""
+    today: dt.date | None = None   # the day a fallback copy's age is told against (the wiring reads the clock)
 
 
 @dataclass(frozen=True)
@@ -66,11 +73,27 @@ class Scan:
     # beyond the versions, and no entry is said to apply or not.
     symbols: bool = True
     cached: bool = field(default=False, compare=False)
+    # The reviewed assessments that cover this binary and one of its present findings (`review`); not cached.
+    reviews: tuple[Assessment, ...] = ()
 
     @property
     def applicable(self) -> tuple[Vuln, ...]:
         """Findings that apply: a vulnerable function present in the binary (none known without a function table)."""
         return tuple(v for v in self.vulns if v.level == "symbol") if self.symbols else ()
+
+    def review_of(self, vid: str) -> Assessment | None:
+        return next((a for a in self.reviews if a.id == vid), None)
+
+    @property
+    def cleared(self) -> tuple[Vuln, ...]:
+        """Present findings a reviewed assessment says do not affect gosu (`not_affected`)."""
+        return tuple(v for v in self.applicable if (r := self.review_of(v.id)) and r.status == "not_affected")
+
+    @property
+    def affected(self) -> tuple[Vuln, ...]:
+        """Present findings no review clears: what the VEX calls affected and the publish guard refuses."""
+        cleared = set(self.cleared)
+        return tuple(v for v in self.applicable if v not in cleared)
 
     def count(self, level: str) -> int:
         return sum(1 for v in self.vulns if LEVELS.index(v.level) >= LEVELS.index(level))
@@ -79,21 +102,26 @@ class Scan:
     def label(self) -> str:
         """org.base-gosu.gosu.vulns: findings that apply, what a version-only scanner reports, and the date of
         the database as far as this gosu is concerned (its newest entry for gosu's Go release or modules)."""
-        applying = len(self.applicable) if self.symbols else "unknown"
-        return f"{applying};by-version={self.count('version')};db={self.entries_modified or self.db_modified}"
+        applying = len(self.affected) if self.symbols else "unknown"
+        reviewed = f";reviewed={len(self.reviews)}:{assessments_digest(self.reviews)}" if self.reviews else ""
+        return (f"{applying};by-version={self.count('version')}{reviewed};"
+                f"db={self.entries_modified or self.db_modified}")
 
     def summary(self) -> str:
-        ids = ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in self.applicable)
         if not self.symbols:
             return (f"no function table in the binary, so whether any of {self.count('version')} by version applies "
                     f"is unknown (database {self.db}, modified {self.db_modified})")
-        return (f"{len(self.applicable)} applying{': ' + ids if ids else ''}; {self.count('package')} in packages "
-                f"linked in, {self.count('version')} by version only (database {self.db}, modified "
+        ids = ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in self.affected)
+        cleared = ", ".join(v.id for v in self.cleared)
+        reviewed = f"; {len(self.cleared)} present but reviewed not_affected: {cleared}" if cleared else ""
+        return (f"{len(self.affected)} applying{': ' + ids if ids else ''}{reviewed}; {self.count('package')} in "
+                f"packages linked in, {self.count('version')} by version only (database {self.db}, modified "
                 f"{self.db_modified})")
 
     def to_json(self) -> str:
         d = asdict(self)
         d.pop("cached")
+        d.pop("reviews")
         return json.dumps(d, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -102,6 +130,7 @@ class Scan:
         d["vulns"] = tuple(Vuln(**{**v, "aliases": tuple(v["aliases"]), "packages": tuple(v["packages"]),
                                    "symbols": tuple(v["symbols"])}) for v in d["vulns"])
         d["withdrawn"] = tuple(d["withdrawn"])
+        d.pop("reviews", None)
         return cls(**d, cached=True)
 
 
@@ -229,20 +258,74 @@ def _stale(entries, go_version: str, db: str) -> str:
             "against it proves only what it knew")
 
 
-def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str]], log) -> dict[str, Scan]:
-    """{arch: Scan} for each gosu (arch -> (path, sha256, version)), with one line each on `log`.
+def review(result: Scan, found: Assessments, version: str, source: str) -> Scan:
+    """The scan with the assessments that cover this binary and one of its present findings."""
+    applied = tuple(a for v in result.applicable if (a := found.for_binary(v.id, version, source,
+                                                                             result.gosu_sha256)))
+    return dataclasses.replace(result, reviews=applied)
 
-    An unreachable default database is said in one line and gives no scan (no label, no VEX: nothing is
-    claimed about a scan that did not happen), unless `settings.required`.
+
+def unapplied(found: Assessments, scans: dict[str, Scan], binaries: dict) -> list[str]:
+    """One line for each assessment that applied to nothing in this run, and why: it is named, never kept
+    quietly (a review of a finding the scan no longer reports, or of other builds than these)."""
+    used = {a.id for s in scans.values() for a in s.reviews}
+    lines = []
+    for a in found.items:
+        if a.id in used:
+            continue
+        covered = [arch for arch, (_, sha, version, source) in binaries.items() if a.covers_binary(version, source, sha)]
+        if covered:
+            why = (f"the scan reports no function of it present in the gosu it covers here "
+                   f"({', '.join(sorted(covered))}): stale, remove it or narrow its covers")
+        else:
+            built = sorted({f"gosu {version} ({source})" for _, _, version, source in binaries.values()})
+            why = (f"it covers {', '.join(map(str, a.covers))}, not this run's {', '.join(built)}: not applied")
+        lines.append(f"vulns: assessment {a.id} in {found.file}: {why}")
+    for arch, s in sorted(scans.items()):
+        for v in s.affected:
+            other = found.named(v.id)
+            if other and not s.review_of(v.id):
+                lines.append(f"vulns: assessment {v.id} in {found.file} covers {', '.join(map(str, other.covers))}, "
+                             f"not gosu {binaries[arch][2]} ({binaries[arch][3]}) {arch} "
+                             f"sha256:{s.gosu_sha256[:12]}: not applied to it")
+    return lines
+
+
+def database(settings: Settings, log) -> tuple[Settings, str] | None:
+    """(settings naming the database scanned against, its modification time); None when there is none to use.
+
+    An unreachable remote database gives way to the local copy (local.vuln_db) when the scan is not required;
+    the line says so with the copy's date, and warns when it is older than MAX_AGE_DAYS.
     """
     modified = vulndb.modified(settings.db, settings.timeout, settings.required)
-    if modified is None:
-        log.write(f"vulns: database {settings.db} cannot be reached: gosu was not scanned, so the images carry no "
-                  "VEX and no vulns label (give a local copy with --vuln-db, or set vuln.require to make this an "
-                  "error)\n")
+    if modified is not None:
+        return settings, modified
+    if settings.fallback:
+        when = vulndb.modified(settings.fallback, settings.timeout, False)
+        log.write(f"vulns: database {settings.db} cannot be reached: scanning against the local copy "
+                  f"{settings.fallback} (local.vuln_db), as of {when}\n")
+        old = vulndb.age_warning(when, settings.today or dt.date.today())
+        if old:
+            log.write(f"vulns: warning: {old}\n")
+        return dataclasses.replace(settings, db=settings.fallback), when
+    log.write(f"vulns: database {settings.db} cannot be reached: gosu was not scanned, so the images carry no "
+              "VEX and no vulns label (give a local copy with --vuln-db or local.vuln_db, or set vuln.require to "
+              "make this an error)\n")
+    return None
+
+
+def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str, str]], log) -> dict[str, Scan]:
+    """{arch: Scan} for each gosu (arch -> (path, sha256, version, source)), reviewed, with one line each on `log`.
+
+    An unreachable default database with no local copy is said in one line and gives no scan (no label, no
+    VEX: nothing is claimed about a scan that did not happen), unless `settings.required`.
+    """
+    found = database(settings, log)
+    if found is None:
         return {}
+    settings, modified = found
     out = {}
-    for arch, (path, sha256, version) in binaries.items():
+    for arch, (path, sha256, version, source) in binaries.items():
         try:
             result = scan(settings, path, sha256, modified)
         except VulnError as e:
@@ -250,8 +333,10 @@ def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str]], log
                 raise
             log.write(f"vulns: gosu {version} {arch} not scanned: {e}\n")
             continue
-        out[arch] = result
+        out[arch] = result = review(result, settings.assessments, version, source)
         log.write(f"vulns: gosu {version} {arch}: {result.summary()}{' (cached)' if result.cached else ''}\n")
         if result.stale:
             log.write(f"vulns: warning: {result.stale}\n")
+    for line in unapplied(settings.assessments, out, binaries):
+        log.write(line + "\n")
     return out
