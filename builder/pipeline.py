@@ -83,8 +83,9 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
         line = eol.notice(f"{flavor.name} {flavor.release} ({flavor.base})", flavor.eol, req.today)
         if line:
             log.write(line + "\n")
-    scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version, f.kind) for a, f in fetched.items()}, log) \
-        if req.vuln else {}
+    unscanned: dict[str, str] = {} if req.vuln else {"*": "the scan is off (vuln.db is empty)"}
+    scans = vuln_stage.scan_all(req.vuln, {a: (f.path, f.sha256, f.version, f.kind) for a, f in fetched.items()},
+                                log, unscanned) if req.vuln else {}
     nss = req.nss_wrapper
     wants = [t for t in req.targets if nss and nss.wanted(t)]
     libs = nsswrapper.fetch(nss, [t.arch.dpkg for t in wants], log) if wants else {}
@@ -93,7 +94,7 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
         base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
                               req.entrypoint, libs[t.arch.dpkg] if t in wants else None,
-                              scans.get(t.arch.gosu)))
+                              scans.get(t.arch.gosu), unscanned.get(t.arch.gosu) or unscanned.get("*", "")))
     return RunPlan(tuple(out), fetched)
 
 

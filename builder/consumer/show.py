@@ -48,10 +48,24 @@ def images(registry: Registry, repo: str, ref: str) -> tuple[list[Image], bool]:
 
 def document(registry: Registry, repo: str, image: Image, kind: str) -> dict:
     found = referrers.latest(registry, repo, image.digest, KINDS[kind])
+    if found is None and kind == "vex":
+        raise ShowError(unscanned(registry, repo, image))
     if found is None:
         raise ShowError(f"{registry.host}/{repo}@{image.digest} ({image.platform}) carries no {kind} "
                         f"({KINDS[kind]} referrer): it was published before images carried one, or by another tool")
     return json.loads(found)
+
+
+def unscanned(registry: Registry, repo: str, image: Image) -> str:
+    """Why an image carries no VEX, as its provenance recorded it when gosu was not scanned."""
+    where = f"{registry.host}/{repo}@{image.digest} ({image.platform}) carries no vex ({KINDS['vex']} referrer)"
+    prov = referrers.latest(registry, repo, image.digest, provenance.MEDIA_TYPE)
+    why = json.loads(prov).get("predicate", {}).get("buildDefinition", {}).get("internalParameters", {}) \
+        .get("vulnScan", "") if prov else ""
+    if why:
+        return (f"{where}: its gosu was {why}, so the build made no VEX; rebuild it where the database answers, "
+                "or with a local copy (--vuln-db, local.vuln_db)")
+    return f"{where}: it was published before images carried one, or by another tool"
 
 
 def show(registry: Registry, repo: str, ref: str, kind: str, platform: str | None = None) -> bytes:

@@ -78,6 +78,8 @@ class ImagePlan:
     vulns: str = ""            # the org.base-gosu.gosu.vulns label: gosu's scan ("" when none was made)
     # The scan itself (the image's VEX is made from it), on the run that made it; never read back from labels.
     scan: "Scan | None" = field(default=None, compare=False, repr=False)
+    # Why gosu was not scanned on that run ("" when it was): the provenance says it, so `invoke vex` can.
+    unscanned: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
@@ -157,11 +159,11 @@ def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entr
 
 def plan_image(target: Target, base: Base, gosu: Gosu, revision: Revision, repository: str, account: Account,
                source_url: str, entrypoint: bytes, nss_wrapper: NssWrapper | None = None,
-               scan: "Scan | None" = None) -> ImagePlan:
+               scan: "Scan | None" = None, unscanned: str = "") -> ImagePlan:
     vulns = scan.label if scan else ""
     return ImagePlan(target, base, gosu, revision, repository, account, source_url,
                      inputs_digest(target, base, gosu, account, entrypoint, nss_wrapper, vulns), nss_wrapper,
-                     vulns, scan)
+                     vulns, scan, "" if scan else unscanned)
 
 
 def to_labels(p: ImagePlan) -> dict[str, str]:

@@ -83,11 +83,13 @@ def tags_for(flavor: str, release: str, gosu_version: str, default: bool = True,
     """The floating ones (<flavor> for the default release only, and <flavor>-<release>), then the immutable
     one that also names gosu: always last.
 
-    A gosu rebuilt here is other bytes than the release of the same version, so its immutable tag says so
-    (`-gosu1.19-rebuild`): a pin on either never turns into the other.
+    A gosu rebuilt here is other bytes than the release of the same version, and is published as a variant
+    beside it: every one of its tags ends in `-rebuild` (`alpine-rebuild`, `alpine-3.20-gosu1.19-rebuild`), so a
+    pin on either never turns into the other and neither publish moves the other's floating tags.
     """
-    built = f"gosu{gosu_version}" + ("-rebuild" if gosu_source == "rebuild" else "")
-    tags = ((flavor,) if default else ()) + (f"{flavor}-{release}", f"{flavor}-{release}-{built}")
+    variant = "-rebuild" if gosu_source == "rebuild" else ""
+    tags = tuple(t + variant for t in ((flavor,) if default else ()) +
+                 (f"{flavor}-{release}", f"{flavor}-{release}-gosu{gosu_version}"))
     bad = [t for t in tags if not TAG_RE.match(t)]
     if bad:
         raise PublishError(f"{bad[0]!r} is not a valid tag; check the flavor's release and the gosu version")

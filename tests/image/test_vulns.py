@@ -182,10 +182,12 @@ def test_an_image_with_a_finding_that_applies_leaves_only_on_purpose():
     assert push.Child("alpine", "3.20", "amd64", {}, "sha256:x", 1, "i", "1.17", "r", "c").applying == ""
 
 
-def test_rebuilt_and_released_gosu_never_share_an_immutable_tag():
+def test_rebuilt_and_released_gosu_never_share_a_tag():
     assert tags.tags_for("alpine", "3.20", "1.19", gosu_source="github")[-1] == "alpine-3.20-gosu1.19"
     assert tags.tags_for("alpine", "3.20", "1.19", gosu_source="debian")[-1] == "alpine-3.20-gosu1.19"
-    assert tags.tags_for("alpine", "3.20", "1.19", gosu_source="rebuild") == ("alpine", "alpine-3.20", "alpine-3.20-gosu1.19-rebuild")
+    assert tags.tags_for("alpine", "3.20", "1.19", gosu_source="rebuild") == \
+        ("alpine-rebuild", "alpine-3.20-rebuild", "alpine-3.20-gosu1.19-rebuild")
+    assert tags.tags_for("alpine", "3.22", "1.19", False, "rebuild") == ("alpine-3.22-rebuild", "alpine-3.22-gosu1.19-rebuild")
 
 
 def test_without_a_function_table_nothing_is_said_to_apply_or_not(tmp_path, scanner, debian_gosu):

@@ -45,6 +45,7 @@ class Facts:
     package_db: str
     labels: dict
     nss_wrapper: NssWrapper | None = None   # as the plan names it, checked against the layer's bytes
+    unscanned: str = ""     # why gosu was not scanned on the run that built it ("" when it was)
 
 
 def layer_files(tar: bytes, *paths: str) -> dict[str, bytes]:
@@ -92,4 +93,5 @@ def gather(built, registry_for, host_arch: str = "") -> Facts:
         standin_for=labels.get(f"{LABEL}.base.standin-for", ""), trial=built.trial,
         gosu=built.gosu, go=go_info(gosu_bin), rebuilt=rebuilt,
         entrypoint_sha256=hashlib.sha256(own[append.ENTRYPOINT.strip("/")]).hexdigest(),
-        distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels), nss_wrapper=nss)
+        distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels), nss_wrapper=nss,
+        unscanned=built.plan.unscanned)

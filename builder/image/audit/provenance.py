@@ -75,7 +75,8 @@ def statement(f: Facts, repository: str, run_url: str = "") -> dict:
                 "internalParameters": {"ops": f.labels.get(f"{LABEL}.ops", ""),
                                        "sourceDateEpoch": f.epoch,
                                        "inputs": f.labels.get(f"{LABEL}.inputs", ""),
-                                       "trial": f.trial},
+                                       "trial": f.trial,
+                                       **({"vulnScan": f"not scanned: {f.unscanned}"} if f.unscanned else {})},
                 "resolvedDependencies": deps,
             },
             "runDetails": {

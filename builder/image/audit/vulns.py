@@ -291,7 +291,7 @@ def unapplied(found: Assessments, scans: dict[str, Scan], binaries: dict) -> lis
     return lines
 
 
-def database(settings: Settings, log) -> tuple[Settings, str] | None:
+def database(settings: Settings, log, why: dict | None = None) -> tuple[Settings, str] | None:
     """(settings naming the database scanned against, its modification time); None when there is none to use.
 
     An unreachable remote database gives way to the local copy (local.vuln_db) when the scan is not required;
@@ -308,19 +308,23 @@ def database(settings: Settings, log) -> tuple[Settings, str] | None:
         if old:
             log.write(f"vulns: warning: {old}\n")
         return dataclasses.replace(settings, db=settings.fallback), when
+    if why is not None:
+        why["*"] = f"database {settings.db} could not be reached on {settings.today or dt.date.today()}"
     log.write(f"vulns: database {settings.db} cannot be reached: gosu was not scanned, so the images carry no "
               "VEX and no vulns label (give a local copy with --vuln-db or local.vuln_db, or set vuln.require to "
               "make this an error)\n")
     return None
 
 
-def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str, str]], log) -> dict[str, Scan]:
+def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str, str]], log,
+             why: dict | None = None) -> dict[str, Scan]:
     """{arch: Scan} for each gosu (arch -> (path, sha256, version, source)), reviewed, with one line each on `log`.
 
     An unreachable default database with no local copy is said in one line and gives no scan (no label, no
-    VEX: nothing is claimed about a scan that did not happen), unless `settings.required`.
+    VEX: nothing is claimed about a scan that did not happen), unless `settings.required`. `why`, if given,
+    gets why each arch was not scanned (key "*": no arch was).
     """
-    found = database(settings, log)
+    found = database(settings, log, why)
     if found is None:
         return {}
     settings, modified = found
@@ -332,6 +336,8 @@ def scan_all(settings: Settings, binaries: dict[str, tuple[Path, str, str, str]]
             if settings.required:
                 raise
             log.write(f"vulns: gosu {version} {arch} not scanned: {e}\n")
+            if why is not None:
+                why[arch] = str(e)
             continue
         out[arch] = result = review(result, settings.assessments, version, source)
         log.write(f"vulns: gosu {version} {arch}: {result.summary()}{' (cached)' if result.cached else ''}\n")
