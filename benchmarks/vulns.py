@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder import pipeline, wiring  # noqa: E402
 from builder.gosu import fetch as fetch_stage  # noqa: E402
-from builder.image.audit import openvex, vulndb, vulns  # noqa: E402
+from builder.image.audit import goinfo, openvex, vulndb, vulns  # noqa: E402
 from benchmarks.common import project_config  # noqa: E402
 
 
@@ -88,15 +88,15 @@ def main() -> int:
                 warm.append(timed(lambda: vulns.review(vulns.scan(s, f.path, f.sha256, modified), s.assessments,
                                                        f.version, f.kind))[0])
         doc = openvex.document(scan, "ghcr.io/org/base-gosu", "sha256:" + "0" * 64, f.arch, "github.com/tianon/gosu",
-                               "", f.version, "go" + next((v.version.removeprefix("v") for v in scan.vulns
-                                                          if v.module == "stdlib"), "0"), "base-gosu")
+                               "", f.version, goinfo.parse(f.path.read_bytes(), "gosu").go_version, "base-gosu")
         build_cold = build_warm = float("nan")
         if not a.no_build and f.arch in ("amd64", "arm64"):
             build_cold, build_warm = build_times(cfg, a, f.arch)
         symbol = str(len(scan.applicable)) if scan.symbols else "-"
         assessed = str(len(scan.cleared)) if scan.symbols else "-"
         package = str(scan.count("package")) if scan.symbols else "-"
-        print(f"{a.source:8} {f.arch:8} {f.version:10} {scan.vulns[0].version if scan.vulns else '':9} "
+        go = goinfo.parse(f.path.read_bytes(), "gosu").go_version
+        print(f"{a.source:8} {f.arch:8} {f.version:10} {go:9} "
               f"{symbol:>6} {assessed:>8} {package:>7} {scan.count('version'):>7} {statistics.median(cold):>11.3f} "
               f"{statistics.median(warm):>11.4f} {build_cold:>12.2f} {build_warm:>12.2f} "
               f"{statistics.median(cold) / build_cold if build_cold == build_cold else float('nan'):>10.2f} "
@@ -126,8 +126,9 @@ def build_times(cfg, a, arch: str) -> tuple[float, float]:
     cold, warm = [], []
     for _ in range(a.rounds):
         with tempfile.TemporaryDirectory() as store:
-            req = dataclasses.replace(wiring.build_request(cfg, flavor="alpine", arch=arch, vuln_db="",
-                                                           source=a.source), store=Path(store))
+            req = dataclasses.replace(wiring.build_request(
+                cfg, flavor="alpine", arch=arch, vuln_db="", source=a.source,
+                **({"accept_expired": a.accept_expired} if a.accept_expired else {})), store=Path(store))
             run = pipeline.plan(req, io.StringIO())
             cold.append(timed(lambda: pipeline.assemble_images(req, run, io.StringIO()))[0])
             warm.append(timed(lambda: pipeline.assemble_images(req, run, io.StringIO()))[0])
