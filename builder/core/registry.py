@@ -38,6 +38,13 @@ class AuthError(RegistryError):
     pass
 
 
+class DigestMismatch(RegistryError):
+    """A registry served other bytes than the digest it was asked for: nothing read is used."""
+
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -169,6 +176,10 @@ class Registry:
                 return digest
             if resp.status_code == 202:  # not mountable here: the registry opened a normal upload instead
                 return self._finish_upload(resp, repo, data, digest)
+        return self.put_blob(repo, data, digest)
+
+    def put_blob(self, repo: str, data: bytes, digest: str) -> str:
+        """Monolithic upload (POST then PUT) of a blob the caller already knows the registry lacks."""
         resp = self._request("POST", f"{self.base}/{repo}/blobs/uploads/", repo, "pull,push")
         return self._finish_upload(resp, repo, data, digest)
 
@@ -230,11 +241,15 @@ class Registry:
         return doc if isinstance(doc, dict) and isinstance(doc.get("manifests"), list) else None
 
     def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, str] | None:
+        """(body, media type, digest); a manifest asked for by digest is checked against it, byte for byte (a
+        tag names no bytes: its digest is the one computed here, which every later read by digest is held to)."""
+        if ":" in ref:
+            self._checkable(repo, ref)
         resp = self._request("GET", f"{self.base}/{repo}/manifests/{ref}", repo, headers={"Accept": ACCEPT})
         if resp.status_code == 404:
             return None
         _expect(resp, 200, self.host, f"get manifest {repo}:{ref}")
-        return resp.content, resp.headers.get("Content-Type", ""), sha256_digest(resp.content)
+        return resp.content, resp.headers.get("Content-Type", ""), self._checked(repo, ref, resp.content, "manifest")
 
     def list_tags(self, repo: str) -> set[str]:
         """Every tag of `repo` (none for a repository that does not exist yet), following the Link pages."""
@@ -251,9 +266,26 @@ class Registry:
         return tags
 
     def get_blob(self, repo: str, digest: str) -> bytes:
+        """The blob's bytes, checked against `digest`: a registry that alters content is caught here, for every
+        caller, as go-containerregistry's verifying readers do."""
+        self._checkable(repo, digest)
         resp = self._request("GET", f"{self.base}/{repo}/blobs/{digest}", repo)
         _expect(resp, 200, self.host, f"get blob {digest[:19]} from {repo}")
+        self._checked(repo, digest, resp.content, "blob")
         return resp.content
+
+    def _checked(self, repo: str, ref: str, data: bytes, what: str) -> str:
+        got = sha256_digest(data)
+        if ref.startswith("sha256:") and got != ref:
+            raise DigestMismatch(f"registry {self.host} served {what} {repo}@{ref} as other bytes ({got}): "
+                                 "nothing read from it is used; the registry, or something between it and this "
+                                 "machine, alters content")
+        return got
+
+    @staticmethod
+    def _checkable(repo: str, ref: str) -> None:
+        if not DIGEST_RE.match(ref):
+            raise RegistryError(f"{repo}@{ref}: not a sha256 digest this client can check; refusing to read it")
 
 
 def _expect(resp: requests.Response, status: int, host: str, what: str) -> None:

@@ -194,7 +194,7 @@ def push_assembled(store, image, registry: Registry, repo: str, base_registry: R
         if mount_from and digest != own and registry.mount_blob(repo, digest, mount_from):
             continue
         data = store.get(digest) or base_layer(store, base_registry, image, digest)
-        registry.upload_blob(repo, data, digest)
+        registry.put_blob(repo, data, digest)  # asked above: one existence check per blob
     registry.upload_blob(repo, image.config, image.config_digest)
     digest = registry.put_manifest(repo, image.digest, image.manifest, OCI_MANIFEST)
     if digest != image.digest:
