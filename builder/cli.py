@@ -8,6 +8,7 @@ import sys
 
 from invoke import Exit
 
+from builder import wiring
 from builder.core.errors import BuilderError, UsageError
 
 FETCH_FLAGS = ("source", "suite", "go", "mirror", "key", "fingerprint", "accept_expired")
@@ -138,6 +139,7 @@ def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):
             if fetch:
                 kw["fetch"] = {k: kw.pop(k, None) for k in fetch}
             try:
+                wiring.check_config(c.config)
                 return body(c, *args, **kw)
             except UsageError as e:
                 raise Exit(f"{name}: error: {e}", code=2)

@@ -22,7 +22,7 @@ from builder.image.assembly import load
 from builder.image.audit import assessments, vulndb, vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
-from builder.config import gosu as gosu_config, publishing
+from builder.config import gosu as gosu_config, keys, publishing
 from builder.config.paths import ROOT, project_path
 from builder.consumer import reproduce as reproduce_stage, show as show_stage, verify as verify_stage
 from builder.core.emulation import native_arch
@@ -128,6 +128,25 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
                    usage(config.smoke_jobs, c_config.smoke), vuln=vuln,
                    nss_wrapper=usage(config.nss_wrapper_settings, c_config), today=today)
+
+
+def check_config(c_config, environ=os.environ) -> None:
+    """Refuse, before anything is fetched, a configuration key or INVOKE_* variable the project does not read."""
+    project = yaml.safe_load((ROOT / "invoke.yaml").read_text())
+    effective = plain(c_config)
+    defaults = Config.global_defaults()
+    problems = keys.unknown(effective, project, set(defaults)) + \
+        keys.unknown_env(environ, project, defaults, effective)
+    if problems:
+        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:3])})" if len(problems) > 1 else ""
+        raise UsageError(f"{problems[0]}{more}")
+
+
+def plain(node):
+    """Invoke's configuration as plain dicts (its DataProxy is a mapping, not a dict)."""
+    if hasattr(node, "items") and not isinstance(node, (str, bytes)):
+        return {str(k): plain(v) for k, v in node.items()}
+    return node
 
 
 def vuln_settings(c_config, db: str | None = None, today: dt.date | None = None) -> vulns.Settings | None:
