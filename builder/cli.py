@@ -18,7 +18,8 @@ FETCH = {
               "(compiled here from the source and Go toolchain in Debian's archive) or auto (github when it "
               "answers, else debian) (default: gosu.source, github)",
     "version": "gosu release to fetch (default: the version pinned in gosu.lock.json for that source)",
-    "arch": "comma-separated dpkg architectures (default: all nine)",
+    "arch": "comma-separated dpkg architectures, or all (the default: all nine for github; for debian and rebuild, "
+            "every arch gosu.debian.arches or gosu.rebuild.arches lists)",
     "mirror": "github: HTTP base URL or directory laid out as <mirror>/<version>/<file> (default: GitHub releases); "
               "debian: a Debian mirror's base URL or a directory with dists/ and pool/ (default: deb.debian.org)",
     "key": "OpenPGP public key file to trust instead of keys/ (the fingerprint check still applies)",

@@ -266,12 +266,12 @@ def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_
             keyless=False, unsigned=False, log=sys.stdout, release=None, allow_eol=False, vuln_db=None,
             allow_vulnerable=False):
     """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
+    dest, client = destination(c.config, registry, repository)  # where to is the first thing a user gets wrong
     req = build_request(c.config, flavor=flavor, arch=publishing.publish_arches(c.config, arch), release=release,
                         vuln_db=vuln_db, **fetch)
     note = usage(config.local_default_note, c.config)
     if note and not release:
         log.write(f"{note}\n")
-    dest, client = destination(c.config, registry, repository)
     signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
     if dry_run:  # a dry run changes nothing, the local registry included
         return shipping.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol, allow_vulnerable)

@@ -62,6 +62,8 @@ def fetch_options(gosu: Mapping, lock: "lockfile.Lock", *, version: str | None =
         raise ValueError("--accept-expired applies to Debian's archive (the debian and rebuild sources); add "
                          "--source debian or rebuild")
     why = chosen_because
+    if arch and arch.strip().lower() == "all":  # as build and smoke take it: every arch this source serves
+        arch = {"debian": gosu["debian"]["arches"], "rebuild": gosu["rebuild"]["arches"]}.get(kind)
     common = dict(arches=tuple(arches.parse_list(arch)),
                   cache_dir=cli_path(cache_dir) or project_path(gosu["cache_dir"]),
                   lock=lock if enforce_lock else None, timeout=float(gosu["timeout"]), retries=int(gosu["retries"]),

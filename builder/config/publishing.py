@@ -13,12 +13,17 @@ from builder.config.paths import cli_path, project_path
 REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 
 
+# A host name, an IPv4 address or a bracketed IPv6 one, then an optional port.
+HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]{1,5})?$")
+
+
 def destination(c_config, registry: str | None = None, repository: str | None = None):
     """(Destination, retries, backoff) for publish/push/assemble: where to, parsed and checked."""
     from builder.publish.push import Destination
     pub = c_config.publish
     host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
-    if not host or "://" in host or "/" in host or " " in host:
+    if not HOST_RE.match(host) or (":" in host.rsplit("]", 1)[-1] and not 0 < int(host.rsplit(":", 1)[1]) < 65536):
         raise ValueError(f"registry {host!r}: give HOST[:PORT] without scheme or path, e.g. ghcr.io or 127.0.0.1:5000")
     repo = (repository or pub.get("repository") or c_config.images["repository"]).strip()
     if not REPO_RE.match(repo):
