@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -21,9 +22,9 @@ from tests.support.engine import project_config, rig  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.engine
 
-# Its own repository in the local registry, so tests never move the main job's tags (and engineers sharing a
-# registry, each with their INVOKE_IMAGES_REPOSITORY, never move each other's).
-REPO = f"{project_config().images['repository']}-example"
+# Its own repository in the local registry, new for each session, so tests never move the main job's tags (nor
+# each other's), and the first publish into it always has base layers to link.
+REPO = f"{project_config().images['repository']}-example-{uuid.uuid4().hex[:8]}"
 IMAGE = "base-gosu-test/heartbeat:latest"
 HOST_UID = 4321
 
@@ -37,18 +38,35 @@ def wait_for(predicate, seconds: float = 60) -> bool:
     return False
 
 
-def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
-    registry = rig.cfg.local["registry_port"]
-    dest = Destination(f"127.0.0.1:{registry}", REPO, local=True)  # the registry `invoke up` runs
+@pytest.fixture(scope="module")
+def published(rig):
+    """The example's base, alpine for amd64 and arm64, published signed into this session's own repository."""
+    dest = Destination(f"127.0.0.1:{rig.cfg.local['registry_port']}", REPO, local=True)  # `invoke up`'s registry
     client = Registry(dest.registry)
-    # The base's layers are already in this registry (its alpine repository): linked, not sent again.
-    # (Those an earlier run already linked into REPO need neither.)
     base_layers = {d["digest"] for a in ("amd64", "arm64") for d in rig.built("alpine", a).image.layers[:-1]}
     unlinked = {d for d in base_layers if not client.blob_exists(REPO, d)}
     # Signed with the local key pair, as `invoke publish` to the local registry does.
     report = shipping.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
                               signer=wiring.signer(rig.cfg, dest))
-    assert report.noop or client.blobs_mounted >= len(unlinked), (client, unlinked)
+    return dest, client, report, unlinked
+
+
+def moved_to_an_unsigned_index(client: Registry) -> str:
+    """The tag `moved`: the published index with one annotation more, so a digest nobody signed."""
+    index = json.loads(client.get_manifest(REPO, "alpine")[0])
+    index.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = "moved-unsigned"
+    client.put_manifest(REPO, "moved", oci.canonical(index), OCI_INDEX)
+    return "moved"
+
+
+def test_the_bases_layers_are_linked_from_its_repository_not_sent_again(published):
+    _, client, report, unlinked = published
+    assert unlinked and not report.noop, "a new repository starts without the base's layers"
+    assert client.blobs_mounted >= len(unlinked), (client, unlinked)
+
+
+def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, published, tmp_path):
+    dest, client, _, _ = published
 
     # The app's build verifies its base, then builds FROM it by the digest it verified.
     env = {**os.environ, "INVOKE": str(ROOT / ".venv" / "bin" / "invoke")}
@@ -83,15 +101,9 @@ def test_heartbeat_runs_as_volume_owner_and_stops_on_term(rig, tmp_path):
     print(f"docker stop returned in {took:.2f} s")
 
 
-def test_heartbeat_build_refuses_a_base_whose_tag_moved_to_an_unsigned_image(rig):
-    client = Registry(f"127.0.0.1:{rig.cfg.local['registry_port']}")
-    dest = Destination(client.host, REPO, local=True)
-    got = client.get_manifest(REPO, "alpine")
-    if got is None:
-        pytest.skip("runs after test_heartbeat_runs_as_volume_owner_and_stops_on_term published the base")
-    index = json.loads(got[0])
-    index.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = "moved-unsigned"
-    client.put_manifest(REPO, "moved", oci.canonical(index), OCI_INDEX)
+def test_heartbeat_build_refuses_a_base_whose_tag_moved_to_an_unsigned_image(rig, published):
+    dest, client, _, _ = published
+    moved_to_an_unsigned_index(client)
     env = {**os.environ, "INVOKE": str(ROOT / ".venv" / "bin" / "invoke")}
     build = subprocess.run(["sh", "examples/heartbeat/build.sh", dest.ref("moved"), "base-gosu-test/never:built"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -106,11 +118,10 @@ def verify_block() -> str:
     return re.search(r"<!-- verify-test -->\n```sh\n(.*?)```", text, re.S).group(1)
 
 
-def test_readme_verify_commands_hold_on_a_signed_base_and_fail_on_a_moved_tag(rig):
-    """docs/verifying.md's "Verify before you build" block, as written, against the base the first test published."""
-    host = f"127.0.0.1:{rig.cfg.local['registry_port']}"
-    if Registry(host).get_manifest(REPO, "alpine") is None:
-        pytest.skip("runs after test_heartbeat_runs_as_volume_owner_and_stops_on_term published the base")
+def test_readme_verify_commands_hold_on_a_signed_base_and_fail_on_a_moved_tag(published):
+    """docs/verifying.md's "Verify before you build" block, as written, against the base the fixture published."""
+    dest, client, _, _ = published
+    host = dest.registry
     block = verify_block()
     first, rest = block.split("\n", 1)
     assert first == "REF=127.0.0.1:5000/org/base-gosu:alpine KEY=.cache/signing/local.pub"
@@ -126,6 +137,5 @@ def test_readme_verify_commands_hold_on_a_signed_base_and_fail_on_a_moved_tag(ri
     ok = run("alpine")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "9/9 checks hold" in ok.stdout and ok.stdout.count(": signed, attested, gosu sha256 ") == 2, ok.stdout
-    if Registry(host).get_manifest(REPO, "moved") is not None:  # made by the test before
-        moved = run("moved")
-        assert moved.returncode != 0 and "FAILED: unsigned" in moved.stdout, moved.stdout + moved.stderr
+    moved = run(moved_to_an_unsigned_index(client))
+    assert moved.returncode != 0 and "FAILED: unsigned" in moved.stdout, moved.stdout + moved.stderr

@@ -27,7 +27,7 @@ from builder.image.assembly import append, layer
 from builder.image import nsswrapper
 from builder.image.assembly.store import Store
 from builder.image.model import Flavor
-from builder.image.plan import Gosu, ImagePlan, LabelError, from_labels, inputs_digest, plan_image, platform_of
+from builder.image.plan import Gosu, ImagePlan, LabelError, from_labels, inputs_digest, plan_image, platform_string
 from builder.core.refs import parse_ref
 from builder.core.registry import DOCKER_MANIFEST, OCI_MANIFEST, Registry
 
@@ -163,7 +163,7 @@ def reproduce(ref: str, root: Path, store: Store, flavors: dict[str, Flavor], go
     verdicts = []
     for digest, manifest in children(registry, repo, tag):
         config = json.loads(registry.get_blob(repo, manifest["config"]["digest"]))
-        platform = platform_of(config)
+        platform = platform_string(config)
         try:
             published = from_labels(config.get("config", {}).get("Labels") or {}, platform, flavors, releases)
         except (LabelError, ValueError) as e:

@@ -220,7 +220,7 @@ def nss_wrapper_of(labels: dict[str, str], arch: str) -> NssWrapper | None:
     return NssWrapper(arch, *(labels[k] for k in keys))
 
 
-def platform_of(config: dict) -> str:
+def platform_string(config: dict) -> str:
     """'linux/arm/v7' from an image config's os, architecture and variant."""
     return "/".join(config[k] for k in ("os", "architecture", "variant") if config.get(k))
 

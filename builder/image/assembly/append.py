@@ -20,6 +20,7 @@ from builder.image.assembly import accounts, basefs, layer
 from builder.image.assembly.layer import DIR, FILE, Entry
 from builder.core.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry
 from builder.image.assembly.store import Store, digest_of
+from builder.core.oci import canonical
 
 ENTRYPOINT = "/usr/local/bin/entrypoint"
 WORKDIR = "app"
@@ -33,10 +34,6 @@ CODE = hashlib.sha256(b"".join((_HERE / f).read_bytes() for f in
 
 class AssemblyError(ValueError):
     pass
-
-
-def canonical(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def iso(epoch: int) -> str:

@@ -15,6 +15,7 @@ import base64
 import json
 
 from builder.core.registry import OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_digest
+from builder.core.oci import canonical
 
 EMPTY = b"{}"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
@@ -23,10 +24,6 @@ TITLE = "org.opencontainers.image.title"
 # File names `oras pull` writes the documents to (it skips a layer without a title).
 FILENAMES = {"application/vnd.cyclonedx+json": "sbom.cdx.json", "application/openvex+json": "vex.openvex.json",
              "application/vnd.in-toto+json": "provenance.intoto.json"}
-
-
-def canonical(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def empty_descriptor() -> dict:
