@@ -54,6 +54,9 @@ TARGET_STEPS = (("/sbin/ldconfig",), ("/usr/sbin/update-shells",), ("/usr/sbin/p
 # rewrites the database unchanged) and ldconfig's aux cache (inodes and times; mmdebstrap removes it too).
 STEPS_BOOKKEEPING = ("var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old",
                      "var/cache/ldconfig/aux-cache")
+# apt's download directories: mmdebstrap's tar output has them owned by _apt, its root mode into a directory
+# (emulated) by root; apt gives them to _apt on its first download either way. Root's, the trees are the same.
+APT_PARTIAL = ("var/cache/apt/archives/partial", "var/lib/apt/lists/partial")
 # The host's packages a chrootless tree depends on: part of its layer's key.
 HOST_TOOLS = ("mmdebstrap", "dpkg", "apt", "fakeroot", "debianutils", "base-passwd", "libpam-runtime", "debconf")
 # Bump when the same bootstrap would be packed into a different layer: cached layers (and seeded children, whose
@@ -197,12 +200,13 @@ def chrootless_tree(suite: str, arch: str, mirror: str, work: Path, epoch: int, 
         tar = _unprivileged_bootstrap(suite, arch, mirror, unprivileged, epoch)
         root = work / "root"
         root.mkdir()
-        subprocess.run(["tar", "--numeric-owner", "--same-owner", "-xpf", str(tar), "-C", str(root),
-                        "--exclude=./dev/*"], check=True)
+        # With its device nodes: TARGET_STEPS write to /dev/null (the layer leaves dev/ out).
+        subprocess.run(["tar", "--numeric-owner", "--same-owner", "-xpf", str(tar), "-C", str(root)], check=True)
     finally:
         shutil.rmtree(unprivileged, ignore_errors=True)
     start = time.monotonic()
     run_target_steps(root, arch)
+    _dev_as_dpkg_left_it(root)
     log.write(f"seed: {suite} {arch}: the tree's own {', '.join(s[0].rsplit('/', 1)[1] for s in TARGET_STEPS)}: "
               f"{time.monotonic() - start:.1f} s\n")
     return root
@@ -228,6 +232,13 @@ def _unprivileged_bootstrap(suite: str, arch: str, mirror: str, work: Path, epoc
     return tar
 
 
+def _dev_as_dpkg_left_it(root: Path) -> None:
+    """mmdebstrap's tar writes a ./dev of its own, dated SOURCE_DATE_EPOCH; in a tree, dpkg left base-files' date
+    on it, as on every file base-files ships (etc/debian_version among them)."""
+    shipped = (root / "etc/debian_version").stat().st_mtime_ns
+    os.utime(root / "dev", ns=(shipped, shipped))
+
+
 def run_target_steps(root: Path, arch: str) -> None:
     """TARGET_STEPS, by the tree's own programs, chrooted (the binfmt handler runs a foreign arch's)."""
     kept = {path: (root / path).read_bytes() if (root / path).is_file() else None for path in STEPS_BOOKKEEPING}
@@ -243,6 +254,9 @@ def run_target_steps(root: Path, arch: str) -> None:
             (root / path).unlink(missing_ok=True)
         else:
             (root / path).write_bytes(data)
+    for path in APT_PARTIAL:
+        if (root / path).is_dir():
+            os.chown(root / path, 0, 0)
 
 
 def failed_scripts(output: str) -> list[tuple[str, str]]:
@@ -316,7 +330,8 @@ def debian_key(tool: str, suite: str, arch: str, mirror: str, mode: str = EMULAT
         # An emulated layer's key stays what it was before chrootless mode existed, so its cache and its
         # children stay valid.
         doc.append({"mode": mode, "as": "nobody under fakeroot", "target_steps": TARGET_STEPS,
-                    "kept": STEPS_BOOKKEEPING, "host": host_tools()})
+                    "kept": STEPS_BOOKKEEPING, "root's": APT_PARTIAL, "dev": "nodes, base-files' date",
+                    "host": host_tools()})
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
