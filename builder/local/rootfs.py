@@ -45,10 +45,11 @@ MODES = (CHROOTLESS, EMULATED)
 # Who runs a chrootless bootstrap (nobody): see chrootless_tree.
 UNPRIVILEGED = 65534
 # What a chrootless install takes from the host's tools where the target's own would give another result: the
-# host's `ldconfig -r` does not index a foreign arch's libraries (ld.so.cache is empty: `ldconfig -p` lists
-# nothing, the loader searches every default directory), trixie's pam-auth-update --root reads the host's
-# /usr/share/pam templates (no pam_umask line on a bookworm host), and the host's update-shells writes its own
-# version's /etc/shells. Run once more by the tree's own programs, they give what an emulated bootstrap gives.
+# host's `ldconfig -r` does not index a foreign arch's libraries (ld.so.cache is empty: the loader still finds
+# minbase's libraries on its default path, but `ldconfig -p`, which ctypes.util.find_library reads, lists
+# none), trixie's pam-auth-update --root reads the host's /usr/share/pam templates (no pam_umask line on a
+# bookworm host), and the host's update-shells writes its own version's /etc/shells. Run once more by the
+# tree's own programs, they give what an emulated bootstrap gives.
 TARGET_STEPS = (("/sbin/ldconfig",), ("/usr/sbin/update-shells",), ("/usr/sbin/pam-auth-update", "--package"))
 # What TARGET_STEPS leave besides their result, put back as it was: debconf's backup of its database (pam-auth-update
 # rewrites the database unchanged) and ldconfig's aux cache (inodes and times; mmdebstrap removes it too).
@@ -194,7 +195,7 @@ def chrootless_tree(suite: str, arch: str, mirror: str, work: Path, epoch: int, 
     """A Debian minbase tree in work/root, installed by the host's dpkg with DPKG_ROOT set: no emulator runs the
     maintainer scripts. Raises Refused when one of them cannot run that way."""
     prepare("mmdebstrap", [arch], log, CHROOTLESS)
-    # The system's temporary directory: nobody may not reach `work` (a cache under a private directory).
+    # In the system's temporary directory: nobody may be unable to reach `work` (a cache under a private one).
     unprivileged = Path(tempfile.mkdtemp(prefix=f"mmdebstrap-chrootless-{arch}-"))
     try:
         tar = _unprivileged_bootstrap(suite, arch, mirror, unprivileged, epoch)
@@ -249,14 +250,18 @@ def run_target_steps(root: Path, arch: str) -> None:
             if p.returncode != 0:
                 raise SetupError(f"seed: {' '.join(step)} in the chrootless {arch} tree failed (exit {p.returncode}): "
                                  f"{(p.stderr or p.stdout).strip()[-300:]}")
+    _put_back(root, kept)
+    for path in APT_PARTIAL:
+        if (root / path).is_dir():
+            os.chown(root / path, 0, 0)
+
+
+def _put_back(root: Path, kept: dict[str, bytes | None]) -> None:
     for path, data in kept.items():
         if data is None:
             (root / path).unlink(missing_ok=True)
         else:
             (root / path).write_bytes(data)
-    for path in APT_PARTIAL:
-        if (root / path).is_dir():
-            os.chown(root / path, 0, 0)
 
 
 def failed_scripts(output: str) -> list[tuple[str, str]]:
