@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -58,6 +59,8 @@ STEPS_BOOKKEEPING = ("var/cache/debconf/config.dat-old", "var/cache/debconf/temp
 # apt's download directories: mmdebstrap's tar output has them owned by _apt, its root mode into a directory
 # (emulated) by root; apt gives them to _apt on its first download either way. Root's, the trees are the same.
 APT_PARTIAL = ("var/cache/apt/archives/partial", "var/lib/apt/lists/partial")
+# Where _dev_date_hook notes the date of the tree's ./dev, beside the tar.
+DEV_DATE = "dev-date"
 # The host's packages a chrootless tree depends on: part of its layer's key.
 HOST_TOOLS = ("mmdebstrap", "dpkg", "apt", "fakeroot", "debianutils", "base-passwd", "libpam-runtime", "debconf")
 # Bump when the same bootstrap would be packed into a different layer: cached layers (and seeded children, whose
@@ -153,14 +156,20 @@ def bootstrap_command(tool: str, suite: str, arch: str, target: Path, mirror: st
         # Chrootless: `target` is a tar (see chrootless_tree). The hook merges /usr the way debootstrap does;
         # without it bookworm gets the usrmerge package and with it a full perl (13 MB more, compressed).
         return ["mmdebstrap", "--mode=chrootless" if mode == CHROOTLESS else "--mode=root", "--variant=minbase",
-                f"--arch={arch}", "--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr", suite, str(target),
-                mirror]
+                f"--arch={arch}", "--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr",
+                *([_dev_date_hook(target)] if mode == CHROOTLESS else []), suite, str(target), mirror]
     if tool == "debootstrap":
         if mode == CHROOTLESS:
             raise SetupError("debootstrap has no chrootless mode: set local.debian_mode to emulated, or "
                              "local.debian_bootstrap to mmdebstrap")
         return ["debootstrap", "--variant=minbase", f"--arch={arch}", suite, str(target), mirror]
     raise SetupError(f"local.debian_bootstrap is {tool!r}: use one of {', '.join(TOOLS)}")
+
+
+def _dev_date_hook(tar: Path) -> str:
+    """mmdebstrap's tar leaves the tree's ./dev out and writes one of its own, dated SOURCE_DATE_EPOCH; the tree's
+    date (base-files', which dpkg left on it, as an emulated bootstrap keeps it) is noted beside the tar."""
+    return f"--customize-hook=stat -c %Y \"$1/dev\" > {shlex.quote(str(tar.parent / DEV_DATE))}"
 
 
 def prepare(tool: str, arch_names: list[str], log, mode: str = EMULATED) -> None:
@@ -199,6 +208,7 @@ def chrootless_tree(suite: str, arch: str, mirror: str, work: Path, epoch: int, 
     unprivileged = Path(tempfile.mkdtemp(prefix=f"mmdebstrap-chrootless-{arch}-"))
     try:
         tar = _unprivileged_bootstrap(suite, arch, mirror, unprivileged, epoch)
+        dev_date = int((unprivileged / DEV_DATE).read_text())
         root = work / "root"
         root.mkdir()
         # With its device nodes: TARGET_STEPS write to /dev/null (the layer leaves dev/ out).
@@ -207,7 +217,7 @@ def chrootless_tree(suite: str, arch: str, mirror: str, work: Path, epoch: int, 
         shutil.rmtree(unprivileged, ignore_errors=True)
     start = time.monotonic()
     run_target_steps(root, arch)
-    _dev_as_dpkg_left_it(root)
+    os.utime(root / "dev", (dev_date, dev_date))
     log.write(f"seed: {suite} {arch}: the tree's own {', '.join(s[0].rsplit('/', 1)[1] for s in TARGET_STEPS)}: "
               f"{time.monotonic() - start:.1f} s\n")
     return root
@@ -231,13 +241,6 @@ def _unprivileged_bootstrap(suite: str, arch: str, mirror: str, work: Path, epoc
             raise Refused(refusal(suite, arch, scripts))
         raise SetupError(bootstrap_failure("mmdebstrap", suite, arch, mirror, p.returncode, output))
     return tar
-
-
-def _dev_as_dpkg_left_it(root: Path) -> None:
-    """mmdebstrap's tar writes a ./dev of its own, dated SOURCE_DATE_EPOCH; in a tree, dpkg left base-files' date
-    on it, as on every file base-files ships (etc/debian_version among them)."""
-    shipped = (root / "etc/debian_version").stat().st_mtime_ns
-    os.utime(root / "dev", ns=(shipped, shipped))
 
 
 def run_target_steps(root: Path, arch: str) -> None:
@@ -335,7 +338,7 @@ def debian_key(tool: str, suite: str, arch: str, mirror: str, mode: str = EMULAT
         # An emulated layer's key stays what it was before chrootless mode existed, so its cache and its
         # children stay valid.
         doc.append({"mode": mode, "as": "nobody under fakeroot", "target_steps": TARGET_STEPS,
-                    "kept": STEPS_BOOKKEEPING, "root's": APT_PARTIAL, "dev": "nodes, base-files' date",
+                    "kept": STEPS_BOOKKEEPING, "root's": APT_PARTIAL,
                     "host": host_tools()})
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
