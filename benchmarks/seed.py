@@ -15,8 +15,9 @@ mmdebstrap's. Alpine: each arch's tarball checked and pushed as is.
 --keep DIR keeps the mmdebstrap layers (what `invoke up` would make) in DIR/rootfs.
 --modes instead makes the Debian layer of each suite/arch the Debian stand-ins are seeded from (every arch of
 every seedable release, less --skip: what the mirror lacks) from an empty cache, once emulated (before
-local.debian_mode) and once chrootless (after), one at a time; the ratio is emulated over chrootless, and the
-trees are compared entry by entry (type, mode, owners, link, content; not mtimes). --twice makes each chrootless
+local.debian_mode) and once chrootless (after), one at a time; the ratio is emulated over chrootless, the
+trees are compared entry by entry (type, mode, owners, link, content; not mtimes) and "same layer" says whether
+the two uncompressed layers (diff_id) are the same bytes. --twice makes each chrootless
 layer a second time from an empty cache and says whether its digest is the same.
 --jobs N instead seeds the ubuntu stand-in's arches together, from an empty cache, once one at a time and
 once N at a time (local.seed_jobs), in the same run; the ratio is N at a time over one at a time.
@@ -110,8 +111,8 @@ def timed_layer(method: rootfs.Method, suite: str, arch: str, mirror: str, cache
 def modes(base, pairs: list[tuple[str, str]], twice: bool, keep: str, tmp: Path, log) -> None:
     """Emulated against chrootless per suite/arch, each from an empty cache, one at a time."""
     print(f"load average at the start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)\n", flush=True)
-    print("| suite | arch | emulated s | chrootless s | ratio | entries that differ | same digest twice |\n"
-          "|---|---|---:|---:|---:|---|---|", flush=True)
+    print("| suite | arch | emulated s | chrootless s | ratio | entries that differ | same layer | same digest twice |"
+          "\n|---|---|---:|---:|---:|---|---|---|", flush=True)
     totals = [0.0, 0.0]
     for suite, arch in pairs:
         row = {}
@@ -130,9 +131,11 @@ def modes(base, pairs: list[tuple[str, str]], twice: bool, keep: str, tmp: Path,
                 else "no"
         totals[0] += e
         totals[1] += c
+        same = "yes" if emulated.diff_id == chrootless.diff_id else "no"
         print(f"| {suite} | {arch} | {e:.0f} | {c:.0f} | {e / c:.1f} | {differences(emulated.blob, chrootless.blob)} "
-              f"| {again} |", flush=True)
-    print(f"| all {len(pairs)} | | {totals[0]:.0f} | {totals[1]:.0f} | {totals[0] / totals[1]:.1f} | | |", flush=True)
+              f"| {same} | {again} |", flush=True)
+    print(f"| all {len(pairs)} | | {totals[0]:.0f} | {totals[1]:.0f} | {totals[0] / totals[1]:.1f} | | | |",
+          flush=True)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}", flush=True)
 
 
