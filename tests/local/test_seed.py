@@ -330,3 +330,13 @@ def test_where_the_configuration_allows_it_a_refused_suite_is_made_emulated_and_
 def test_the_bootstrap_mode_settings_are_checked_and_the_error_names_the_key(key, value, error):
     with pytest.raises(ValueError, match=error):
         config.local_settings(dict(project_config().local, **{key: value}))
+
+
+def test_a_second_chrootless_bootstrap_gives_the_same_layer(settings, tmp_path):
+    """Reproducible: the same archive state (mtimes clamped to its Release date) gives the same bytes."""
+    s, _ = settings
+    method = rootfs.Method("mmdebstrap", rootfs.CHROOTLESS)
+    first, second = (rootfs.debian_layer(method, "bookworm", "amd64", s.debian_mirror, tmp_path / name, io.StringIO())
+                     for name in ("first", "second"))
+    assert first.epoch == second.epoch, "the mirror published a new bookworm Release in between; run it again"
+    assert first.digest == second.digest
