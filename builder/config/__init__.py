@@ -28,11 +28,39 @@ def local_settings(local: Mapping) -> "LocalSettings":
         standin_suites=_standin_suites(local.get("standin_suites") or ""),
         debian_suites=_arch_map("local.debian_suites", local.get("debian_suites") or ""),
         debian_bootstrap=str(local.get("debian_bootstrap") or "mmdebstrap").strip(),
+        debian_mode=_debian_mode(local),
+        emulation_fallback=_emulation_fallback(str(local.get("emulation_fallback") or "")),
         alpine_dir=project_path(local["alpine_dir"]),
         alpine_version=str(local["alpine_version"]),
         alpine_seed=local["alpine_seed"],
         seed_jobs=jobs(local["seed_jobs"], "local.seed_jobs", "bootstraps"),
     )
+
+
+def _debian_mode(local: Mapping) -> str:
+    """local.debian_mode: chrootless (the default) or emulated; debootstrap has only the latter."""
+    from builder.local.rootfs import CHROOTLESS, MODES
+    mode = str(local.get("debian_mode") or CHROOTLESS).strip()
+    if mode not in MODES:
+        raise ValueError(f"local.debian_mode is {mode!r}: use one of {', '.join(MODES)}")
+    if mode == CHROOTLESS and str(local.get("debian_bootstrap") or "mmdebstrap").strip() == "debootstrap":
+        raise ValueError("local.debian_mode is chrootless, which debootstrap cannot do: set it to emulated, or "
+                         "local.debian_bootstrap to mmdebstrap")
+    return mode
+
+
+def _emulation_fallback(spec: str) -> tuple[str, ...]:
+    """local.emulation_fallback: 'all' or SUITE or SUITE/ARCH entries, e.g. 'bullseye,bookworm/s390x'."""
+    out = []
+    for item in (i.strip() for i in spec.split(",") if i.strip()):
+        suite, _, arch = item.partition("/")
+        known = {a.dpkg for a in arches.IMAGE_ARCHES}
+        # A bootstrap asks with the suite's and the arch's Debian names: any other spelling would never match.
+        if not re.fullmatch(r"[a-z][a-z0-9.-]*", suite) or (arch and arch not in known):
+            raise ValueError(f"local.emulation_fallback: {item!r} is not all, SUITE or SUITE/ARCH "
+                             f"(ARCH one of {', '.join(sorted(known))}), e.g. bullseye or bookworm/s390x")
+        out.append(item)
+    return tuple(out)
 
 
 def _standin_suites(spec: str) -> tuple[tuple[str, str], ...]:

@@ -117,17 +117,18 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
         else:
             todo.append((arch, platform, want))
     if todo and seed.kind != "alpine":
-        rootfs.prepare(local.debian_bootstrap, [arch for arch, _, _ in todo], log)
+        rootfs.prepare(local.debian_bootstrap, [arch for arch, _, _ in todo], log, local.debian_mode)
     # Children are made local.seed_jobs at a time (a foreign arch's bootstrap is one qemu process), and pushed
     # one at a time as each is made, so the index is rewritten by one thread only.
     with ThreadPoolExecutor(max_workers=max(1, min(local.seed_jobs, len(todo)))) as pool:
         started = time.monotonic()
-        making = {pool.submit(make_child, local, seed, arch, platform, log): (arch, platform, want)
-                  for arch, platform, want in todo}
+        making = {pool.submit(make_child, local, seed, arch, platform, log): (arch, platform)
+                  for arch, platform, _ in todo}
         try:
             for done in as_completed(making):
-                arch, platform, want = making[done]
-                children[_key(platform.as_oci())] = _push_child(registry, seed, done.result(), platform, want,
+                arch, platform = making[done]
+                child = done.result()
+                children[_key(platform.as_oci())] = _push_child(registry, seed, child, platform, child.recipe,
                                                                  mount_from)
                 digest = _write_index(registry, seed, list(children.values()))
                 out.seeded.append(arch)

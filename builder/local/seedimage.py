@@ -92,23 +92,38 @@ def seeds(local: LocalSettings, settings: model.ImageSettings) -> list[Seed]:
     return list(out.values())
 
 
+def method(local: LocalSettings) -> rootfs.Method:
+    return rootfs.Method(local.debian_bootstrap, local.debian_mode, local.emulation_fallback)
+
+
+def _rootfs_cache(local: LocalSettings):
+    return local.state_dir / "rootfs"
+
+
+def debian_mode(local: LocalSettings, seed: Seed, arch: str) -> str:
+    """The mode the Debian tree of this child is made in (emulated once chrootless was refused, where allowed)."""
+    return method(local).mode_for(local.suite_for(seed.suite, arch), arch, local.debian_mirror, _rootfs_cache(local))
+
+
 def describe(local: LocalSettings, seed: Seed, arch: str) -> str:
     """What the child for `arch` is made from, in a few words."""
     if seed.kind == "alpine":
         return rootfs.alpine_name(local.alpine_version, arch)
     extra = " plus user ubuntu 1000:1000" if seed.ubuntu_user else ""
-    return f"{local.debian_bootstrap} (Debian {local.suite_for(seed.suite, arch)} minbase{extra}, {arch})"
+    how = " chrootless" if debian_mode(local, seed, arch) == rootfs.CHROOTLESS else ""
+    return f"{local.debian_bootstrap}{how} (Debian {local.suite_for(seed.suite, arch)} minbase{extra}, {arch})"
 
 
-def recipe(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platform) -> str:
-    """Everything a child is made from; raises NotSeedable (tarball absent) or SetupError (tarball tampered)."""
+def recipe(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platform, debian_key: str = "") -> str:
+    """Everything a child is made from; raises NotSeedable (tarball absent) or SetupError (tarball tampered).
+    `debian_key`: the key of the Debian layer it was made from (default: the one it would be made from now)."""
     doc = {"format": FORMAT, "kind": seed.kind, "platform": str(platform)}
     if seed.kind == "alpine":
         name = rootfs.alpine_name(local.alpine_version, arch)
         doc["tarball"] = [name, rootfs.alpine_tarball(local.alpine_dir, local.alpine_version, arch)[1]]
     else:
-        doc["debian"] = rootfs.debian_key(local.debian_bootstrap, local.suite_for(seed.suite, arch), arch,
-                                          local.debian_mirror)
+        doc["debian"] = debian_key or rootfs.debian_key(local.debian_bootstrap, local.suite_for(seed.suite, arch),
+                                                        arch, local.debian_mirror, debian_mode(local, seed, arch))
         if seed.ubuntu_user:
             doc["account"] = [dataclasses.astuple(UBUNTU), UBUNTU_GECOS]
     return sha256_digest(oci.canonical(doc))
@@ -129,6 +144,7 @@ class Child:
     manifest: bytes
     config: bytes
     blobs: tuple[bytes, ...]
+    recipe: str   # what it was made from: a chrootless refusal may have made it emulated
 
 
 def make_child(local: LocalSettings, seed: Seed, arch: str, platform: arches.Platform, log) -> Child:
@@ -137,8 +153,7 @@ def make_child(local: LocalSettings, seed: Seed, arch: str, platform: arches.Pla
         layers, labels, cmd = [(root.blob, root.diff_id, root.source)], {}, ["/bin/sh"]
     else:
         suite = local.suite_for(seed.suite, arch)
-        root = rootfs.debian_layer(local.debian_bootstrap, suite, arch, local.debian_mirror,
-                                   local.state_dir / "rootfs", log)
+        root = rootfs.debian_layer(method(local), suite, arch, local.debian_mirror, _rootfs_cache(local), log)
         layers, cmd = [(root.blob, root.diff_id, root.source)], ["/bin/sh"]
         what = f"Debian {suite} minbase"
         if seed.ubuntu_user:
@@ -160,4 +175,4 @@ def make_child(local: LocalSettings, seed: Seed, arch: str, platform: arches.Pla
         "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
         "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256_digest(b), "size": len(b)} for b, _, _ in layers],
     })
-    return Child(manifest, config, tuple(b for b, _, _ in layers))
+    return Child(manifest, config, tuple(b for b, _, _ in layers), recipe(local, seed, arch, platform, root.key))

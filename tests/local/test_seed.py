@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -213,7 +214,7 @@ def test_a_mirror_that_lacks_a_listed_package_is_named_with_the_file_and_leaves_
     cache = tmp_path / "seed-cache"
     with PartialMirror(s.debian_mirror, missing=("libc6_",)) as mirror:
         with pytest.raises(SetupError) as e:
-            rootfs.debian_layer(s.debian_bootstrap, "trixie", "amd64", mirror.url, cache, io.StringIO())
+            rootfs.debian_layer(seedimage.method(s), "trixie", "amd64", mirror.url, cache, io.StringIO())
     assert mirror.refused, "the bootstrap asked for libc6"
     message = str(e.value)
     wanted = mirror.refused[0].rsplit("/", 1)[-1]
@@ -242,3 +243,100 @@ def test_seed_jobs_must_be_a_whole_number_and_the_error_names_the_key():
     local = dict(project_config().local, seed_jobs="two")
     with pytest.raises(ValueError, match=r"^local.seed_jobs is 'two': give a whole number of bootstraps"):
         config.local_settings(local)
+
+
+def _tree(blob: bytes) -> dict[str, tuple]:
+    """Each entry of a layer as what it is (type, mode, owners, link, content), whatever its mtime."""
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(blob)) as t:
+        for ti in t:
+            data = hashlib.sha256(t.extractfile(ti).read()).hexdigest() if ti.isfile() else ""
+            out[ti.name] = (ti.type, ti.mode, ti.uid, ti.gid, ti.linkname, data)
+    return out
+
+
+def test_a_chrootless_arm64_tree_is_the_emulated_one_with_its_libraries_indexed(settings):
+    """Both kept in the project's seed cache: only a cold run bootstraps (the emulated one under qemu)."""
+    s, _ = settings
+    cache = config.local_settings(project_config().local).state_dir / "rootfs"
+    log = io.StringIO()
+    made = {mode: rootfs.debian_layer(rootfs.Method("mmdebstrap", mode), "trixie", "arm64", s.debian_mirror, cache,
+                                      log) for mode in rootfs.MODES}
+    chrootless, emulated = made[rootfs.CHROOTLESS], made[rootfs.EMULATED]
+    assert chrootless.key != emulated.key
+    assert "by mmdebstrap chrootless from" in chrootless.source and "chrootless" not in emulated.source
+    got, want = _tree(gzip.decompress(chrootless.blob)), _tree(gzip.decompress(emulated.blob))
+    assert sorted(set(got) ^ set(want)) == []
+    assert {n: (want[n], got[n]) for n in got if got[n] != want[n]} == {}
+    # Every mtime is clamped to the same Release date, so the same tree is the same layer.
+    assert chrootless.diff_id == emulated.diff_id
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(chrootless.blob))) as t:
+        cache_file = t.extractfile("./etc/ld.so.cache").read()
+        ld = t.extractfile("./usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1").read(20)
+    # The target's ldconfig indexed the arch's libraries; the host's would leave a bare header (139 bytes).
+    assert b"/lib/aarch64-linux-gnu/libc.so.6" in cache_file and b"ldconfig (Debian GLIBC 2.41" in cache_file
+    assert int.from_bytes(ld[18:20], "little") == 183  # EM_AARCH64
+
+
+def test_a_suite_chrootless_cannot_make_is_refused_in_one_line_naming_suite_arch_and_package(settings, tmp_path):
+    """bullseye's essential packages predate DPKG_ROOT support (bash, base-files, base-passwd...).
+    Run as nobody, the scripts that ignore DPKG_ROOT fail on the host's files instead of rewriting them."""
+    s, _ = settings
+    cache = tmp_path / "seed-cache"
+    passwd = Path("/etc/passwd").read_bytes()
+    with pytest.raises(rootfs.Refused) as e:
+        rootfs.debian_layer(rootfs.Method("mmdebstrap", rootfs.CHROOTLESS, ("bookworm",)), "bullseye", "amd64",
+                            s.debian_mirror, cache, io.StringIO())
+    message = str(e.value)
+    assert message.startswith("mmdebstrap --mode=chrootless cannot make Debian bullseye amd64: the "), message
+    # Which fails first is dpkg's order; these two fail whichever it is.
+    assert "script of bash" in message or ", bash" in message, message
+    assert "script of base-passwd" in message or ", base-passwd" in message, message
+    assert "fails without the target's own binaries (it is not DPKG_ROOT-safe)" in message
+    assert "local.emulation_fallback (bullseye or bullseye/amd64)" in message and "\n" not in message
+    assert not list(cache.iterdir()), "nothing half-made is left in the cache"
+    assert Path("/etc/passwd").read_bytes() == passwd
+
+
+def test_where_the_configuration_allows_it_a_refused_suite_is_made_emulated_and_its_recipe_says_so(settings):
+    """bullseye amd64: native, so its emulated bootstrap needs no qemu; the minideb stand-in pointed at it."""
+    s, image_settings = settings
+    s = dataclasses.replace(s, emulation_fallback=("bullseye/amd64",))
+    minideb = dataclasses.replace(seed_named(s, image_settings, "debian"), suite="bullseye")
+    platform = minideb.flavor.platform_of(arches.get("amd64", arches.IMAGE_ARCHES))
+    chrootless_recipe = seedimage.recipe(s, minideb, "amd64", platform)
+    log = io.StringIO()
+    out = seed.seed_base(s, minideb, ["amd64"], log)
+    assert out.seeded == ["amd64"]
+    [line] = [x for x in log.getvalue().splitlines() if "cannot make Debian bullseye amd64" in x]
+    assert line.endswith("local.emulation_fallback allows it, so it is made under emulation")
+    [child] = index(s, minideb)[0]["manifests"]
+    emulated_key = rootfs.debian_key("mmdebstrap", "bullseye", "amd64", s.debian_mirror, rootfs.EMULATED)
+    assert child["annotations"][seed.RECIPE] == seedimage.recipe(s, minideb, "amd64", platform, emulated_key)
+    assert child["annotations"][seed.RECIPE] != chrootless_recipe
+    assert seedimage.debian_mode(s, minideb, "amd64") == rootfs.EMULATED
+    again = seed.seed_base(s, minideb, ["amd64"], io.StringIO())
+    assert (again.seeded, again.already) == ([], ["amd64"])
+    # Where it is not allowed, the same marker changes nothing: chrootless is tried (and refused) again.
+    strict = dataclasses.replace(s, emulation_fallback=("bookworm",))
+    assert seedimage.debian_mode(strict, minideb, "amd64") == rootfs.CHROOTLESS
+
+
+@pytest.mark.parametrize("key,value,error", [
+    ("debian_mode", "qemu", r"^local.debian_mode is 'qemu': use one of chrootless, emulated$"),
+    ("emulation_fallback", "bookworm/arm", r"^local.emulation_fallback: 'bookworm/arm' is not all, SUITE or SUITE/ARCH"),
+    ("debian_bootstrap", "debootstrap", r"^local.debian_mode is chrootless, which debootstrap cannot do"),
+])
+def test_the_bootstrap_mode_settings_are_checked_and_the_error_names_the_key(key, value, error):
+    with pytest.raises(ValueError, match=error):
+        config.local_settings(dict(project_config().local, **{key: value}))
+
+
+def test_a_second_chrootless_bootstrap_gives_the_same_layer(settings, tmp_path):
+    """Reproducible: the same archive state (mtimes clamped to its Release date) gives the same bytes."""
+    s, _ = settings
+    method = rootfs.Method("mmdebstrap", rootfs.CHROOTLESS)
+    first, second = (rootfs.debian_layer(method, "bookworm", "amd64", s.debian_mirror, tmp_path / name, io.StringIO())
+                     for name in ("first", "second"))
+    assert first.epoch == second.epoch, "the mirror published a new bookworm Release in between; run it again"
+    assert first.digest == second.digest
