@@ -39,7 +39,7 @@ def local_settings(local: Mapping) -> "LocalSettings":
 
 def _debian_mode(local: Mapping) -> str:
     """local.debian_mode: chrootless (the default) or emulated; debootstrap has only the latter."""
-    from builder.local.rootfs import CHROOTLESS, MODES
+    from builder.local.bootstrap import CHROOTLESS, MODES
     mode = str(local.get("debian_mode") or CHROOTLESS).strip()
     if mode not in MODES:
         raise ValueError(f"local.debian_mode is {mode!r}: use one of {', '.join(MODES)}")

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from builder.core import arches, oci
 from builder.image import bases, model
-from builder.local import rootfs
+from builder.local import bootstrap, rootfs
 from builder.local.seedimage import Child, Seed, describe, make_child, recipe, seed_for, seedable, seeds
 from builder.core.host import SetupError, say
 from builder.local.setup import LocalSettings
@@ -117,7 +117,7 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
         else:
             todo.append((arch, platform, want))
     if todo and seed.kind != "alpine":
-        rootfs.prepare(local.debian_bootstrap, [arch for arch, _, _ in todo], log, local.debian_mode)
+        bootstrap.prepare(local.debian_bootstrap, [arch for arch, _, _ in todo], log, local.debian_mode)
     # Children are made local.seed_jobs at a time (a foreign arch's bootstrap is one qemu process), and pushed
     # one at a time as each is made, so the index is rewritten by one thread only.
     with ThreadPoolExecutor(max_workers=max(1, min(local.seed_jobs, len(todo)))) as pool:

@@ -16,7 +16,7 @@ from builder.core.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, sha2
 from builder.image import model
 from builder.image.assembly import accounts, basefs, layer
 from builder.image.assembly.append import iso
-from builder.local import rootfs
+from builder.local import bootstrap, rootfs
 from builder.local.setup import LocalSettings
 
 # Part of every recipe: bump it when a child's content changes for the same inputs, so old children are remade.
@@ -110,7 +110,7 @@ def describe(local: LocalSettings, seed: Seed, arch: str) -> str:
     if seed.kind == "alpine":
         return rootfs.alpine_name(local.alpine_version, arch)
     extra = " plus user ubuntu 1000:1000" if seed.ubuntu_user else ""
-    how = " chrootless" if debian_mode(local, seed, arch) == rootfs.CHROOTLESS else ""
+    how = " chrootless" if debian_mode(local, seed, arch) == bootstrap.CHROOTLESS else ""
     return f"{local.debian_bootstrap}{how} (Debian {local.suite_for(seed.suite, arch)} minbase{extra}, {arch})"
 
 

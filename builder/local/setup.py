@@ -32,7 +32,7 @@ class LocalSettings:
     # (arch, suite) where the arch's Debian stand-in comes from another suite (bookworm has no riscv64).
     debian_suites: tuple[tuple[str, str], ...]
     debian_bootstrap: str    # mmdebstrap or debootstrap
-    debian_mode: str         # chrootless or emulated (rootfs.MODES)
+    debian_mode: str         # chrootless or emulated (bootstrap.MODES)
     emulation_fallback: tuple[str, ...]   # all, SUITE or SUITE/ARCH: where a chrootless refusal is made emulated
     alpine_dir: Path
     alpine_version: str
