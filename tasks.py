@@ -85,9 +85,9 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
     req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
     dest, client = wiring.destination(c.config, registry, repository)
     signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
-    wiring.seed(c.config, req)
+    reads = wiring.seed(c.config, req)
     children = shipping.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol,
-                             allow_vulnerable)
+                             allow_vulnerable, reads)
     for path in push_stage.write_records(cli_path(digests_dir), children):
         print(f"push: wrote {path}")
 
@@ -161,8 +161,7 @@ def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
 def build(c, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
     """Build org/base-gosu:<flavor>-<release>-<arch> images in the local engine from verified gosu."""
     req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    wiring.seed(c.config, req)
-    pipeline.build(req, Engine())
+    pipeline.build(req, Engine(), run=pipeline.plan(req, reads=wiring.seed(c.config, req)))
 
 
 @task(help=SMOKE)
@@ -171,8 +170,9 @@ def smoke(c, flavor=None, arch=None, fetch=None, engine=None, release=None, vuln
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     under = wiring.usage(config.engine_settings, c.config, engine)
     req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    wiring.seed(c.config, req)
-    pipeline.smoke(req, Engine(), under=under)
+    local = Engine()
+    built = pipeline.build(req, local, run=pipeline.plan(req, reads=wiring.seed(c.config, req)))
+    pipeline.smoke(req, local, built, under=under)
 
 
 @task(help=REPRODUCE)

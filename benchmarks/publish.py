@@ -102,7 +102,8 @@ def main() -> None:
     cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
     req = wiring.build_request(cfg, flavor=a.flavor, arch="amd64,arm64")
     engine = Engine()
-    built = pipeline.smoke(req, engine, io.StringIO())  # assembled once; each image checked once
+    # Assembled once; each image checked once.
+    built = pipeline.smoke(req, engine, pipeline.build(req, engine, io.StringIO()), io.StringIO())
     cosign = tools.ensure(config.tool_settings(cfg), "cosign", local.native_arch())
     rows: dict[str, list[tuple[float, int]]] = {}
 

@@ -9,7 +9,6 @@ written or tag moved.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import sys
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from builder.core.engine import Engine
 from builder.image.audit import vulns as vuln_stage
 from builder.image.plan import ImagePlan
-from builder.pipeline import Request, RunPlan, plan, smoke
+from builder.pipeline import Request, RunPlan, build, plan, smoke
 from builder.publish import attest as statements, push as pub, signing, tags
 
 
@@ -45,10 +44,11 @@ def applying(p: ImagePlan) -> str:
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
-            signer: signing.Signer | None = None, allow_eol: bool = False, allow_vulnerable: bool = False) -> Triage:
+            signer: signing.Signer | None = None, allow_eol: bool = False, allow_vulnerable: bool = False,
+            reads: dict | None = None) -> Triage:
     """Plan once, check the guards once (trial, end of life, vulnerable gosu, signing identity, shrink), read
     each release's tags once."""
-    run = plan(req, log)
+    run = plan(req, log, reads)
     pub.check_trial([(p.tag, p.trial) for p in run.images], dest, allow_trial)
     pub.check_eol([(p.tag, str(p.target.flavor.eol or "")) for p in run.images], dest, allow_eol, req.today)
     pub.check_vulnerable([(p.tag, applying(p)) for p in run.images], dest, allow_vulnerable)
@@ -82,8 +82,8 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
     children = dict(triage.have)
     made: dict[str, dict[str, dict]] = {}
     if todo:
-        sub = dataclasses.replace(req, targets=tuple(t for t in req.targets if t.name in todo))
-        built = smoke(sub, engine, log, run=triage.run.only(todo))
+        # The plan names what to build; the request only lends the store, entrypoint and smoke settings.
+        built = smoke(req, engine, build(req, engine, log, triage.run.only(todo)), log)
         for b in built:
             child, documents = pub.push_child(registry, dest, b, log)
             children[b.plan.name] = child
@@ -97,25 +97,26 @@ def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
 
 def push(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
          allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False,
-         allow_vulnerable: bool = False) -> list:
+         allow_vulnerable: bool = False, reads: dict | None = None) -> list:
     """Build and smoke-test what the registry lacks, then push each by digest; no tag is created or moved.
 
     An image whose inputs digest the registry already serves is neither built
     nor pushed: a nightly run with nothing new costs a few registry reads.
     With a signer, each image is signed and attested by digest once pushed
-    (one already signed is left as it is).
+    (one already signed is left as it is). `reads`: pipeline.plan's.
     """
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable, reads)
     return _push(req, engine, registry, dest, log, triage, signer)
 
 
 def publish(req: Request, engine: Engine, registry, dest, log=sys.stderr, allow_shrink: bool = False,
             allow_trial: bool = False, signer: signing.Signer | None = None, allow_eol: bool = False,
-            allow_vulnerable: bool = False):
+            allow_vulnerable: bool = False, reads: dict | None = None):
     """build -> smoke -> push every arch by digest (signed, attested) -> one index per flavor (signed) -> move
-    tags, in that order. Planned once: the guards and the tags read here are not checked or read again."""
+    tags, in that order. Planned once: the guards and the tags read here are not checked or read again.
+    `reads`: pipeline.plan's."""
     start = time.monotonic()
-    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable)
+    triage = _triage(req, registry, dest, allow_shrink, log, allow_trial, signer, allow_eol, allow_vulnerable, reads)
     children = _push(req, engine, registry, dest, log, triage, signer)
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, triage.states)
     report = _move_tags(plans, children, registry, dest, log, signer, triage.present)

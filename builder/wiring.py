@@ -256,10 +256,13 @@ def up(c_config, engine, log) -> None:
     log.write(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}\n")
 
 
-def seed(c_config, req: Request) -> None:
-    """Seed what the local registry lacks for these targets (only when bases come through it)."""
+def seed(c_config, req: Request) -> dict:
+    """Seed what the local registry lacks for these targets (only when bases come through it); returns the base
+    indexes read meanwhile, for the plan to read no base twice (pipeline.plan's `reads`)."""
+    reads: dict = {}
     seed_stage.ensure_bases(usage(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
-                            req.base_reads)
+                            reads)
+    return reads
 
 
 def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,
@@ -275,9 +278,9 @@ def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_
     signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
     if dry_run:  # a dry run changes nothing, the local registry included
         return shipping.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol, allow_vulnerable)
-    seed(c.config, req)
+    reads = seed(c.config, req)
     return shipping.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol,
-                            allow_vulnerable)
+                            allow_vulnerable, reads)
 
 
 def releases(c_config, today: dt.date) -> list[str]:
