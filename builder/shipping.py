@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 from builder.core.engine import Engine
-from builder.image.audit import vulns as vuln_stage
 from builder.image.plan import ImagePlan
 from builder.pipeline import Request, RunPlan, build, plan, smoke
 from builder.publish import attest as statements, push as pub, signing, tags
@@ -27,20 +26,27 @@ def _pushed_targets(req: Request) -> list[tuple[str, str, str]]:
 
 @dataclass
 class Triage:
-    """A publish's plan: the images, their flavors' tags as read once, and what the registry already serves."""
+    """A publish's plan: the images, their flavors' tags as read once, and one record per image in the plan's
+    order: the image the registry already serves with the same inputs, else the planned one (no digest yet)."""
     run: RunPlan
     states: dict[str, dict]         # flavor-release -> tag -> TagState
-    have: dict[str, pub.Child]      # image name -> the child already published with the same inputs
-    revision: tuple[str, str]
+    records: tuple[pub.Child, ...]
     present: set[str] | None = None  # the repository's tags once signing listed them (what is signed)
 
 
-def applying(p: ImagePlan) -> str:
-    """The findings that apply to an image's gosu, by ID ("" if none, or if it was not scanned)."""
-    if p.scan:
-        return ", ".join(f"{v.id} ({', '.join(v.symbols)})" for v in p.scan.affected)
-    count = vuln_stage.parse_label(p.vulns)[0] if p.vulns else 0
-    return f"{count} finding(s) that apply" if count > 0 else ""
+def _guard(children: list[pub.Child], dest, allow_trial: bool, allow_eol: bool, allow_vulnerable: bool,
+           today: dt.date) -> None:
+    """The guards on the records, each checked once before a byte is sent: trial, end of life, vulnerable gosu."""
+    named = [(f"{dest.repository}:{c.key}-{c.arch}", c) for c in children]
+    pub.check_trial([(name, c.trial) for name, c in named], dest, allow_trial)
+    pub.check_eol([(name, c.eol) for name, c in named], dest, allow_eol, today)
+    pub.check_vulnerable([(name, c.applying) for name, c in named], dest, allow_vulnerable)
+
+
+def _served(p: ImagePlan, planned: pub.Child, states: dict) -> pub.Child:
+    """The record of the image one of its release's tags already serves with the same inputs, else `planned`."""
+    existing = tags.reusable(states, planned.platform_key, p.inputs)
+    return pub.record(p, existing) if existing else planned
 
 
 def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: bool = False,
@@ -49,9 +55,8 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     """Plan once, check the guards once (trial, end of life, vulnerable gosu, signing identity, shrink), read
     each release's tags once."""
     run = plan(req, log, reads)
-    pub.check_trial([(p.tag, p.trial) for p in run.images], dest, allow_trial)
-    pub.check_eol([(p.tag, str(p.target.flavor.eol or "")) for p in run.images], dest, allow_eol, req.today)
-    pub.check_vulnerable([(p.tag, applying(p)) for p in run.images], dest, allow_vulnerable)
+    planned = [pub.record(p) for p in run.images]
+    _guard(planned, dest, allow_trial, allow_eol, allow_vulnerable, req.today)
     if signer:
         signer.preflight()
     states = {}
@@ -63,23 +68,17 @@ def _triage(req: Request, registry, dest, allow_shrink: bool, log, allow_trial: 
     for key, tag_states in states.items():
         platforms = {str(t.platform) for t in req.targets if t.flavor.key == key}
         tags.check_shrink(dict(list(tag_states.items())[:-1]), platforms, allow_shrink)
-    revision = (req.revision.commit, req.revision.created)
-    have = {}
-    for p in run.images:
-        existing = tags.reusable(states[p.target.flavor.key], str(p.target.platform), p.inputs)
-        if existing:
-            have[p.name] = pub.existing_child(p.target, p.gosu.version, p.inputs, existing, revision, p.trial,
-                                              p.vulns, p.gosu.kind)
-    return Triage(run, states, have, revision)
+    return Triage(run, states, tuple(_served(p, r, states[r.key]) for p, r in zip(run.images, planned)))
 
 
 def _push(req: Request, engine: Engine, registry, dest, log, triage: Triage,
           signer: signing.Signer | None) -> list[pub.Child]:
-    for child in triage.have.values():
-        log.write(f"push: {child.key}-{child.arch}: registry already serves inputs {child.inputs[:19]} "
-                  f"({child.digest[:19]}); not rebuilt, nothing uploaded\n")
-    todo = {p.name for p in triage.run.images if p.name not in triage.have}
-    children = dict(triage.have)
+    for r in triage.records:
+        if r.in_registry:
+            log.write(f"push: {r.key}-{r.arch}: registry already serves inputs {r.inputs[:19]} "
+                      f"({r.digest[:19]}); not rebuilt, nothing uploaded\n")
+    todo = {p.name for p, r in zip(triage.run.images, triage.records) if not r.in_registry}
+    children = {p.name: r for p, r in zip(triage.run.images, triage.records)}
     made: dict[str, dict[str, dict]] = {}
     if todo:
         # The plan names what to build; the request only lends the store, entrypoint and smoke settings.
@@ -152,11 +151,7 @@ def assemble(children: list, registry, dest, expected: list[tuple[str, str, str]
     With a signer, every child must be (or is now) signed and attested and
     every index is signed by digest before any tag moves to it.
     """
-    pub.check_trial([(f"{dest.repository}:{c.key}-{c.arch}", c.trial) for c in children], dest, allow_trial)
-    pub.check_eol([(f"{dest.repository}:{c.key}-{c.arch}", c.eol) for c in children], dest, allow_eol,
-                  today or dt.date.today())
-    pub.check_vulnerable([(f"{dest.repository}:{c.key}-{c.arch}", c.applying) for c in children], dest,
-                         allow_vulnerable)
+    _guard(children, dest, allow_trial, allow_eol, allow_vulnerable, today or dt.date.today())
     if signer and not dry_run:
         signer.preflight()
     plans = tags.plan(registry, dest, children, expected, allow_shrink)
@@ -172,11 +167,7 @@ def dry_run(req: Request, registry, dest, log=sys.stderr, allow_shrink: bool = F
     """What publish would do: fetch + verify gosu (into the cache), read bases and tags; build and push nothing."""
     t = _triage(req, registry, dest, allow_shrink, log, allow_trial, allow_eol=allow_eol,
                 allow_vulnerable=allow_vulnerable)
-    children = [t.have.get(p.name) or pub.Child(
-        p.target.flavor.name, p.target.flavor.release, p.target.arch.dpkg, p.target.platform.as_oci(),
-        "(new image)", 0, p.inputs, p.gosu.version, *t.revision, uploaded=-1, trial=p.trial,
-        default=p.target.flavor.default, eol=str(p.target.flavor.eol or ""), vulns=p.vulns,
-        gosu_source=p.gosu.kind) for p in t.run.images]
+    children = list(t.records)
     plans = tags.plan(registry, dest, children, _pushed_targets(req), allow_shrink, t.states)
     log.write(f"publish plan for {dest.registry}/{dest.repository} (dry run: nothing is built, pushed or tagged):\n")
     log.write("\n".join(tags.describe(plans, dest)) + "\n")

@@ -75,7 +75,7 @@ class Report:
 
     @property
     def noop(self) -> bool:
-        return not self.moved and not any(c.uploaded for c in self.children)
+        return not self.moved and all(c.in_registry and not c.uploaded for c in self.children)
 
 
 def tags_for(flavor: str, release: str, gosu_version: str, default: bool = True,
@@ -201,9 +201,10 @@ def describe(plans: list[FlavorPlan], dest: Destination) -> list[str]:
     lines = []
     for p in plans:
         for c in p.children:
-            did = ("would build, smoke-test and push" if c.uploaded < 0 else
+            did = ("would build, smoke-test and push" if not c.in_registry else
                    f"uploaded {c.uploaded} bytes" if c.uploaded else "already in the registry, no upload")
-            lines.append(f"  {p.flavor:<15} {c.arch:<8} {c.digest[:19]:<19}  inputs {c.inputs[:19]}  {did}")
+            lines.append(f"  {p.flavor:<15} {c.arch:<8} {(c.digest or '(new image)')[:19]:<19}  "
+                         f"inputs {c.inputs[:19]}  {did}")
         for m in p.moves:
             was = f" (was {m.state.digest[:19]})" if m.state.exists and m.changes else ""
             lines.append(f"  tag {dest.ref(m.tag)}: {m.action}{was}")
