@@ -71,7 +71,7 @@ def signed(rig, tmp_path_factory):
         s = Signed(reg, key, pub_key, other_pub, "", {}, "")
         log = io.StringIO()
         report = publish_signed(rig, s.client(), REPO, s.signer(cosign=rig.cosign), log)
-        s.index = report.plans[0].index_digest
+        s.index = report.layouts[0].index_digest
         s.children = {c.arch: c.digest for c in report.children}
         s.log = log.getvalue()
         yield s
