@@ -65,15 +65,17 @@ def publish(c, flavor=None, arch=None, registry=None, repository=None, dry_run=F
             allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False,
             vuln_db=None, allow_vulnerable=False):
     """Build and smoke-test every flavor/arch, push, sign and attest each by digest, sign each index, move tags."""
-    wiring.publish(**locals())
+    options = shipping.PublishOptions(allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol,
+                                      allow_vulnerable=allow_vulnerable, dry_run=dry_run)
+    wiring.publish(c, fetch, options, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, registry=registry,
+                   repository=repository, sign_key=sign_key, keyless=keyless, unsigned=unsigned)
 
 
 @task(help=RELEASE)
 @cli("release", fetch=IMAGE_FETCH)
 def release(c, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
-    wiring.publish(c, flavor, arch, None, None, False, False, False, wiring.release_fetch(fetch), release=release,
-                   vuln_db=vuln_db)
+    wiring.publish(c, wiring.release_fetch(fetch), flavor=flavor, arch=arch, release=release, vuln_db=vuln_db)
 
 
 @task(help=PUSH)
@@ -84,10 +86,11 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
     """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
     req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
     dest, client = wiring.destination(c.config, registry, repository)
-    signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
-    wiring.seed(c.config, req)
-    children = shipping.push(req, Engine(), client, dest, sys.stdout, allow_shrink, allow_trial, signer, allow_eol,
-                             allow_vulnerable)
+    options = shipping.PublishOptions(allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol,
+                                      allow_vulnerable=allow_vulnerable,
+                                      signer=wiring.signer(c.config, dest, sign_key, keyless, unsigned))
+    reads = wiring.seed(c.config, req)
+    children = shipping.push(req, Engine(), client, dest, sys.stdout, options, reads)
     for path in push_stage.write_records(cli_path(digests_dir), children):
         print(f"push: wrote {path}")
 
@@ -103,9 +106,10 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
                             publishing.publish_arches(c.config, arch), release, today)
     children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c.config, registry, repository)
-    signer = wiring.signer(c.config, dest, sign_key, keyless, unsigned)
-    shipping.assemble(children, client, dest, expected, sys.stdout, allow_shrink, dry_run, allow_trial, signer,
-                      allow_eol, today, allow_vulnerable)
+    options = shipping.PublishOptions(allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol,
+                                      allow_vulnerable=allow_vulnerable, dry_run=dry_run,
+                                      signer=wiring.signer(c.config, dest, sign_key, keyless, unsigned))
+    shipping.assemble(children, client, dest, expected, sys.stdout, options, today)
 
 
 @task(help=MATRIX)
@@ -161,8 +165,7 @@ def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
 def build(c, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
     """Build org/base-gosu:<flavor>-<release>-<arch> images in the local engine from verified gosu."""
     req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    wiring.seed(c.config, req)
-    pipeline.build(req, Engine())
+    pipeline.build(req, Engine(), run=pipeline.plan(req, reads=wiring.seed(c.config, req)))
 
 
 @task(help=SMOKE)
@@ -171,8 +174,9 @@ def smoke(c, flavor=None, arch=None, fetch=None, engine=None, release=None, vuln
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
     under = wiring.usage(config.engine_settings, c.config, engine)
     req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    wiring.seed(c.config, req)
-    pipeline.smoke(req, Engine(), under=under)
+    local = Engine()
+    built = pipeline.build(req, local, run=pipeline.plan(req, reads=wiring.seed(c.config, req)))
+    pipeline.smoke(req, local, built, under=under)
 
 
 @task(help=REPRODUCE)

@@ -2,7 +2,9 @@
 takes the plan on to a registry.
 
 Every entry plans once (`plan`) and hands the plan down; nothing below it
-fetches gosu, resolves a base or reads a tag a second time.
+fetches gosu, resolves a base or reads a tag a second time. Each stage takes
+what the one before returned, and the caller chains them (`smoke` runs the
+checks on what `build` returned).
 """
 
 from __future__ import annotations
@@ -45,8 +47,6 @@ class Request:
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
     nss_wrapper: "nsswrapper.NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
     vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)
-    # Base indexes already read this run (seeding reads them first): each is read once.
-    base_reads: dict = field(default_factory=dict, compare=False, repr=False)
     # The day the EOL guard and warnings go by (the wiring reads the clock; tests set it).
     today: dt.date = field(default_factory=dt.date.today)
 
@@ -72,9 +72,13 @@ def fetch_for(req: Request, log=sys.stderr) -> dict[str, Fetched]:
     return {f.arch: f for f in report.fetched}
 
 
-def plan(req: Request, log=sys.stderr) -> RunPlan:
+def plan(req: Request, log=sys.stderr, reads: dict | None = None) -> RunPlan:
     """fetch + verify gosu (and the glibc flavors' nss_wrapper) once per arch, resolve each base to its digest
-    once, and plan every image."""
+    once, and plan every image.
+
+    `reads`: the base indexes this run already read (seeding reads them first: wiring.seed returns them), so
+    each is read once; they are copied, not added to.
+    """
     fetched = fetch_for(req, log)
     s = req.settings
     account = Account(s.ops_user, s.ops_uid, s.ops_gid)
@@ -89,9 +93,9 @@ def plan(req: Request, log=sys.stderr) -> RunPlan:
     nss = req.nss_wrapper
     wants = [t for t in req.targets if nss and nss.wanted(t)]
     libs = nsswrapper.fetch(nss, [t.arch.dpkg for t in wants], log) if wants else {}
-    out = []
+    out, known = [], dict(reads or {})
     for t in req.targets:
-        base = bases.resolve_base(s, t.flavor, t.arch, req.base_reads)
+        base = bases.resolve_base(s, t.flavor, t.arch, known)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
                               req.entrypoint, libs[t.arch.dpkg] if t in wants else None,
                               scans.get(t.arch.gosu), unscanned.get(t.arch.gosu) or unscanned.get("*", "")))
@@ -154,12 +158,11 @@ def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
                    a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None)
 
 
-def smoke(req: Request, engine: Engine, log=sys.stderr, under: engines.EngineSettings | None = None,
-          run: RunPlan | None = None) -> list[make.Built]:
-    """Build (cached layers make this cheap), then run every check on every image, in the engine `under`
-    names (default: the one that built them; another gets the images copied in)."""
+def smoke(req: Request, engine: Engine, built: list[make.Built], log=sys.stderr,
+          under: engines.EngineSettings | None = None) -> list[make.Built]:
+    """Run every check on every image `build` returned (and return them), in the engine `under` names
+    (default: `engine`, the one that built them; another gets the images copied in)."""
     from builder.smoke import run as smoke_stage
-    built = build(req, engine, log, run)
     emulation.ensure([b.target.arch.dpkg for b in built], log, "smoke")
     with engines.opened(under or engines.EngineSettings(), log) as runner:
         if runner.mode == engine.mode:

@@ -8,6 +8,7 @@ inputs are gathered once, here, then planned once (pipeline.plan).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -256,28 +257,29 @@ def up(c_config, engine, log) -> None:
     log.write(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}\n")
 
 
-def seed(c_config, req: Request) -> None:
-    """Seed what the local registry lacks for these targets (only when bases come through it)."""
+def seed(c_config, req: Request) -> dict:
+    """Seed what the local registry lacks for these targets (only when bases come through it); returns the base
+    indexes read meanwhile, for the plan to read no base twice (pipeline.plan's `reads`)."""
+    reads: dict = {}
     seed_stage.ensure_bases(usage(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
-                            req.base_reads)
+                            reads)
+    return reads
 
 
-def publish(c, flavor, arch, registry, repository, dry_run, allow_shrink, allow_trial, fetch, sign_key=None,
-            keyless=False, unsigned=False, log=sys.stdout, release=None, allow_eol=False, vuln_db=None,
-            allow_vulnerable=False):
-    """`invoke publish` and `release`: one request, destination and signer, then the dry run or the publish."""
+def publish(c, fetch, options: shipping.PublishOptions = shipping.PublishOptions(), flavor=None, arch=None,
+            release=None, vuln_db=None, registry=None, repository=None, sign_key=None, keyless=False,
+            unsigned=False, log=sys.stdout):
+    """`invoke publish` and `release`: one request, destination and signer (in `options`), then the publish or
+    its dry run."""
     dest, client = destination(c.config, registry, repository)  # where to is the first thing a user gets wrong
     req = build_request(c.config, flavor=flavor, arch=publishing.publish_arches(c.config, arch), release=release,
                         vuln_db=vuln_db, **fetch)
     note = usage(config.local_default_note, c.config)
     if note and not release:
         log.write(f"{note}\n")
-    signer_ = signer(c.config, dest, sign_key, keyless, unsigned)
-    if dry_run:  # a dry run changes nothing, the local registry included
-        return shipping.dry_run(req, client, dest, log, allow_shrink, allow_trial, allow_eol, allow_vulnerable)
-    seed(c.config, req)
-    return shipping.publish(req, Engine(), client, dest, log, allow_shrink, allow_trial, signer_, allow_eol,
-                            allow_vulnerable)
+    options = dataclasses.replace(options, signer=signer(c.config, dest, sign_key, keyless, unsigned))
+    reads = {} if options.dry_run else seed(c.config, req)  # a dry run changes nothing, the local registry included
+    return shipping.publish(req, Engine(), client, dest, log, options, reads)
 
 
 def releases(c_config, today: dt.date) -> list[str]:

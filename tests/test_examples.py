@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from builder import shipping, wiring
+from builder.shipping import PublishOptions
 from builder.core import oci
 from builder.publish.push import Destination
 from builder.core.registry import OCI_INDEX, Registry
@@ -47,7 +48,7 @@ def published(rig):
     unlinked = {d for d in base_layers if not client.blob_exists(REPO, d)}
     # Signed with the local key pair, as `invoke publish` to the local registry does.
     report = shipping.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
-                              signer=wiring.signer(rig.cfg, dest))
+                              PublishOptions(signer=wiring.signer(rig.cfg, dest)))
     return dest, client, report, unlinked
 
 

@@ -1,22 +1,27 @@
-"""Pushing: each smoke-tested per-arch image goes up by digest and becomes a `Child` record.
+"""Pushing: each smoke-tested per-arch image goes up by digest, and every image a publish hands on is a `Child`.
 
+A `Child` is made in one place (`record`): from an image's plan, before
+anything is built (no digest yet), then with the descriptor of the image
+the registry serves, pushed by this run (`push_child`) or already there.
 Pushing and tagging can run on different machines (the nightly matrix):
-`push_child` uploads one smoke-tested image by digest and returns a `Child`
-record (written to a file by `invoke push`); publish/tags.py turns such
-records into one OCI index per flavor and moves its tags. Trial images are
-stopped here, before a byte is sent.
+`invoke push` writes its records to files, and publish/tags.py turns such
+records into one OCI index per flavor release and moves its tags. The
+guards read records too: trial images, images past their base's end of
+life and images with a vulnerable gosu are stopped before a byte is sent.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from builder.core.errors import BuilderError
 from builder.image import audit
 from builder.image.assembly.append import base_layer
+from builder.image.audit.vulns import parse_label
 from builder.image.make import Built
+from builder.image.plan import ImagePlan
 from builder.core.refs import split_ref
 from builder.publish import attest
 from builder.core.oci import platform_key
@@ -39,7 +44,11 @@ class Destination:
 
 @dataclass(frozen=True)
 class Child:
-    """One per-arch image in the registry: what a push job hands to the assemble job."""
+    """One per-arch image a publish hands on: what a push job hands to the assemble job, and what the guards read.
+
+    Made by `record` alone. Until the image is in the registry (planned, or a
+    dry run's "would push") its digest is "".
+    """
     flavor: str
     release: str
     arch: str
@@ -50,22 +59,32 @@ class Child:
     gosu_version: str
     revision: str
     created: str
-    uploaded: int = 0  # bytes this push sent (0: the registry had it; -1: a dry run's "would push")
+    uploaded: int = 0  # bytes this push sent (0: the registry had it, or nothing is pushed yet)
     media_type: str = OCI_MANIFEST
     trial: str = ""    # why this image is a trial image ("" for production inputs only)
     default: bool = True  # its flavor's default release: the tag <flavor> follows it
     eol: str = ""      # its base release's end of life, as the label org.base-gosu.base.eol says ("" if none known)
     vulns: str = ""    # its org.base-gosu.gosu.vulns label ("" if gosu was not scanned)
     gosu_source: str = ""  # github, debian or rebuild ("": a record from before it was kept; not rebuild)
+    # The findings that apply, by ID, when this run scanned gosu; never written to a push record (its reader
+    # has the label's count), so two records of one image are equal whether or not they carry them.
+    findings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.flavor}-{self.release}"
 
     @property
+    def in_registry(self) -> bool:
+        return bool(self.digest)
+
+    @property
     def applying(self) -> str:
-        count = int(self.vulns.split(";", 1)[0]) if self.vulns[:1].isdigit() else 0
-        return f"{count} finding(s) that apply (label {self.vulns})" if count else ""
+        """The findings that apply to its gosu ("" if none, or if it was not scanned)."""
+        if self.findings:
+            return ", ".join(self.findings)
+        count = parse_label(self.vulns)[0] if self.vulns else 0
+        return f"{count} finding(s) that apply (label {self.vulns})" if count > 0 else ""
 
     @property
     def platform_key(self) -> str:
@@ -75,16 +94,32 @@ class Child:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, "platform": self.platform}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        del data["findings"]
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_file(cls, path: Path) -> "Child":
         try:
             data = json.loads(path.read_text())
-            return cls(**data)
+            child = cls(**data)
+            if child.vulns:  # a label that does not parse makes the record unreadable: the guard never guesses
+                parse_label(child.vulns)
+            return child
         except (OSError, ValueError, TypeError) as e:
             raise PublishError(f"digest file {path} is unreadable or not a push record ({e}); "
                                "re-run `invoke push` for that flavor and arch") from None
+
+
+def record(plan: ImagePlan, image: dict | None = None, uploaded: int = 0) -> Child:
+    """The record of a planned image; with `image` (a descriptor), of the image the registry serves for it."""
+    target, image = plan.target, image or {}
+    findings = tuple(f"{v.id} ({', '.join(v.symbols)})" for v in plan.scan.affected) if plan.scan else ()
+    return Child(target.flavor.name, target.flavor.release, target.arch.dpkg,
+                 image.get("platform") or target.platform.as_oci(), image.get("digest", ""), image.get("size", 0),
+                 plan.inputs, plan.gosu.version, plan.revision.commit, plan.revision.created, uploaded=uploaded,
+                 media_type=image.get("mediaType", OCI_MANIFEST), trial=plan.trial, default=target.flavor.default,
+                 eol=str(target.flavor.eol or ""), vulns=plan.vulns, gosu_source=plan.gosu.kind, findings=findings)
 
 
 def write_records(directory: Path, children: list[Child]) -> list[Path]:
@@ -106,15 +141,6 @@ def read_records(directory: Path) -> list[Child]:
         raise PublishError(f"no push records (*.json) in {directory}: run `invoke push --digests-dir "
                            f"{directory}` for each flavor and arch first (in CI: download the push jobs' artifacts)")
     return [Child.from_file(p) for p in paths]
-
-
-def existing_child(target, gosu_version: str, inputs: str, descriptor: dict, revision: tuple[str, str],
-                   trial: str = "", vulns: str = "", gosu_source: str = "") -> Child:
-    """The record for an image the registry already serves with these inputs (nothing to upload)."""
-    return Child(target.flavor.name, target.flavor.release, target.arch.dpkg, descriptor["platform"],
-                 descriptor["digest"], descriptor["size"], inputs, gosu_version, *revision,
-                 media_type=descriptor.get("mediaType", OCI_MANIFEST), trial=trial, default=target.flavor.default,
-                 eol=str(target.flavor.eol or ""), vulns=vulns, gosu_source=gosu_source)
 
 
 def _refuse_beyond_local(found: list[tuple[str, object]], dest: Destination, allowed: bool, words) -> None:
@@ -224,10 +250,7 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> tupl
     vex = f", VEX {attached.vex[:19]}" if attached.vex else ""
     log.write(f"push: {target.name}: {dest.ref(pushed.digest)} ({sent} bytes uploaded); SBOM "
               f"{attached.sbom[:19]}, provenance {attached.provenance[:19]}{vex} attached\n")
-    child = Child(target.flavor.name, target.flavor.release, target.arch.dpkg, pushed.platform, pushed.digest,
-                  pushed.size, built.inputs, built.plan.gosu.version, built.plan.revision.commit,
-                  built.plan.revision.created, uploaded=sent, trial=built.trial, default=target.flavor.default,
-                  eol=str(target.flavor.eol or ""), vulns=built.plan.vulns, gosu_source=built.plan.gosu.kind)
+    child = record(built.plan, pushed.descriptor(), sent)
     return child, attest.predicates(attached.sbom_doc, attached.provenance_doc, pushed.digest, vex=attached.vex_doc)
 
 

@@ -168,32 +168,31 @@ def has(registry: Registry, repo: str, digest: str, suffix: str = "sig") -> bool
     return registry.get_manifest(repo, sig_tag(digest, suffix)) is not None
 
 
-def present_tags(registry: Registry, repo: str) -> set[str]:
+def present_tags(registry: Registry, repo: str) -> frozenset[str]:
     """The repository's tags, read once per run: which digests already carry a signature (.sig) or an
-    attestation (.att). `seal` adds what it makes."""
-    return registry.list_tags(repo)
+    attestation (.att)."""
+    return frozenset(registry.list_tags(repo))
 
 
 Documents = Callable[[Registry, str, str], dict[str, dict]]
 
 
 def seal(signer: Signer, registry: Registry, dest, digest: str, documents: Documents | None, log,
-         present: set[str]) -> None:
+         present: frozenset[str]) -> None:
     """Sign a manifest by digest (and attest a per-arch one's documents), unless that is already done.
 
     `present` is the repository's tags as this run read them (present_tags), so a republish of
-    unchanged images reads no signature and signs nothing new.
+    unchanged images reads no signature and signs nothing new. Each digest is sealed once a run, so
+    what this adds is never looked for again.
     """
     ref = dest.ref(digest)
     if sig_tag(digest) not in present:
         signer.sign(registry, ref)
-        present.add(sig_tag(digest))
         log.write(f"sign: {ref} signed ({signer.identity.describe()})\n")
     if documents and sig_tag(digest, "att") not in present:
         kinds = documents(registry, dest.repository, digest)
         for kind, predicate in kinds.items():
             signer.attest(registry, ref, kind, predicate)
-        present.add(sig_tag(digest, "att"))
         log.write(f"sign: {ref} attested ({', '.join(kinds)})\n")
 
 

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from builder import config, shipping
+from builder.shipping import PublishOptions
 from builder.core.emulation import native_arch
 from builder.local import setup, tools
 from builder.publish import push as pub, signing
@@ -48,7 +49,7 @@ def mirrored(rig, tmp_path_factory):
         signer = signing.Signer(rig.cosign, signing.Identity(key=str(tmp / "release.key")),
                                 {**os.environ, "COSIGN_PASSWORD": ""})
         shipping.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], io.StringIO(),
-                          allow_trial=True, allow_eol=True, signer=signer)
+                          PublishOptions(allow_trial=True, allow_eol=True, signer=signer))
         docker_config = tmp / "docker-config"
         b.logged_in_engine(docker_config)
         env = {**os.environ, "DOCKER_CONFIG": str(docker_config)}

@@ -15,6 +15,7 @@ import pytest
 
 from builder.local import setup as local
 from builder import shipping
+from builder.shipping import PublishOptions
 from builder.publish import push as pub
 from builder.image.assembly import layer
 from builder.publish.push import Destination
@@ -81,7 +82,8 @@ def test_reproduce_says_identical_then_names_what_was_tampered(rig, registry):
     built = [rig.built("alpine", a) for a in ARCHES]
     dest = Destination(registry.host, REPO)
     children = [pub.push_child(registry, dest, b, io.StringIO())[0] for b in built]
-    shipping.assemble(children, registry, dest, [("alpine", "3.20", a) for a in ARCHES], io.StringIO(), allow_trial=True, allow_eol=True)
+    shipping.assemble(children, registry, dest, [("alpine", "3.20", a) for a in ARCHES], io.StringIO(),
+                      PublishOptions(allow_trial=True, allow_eol=True))
 
     ok = reproduce(f"{registry.host}/{REPO}:alpine")
     assert ok.returncode == 0, ok.stdout + ok.stderr

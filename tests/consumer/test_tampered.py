@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from builder import shipping, wiring
+from builder.shipping import PublishOptions
 from builder.core.registry import DigestMismatch, Registry
 from builder.publish import tags
 from builder.publish.push import Destination
@@ -40,7 +41,7 @@ def published(rig):
     dest = Destination(f"127.0.0.1:{rig.cfg.local['registry_port']}", REPO, local=True)
     client = Registry(dest.registry)
     shipping.publish(rig.request("alpine", "amd64"), rig.engine, client, dest, io.StringIO(),
-                     signer=wiring.signer(rig.cfg, dest))
+                     PublishOptions(signer=wiring.signer(rig.cfg, dest)))
     return dest
 
 

@@ -405,7 +405,7 @@ def test_images_with_rebuilt_gosu_pass_the_smoke_suite(rig, archive):
     req = wiring.build_request(cfg, flavor="alpine", arch="amd64", source="rebuild")
     req = dataclasses.replace(req, settings=dataclasses.replace(req.settings,
                                                                 repository=req.settings.repository + "-rebuild"))
-    [built] = pipeline.smoke(req, rig.engine, log=io.StringIO())
+    [built] = pipeline.smoke(req, rig.engine, pipeline.build(req, rig.engine, io.StringIO()), io.StringIO())
     labels = built.labels
     assert labels["org.base-gosu.gosu.source"] == "rebuild"
     assert labels["org.base-gosu.gosu.rebuild.go-version"].startswith("go1.")

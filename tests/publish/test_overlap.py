@@ -105,13 +105,13 @@ def test_a_signature_deleted_underneath_moves_no_tag(registry):
     client.put_manifest(dest.repository, child.digest, child.body, OCI_INDEX)
     record = Child("alpine", "3.20", "amd64", {"os": "linux", "architecture": "amd64"}, child.digest,
                    len(child.body), "sha256:" + "0" * 64, "1.17", "0" * 40, "2026-01-01T00:00:00Z")
-    plan = tags.FlavorPlan("alpine", (record,), index("2026-01-02T00:00:00Z").body, ())
-    missing = tags.gone(client, dest, [plan], signed=True)
+    lay = tags.Layout("alpine", (record,), index("2026-01-02T00:00:00Z").body, ())
+    missing = tags.gone(client, dest, [lay], signed=True)
     assert missing == [f"the signature of {dest.ref(child.digest)} (alpine amd64)",
                        f"the attestations of {dest.ref(child.digest)} (alpine amd64)",
-                       f"the signature of index {dest.ref(plan.index_digest)} (alpine)"]
+                       f"the signature of index {dest.ref(lay.index_digest)} (alpine)"]
     with pytest.raises(PublishError, match="deleted from the registry .* No tag was moved"):
-        tags.apply(client, dest, [tags.FlavorPlan("alpine", plan.children, plan.index,
-                                                  (tags.TagMove("alpine", "create", tags.TagState("alpine")),))],
-                   io.StringIO(), seal=lambda digest, per_arch: None)
+        tags.apply(client, dest, [tags.Layout("alpine", lay.children, lay.index,
+                                              (tags.TagMove("alpine", "create", tags.TagState("alpine")),))],
+                   io.StringIO(), seal=lambda digest: None)
     assert settle.read(client, dest.repository, "alpine") is None

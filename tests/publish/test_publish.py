@@ -23,6 +23,7 @@ from builder.image import model
 from builder.local import setup as local
 from builder.core import oci
 from builder import pipeline, shipping
+from builder.shipping import PublishOptions
 from builder.publish import push as pub, tags as tagging
 from builder.image.audit import goinfo, provenance, referrers, sbom
 from builder.publish.push import Destination, PublishError
@@ -63,7 +64,7 @@ def publish_built(built: list, client: Registry, engine, log=None):
     dest = Destination(client.host, REPO)
     children = [pub.push_child(client, dest, b, log)[0] for b in built]
     return shipping.assemble(children, client, dest, [("alpine", b.target.flavor.release, b.target.arch.dpkg) for b in built], log,
-                             allow_trial=True, allow_eol=True)
+                             PublishOptions(allow_trial=True, allow_eol=True))
 
 
 def old_state(rig, reg) -> dict[str, str | None]:
@@ -100,8 +101,8 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
                f"{rig.mirror.fingerprint}, which is not pinned in keys/" in str(refused.value)
         assert "--allow-trial" in str(refused.value) and "Nothing was pushed" in str(refused.value)
         assert proxy.writes() == []
-        shipping.dry_run(req, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO), plan_log,
-                         allow_trial=True, allow_eol=True)
+        shipping.publish(req, rig.engine, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO),
+                         plan_log, PublishOptions(allow_trial=True, allow_eol=True, dry_run=True))
         assert proxy.writes() == [], "a dry run must not write to the registry"
         assert plan_log.getvalue().count("would build, smoke-test and push") == 2
         assert plan_log.getvalue().count(": create") == 3
@@ -110,7 +111,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
 
     client = Registry(reg.host, creds, retries=2, backoff=0.05)
     log = io.StringIO()
-    report = shipping.publish(req, rig.engine, client, dest, log, allow_trial=True, allow_eol=True)
+    report = shipping.publish(req, rig.engine, client, dest, log, PublishOptions(allow_trial=True, allow_eol=True))
     assert not report.noop and client.bytes_uploaded > 0
     digests = tag_digests(client, rig)
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
@@ -142,7 +143,7 @@ def test_publish_multiarch_index_three_tags_runnable_then_noop(rig, reg, tmp_pat
         {oci.platform_key(m["platform"]): m["digest"].split(":")[1] for m in index["manifests"]}
 
     again, log2 = Registry(reg.host, creds, retries=2, backoff=0.05), io.StringIO()
-    report2 = shipping.publish(req, rig.engine, again, dest, log2, allow_trial=True, allow_eol=True)
+    report2 = shipping.publish(req, rig.engine, again, dest, log2, PublishOptions(allow_trial=True, allow_eol=True))
     assert report2.noop and again.bytes_uploaded == 0, log2.getvalue()
     assert "zero bytes pushed" in log2.getvalue()
     assert "smoke:" not in log2.getvalue(), "unchanged inputs are neither rebuilt nor smoke-tested"
@@ -228,7 +229,7 @@ def test_smoke_failure_in_one_arch_moves_no_tag(rig, reg):
     req = dataclasses.replace(req, settings=settings, targets=tuple(model.Target(flavor, t.arch) for t in req.targets))
     client, log = reg.client(), io.StringIO()
     with pytest.raises(pipeline.PipelineError, match="smoke check"):
-        shipping.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True, allow_eol=True)
+        shipping.publish(req, rig.engine, client, Destination(reg.host, REPO), log, PublishOptions(allow_trial=True, allow_eol=True))
     assert f"SMOKE FAILED {REPO}:alpine-3.20-arm64: uname -m" in log.getvalue()
     assert f"SMOKE FAILED {REPO}:alpine-3.20-amd64" not in log.getvalue()
     assert client.bytes_uploaded == 0, "nothing is pushed unless every arch passed"
@@ -254,12 +255,12 @@ def test_registry_stopped_mid_publish_leaves_tags_then_rerun_completes(rig, reg)
     client = StopsAfterFirstManifest(reg.host, creds, retries=1, backoff=0.05, on_manifest=reg.stop)
     req = rig.request("alpine", "amd64,arm64")
     with pytest.raises(RegistryError, match=f"registry {reg.host}.*Connection refused"):
-        shipping.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO(), allow_trial=True, allow_eol=True)
+        shipping.publish(req, rig.engine, client, Destination(reg.host, REPO), io.StringIO(), PublishOptions(allow_trial=True, allow_eol=True))
     reg.start()
     assert tag_digests(reg.client(), rig) == before
 
     log = io.StringIO()
-    report = shipping.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log, allow_trial=True, allow_eol=True)
+    report = shipping.publish(req, rig.engine, reg.client(), Destination(reg.host, REPO), log, PublishOptions(allow_trial=True, allow_eol=True))
     after = tag_digests(reg.client(), rig)
     floating, release, immutable = tags(rig)
     assert report.moved == [floating, release]
@@ -398,7 +399,7 @@ def test_an_eol_release_is_refused_elsewhere_before_a_byte_then_goes_with_allow_
     try:
         with pytest.raises(PublishError) as refused:
             shipping.publish(req, rig.engine, Registry(proxy.host, creds, retries=1), Destination(proxy.host, REPO),
-                             io.StringIO(), allow_trial=True)
+                             io.StringIO(), PublishOptions(allow_trial=True))
         assert "alpine-3.20-amd64: its base release reached its end of life on 2026-04-01" in str(refused.value)
         assert "--allow-eol" in str(refused.value) and "Nothing was pushed" in str(refused.value)
         assert proxy.writes() == []
@@ -406,7 +407,7 @@ def test_an_eol_release_is_refused_elsewhere_before_a_byte_then_goes_with_allow_
         proxy.close()
     client = reg.client()
     log = io.StringIO()
-    shipping.publish(req, rig.engine, client, Destination(reg.host, REPO), log, allow_trial=True, allow_eol=True)
+    shipping.publish(req, rig.engine, client, Destination(reg.host, REPO), log, PublishOptions(allow_trial=True, allow_eol=True))
     assert "warning: alpine 3.20 (alpine:3.20) reached its end of life on 2026-04-01" in log.getvalue()
     index = json.loads(client.get_manifest(REPO, "alpine-3.20")[0])
     [child] = index["manifests"]

@@ -15,6 +15,7 @@ import pytest
 
 from builder.core import oci
 from builder import shipping
+from builder.shipping import PublishOptions
 from builder.publish import push as pub, signing, attest as statements, tags
 from builder.consumer import verify as trustcheck
 from builder.publish.push import Destination
@@ -56,8 +57,8 @@ class Signed:
 def publish_signed(rig, client: Registry, repo: str, signer, log) -> tags.Report:
     dest = Destination(client.host, repo)
     children = [pub.push_child(client, dest, b, log)[0] for b in [rig.built("alpine", a) for a in ARCHES]]
-    return shipping.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], log, allow_trial=True, allow_eol=True,
-                             signer=signer)
+    return shipping.assemble(children, client, dest, [("alpine", "3.20", a) for a in ARCHES], log,
+                             PublishOptions(allow_trial=True, allow_eol=True, signer=signer))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def signed(rig, tmp_path_factory):
         s = Signed(reg, key, pub_key, other_pub, "", {}, "")
         log = io.StringIO()
         report = publish_signed(rig, s.client(), REPO, s.signer(cosign=rig.cosign), log)
-        s.index = report.plans[0].index_digest
+        s.index = report.layouts[0].index_digest
         s.children = {c.arch: c.digest for c in report.children}
         s.log = log.getvalue()
         yield s

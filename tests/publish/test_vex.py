@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from builder import config, pipeline, shipping
+from builder.shipping import PublishOptions
 from builder.consumer import show, verify as trustcheck
 from builder.core.emulation import native_arch
 from builder.core.registry import Registry
@@ -61,7 +62,7 @@ def test_a_finding_that_applies_is_refused_beyond_the_local_registry_before_anyt
     # alpine 3.20, the release seedable here, is past its end of life: allowed, so the finding is what stops it.
     with pytest.raises(pub.PublishError, match="gosu has vulnerable code present.*--allow-vulnerable"):
         shipping.assemble([p["child"]], p["client"], elsewhere, [expected(p["child"])], io.StringIO(),
-                          allow_trial=True, signer=p["signer"], allow_eol=True)
+                          PublishOptions(allow_trial=True, allow_eol=True, signer=p["signer"]))
     assert p["client"].get_manifest(p["repo"], "alpine") is None
     assert re.search(r"vulns: gosu \S+ amd64: \d applying: GO-2099-0001 \(os/exec.LookPath\)", p["log"].getvalue())
 
@@ -70,7 +71,7 @@ def test_the_vex_is_attached_attested_and_verified(published, tmp_path):
     p = published
     log = io.StringIO()
     shipping.assemble([p["child"]], p["client"], Destination(p["client"].host, p["repo"], local=True),
-                      [expected(p["child"])], log, allow_trial=True, signer=p["signer"])
+                      [expected(p["child"])], log, PublishOptions(allow_trial=True, signer=p["signer"]))
     assert "attested (cyclonedx, slsaprovenance1, openvex)" in log.getvalue()
     ref = f"{p['client'].host}/{p['repo']}"
     doc = json.loads(show.show(p["client"], p["repo"], "alpine", "vex", "linux/amd64"))
