@@ -138,7 +138,8 @@ def test_busybox_lines_as_adduser_writes_them_without_the_member_list():
 
 
 def recipe_with(nss: bytes) -> append.Recipe:
-    return append.Recipe(append.BaseRef("127.0.0.1:5000", "base", "sha256:" + "1" * 64), b"gosu", b"#!/bin/sh\n",
+    return append.Recipe(append.BaseRef("127.0.0.1:5000", "base", "sha256:" + "1" * 64), b"gosu",
+                         append.Entrypoint.of({"entrypoint.sh": b"#!/bin/sh\n"}),
                          OPS, EPOCH, {}, nss_wrapper=nss)
 
 
