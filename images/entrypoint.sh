@@ -40,7 +40,8 @@ use() {
 
 [ "$#" -gt 0 ] || die "no command given; pass one, e.g. docker run IMAGE sh"
 
-# One read of our own status gives the ids, groups and effective capabilities, no fork.
+# One read of our own status gives the ids, groups and effective capabilities
+# (the last of them), no fork.
 my_uid='' my_gid='' my_groups='' cap_eff=''
 # shellcheck disable=SC2034 # my_gid: read by entrypoint-arbitrary-uid.sh
 while read -r key v1 v2; do
@@ -48,7 +49,10 @@ while read -r key v1 v2; do
 	Uid:) my_uid=$v1 ;;
 	Gid:) my_gid=$v1 ;;
 	Groups:) my_groups="$v1 $v2" ;;
-	CapEff:) cap_eff=$v1 ;;
+	CapEff:)
+		cap_eff=$v1
+		break
+		;;
 	esac
 done <"$root/proc/self/status"
 
@@ -307,8 +311,13 @@ if [ -n "$fds" ]; then
 	# Inside $( ): busybox ash applies a builtin-level redirection such as
 	# 2>/dev/null in the parent around vfork, which would make /proc/$$/fd/2
 	# point at /dev/null while chown runs.
+	# Not through act: a function would cost the subshell a fork of its own.
 	# shellcheck disable=SC2086 # word splitting of the fd list is intended
-	err=$(act chown "$uid:$gid" $fds 2>&1) || warn "cannot hand stdio to $uid:$gid, so /dev/stdout may not open: $err"
+	if [ -n "${ENTRYPOINT_DRY_RUN:-}" ]; then
+		echo chown "$uid:$gid" $fds
+	else
+		err=$(chown "$uid:$gid" $fds 2>&1) || warn "cannot hand stdio to $uid:$gid, so /dev/stdout may not open: $err"
+	fi
 fi
 
 [ -z "$app_env" ] || set -- env "$app_env" "$@"
