@@ -273,9 +273,9 @@ def main_in_container(flavors: list[str], runs: int, before: str) -> None:
                     FLAVOR_IMAGES[flavor], old, timer, runs):
                 goal = {"nothing to change": "1.5", "restart after remap": "1.5"}.get(scenario, "")
                 o50, o95, of = old_t or (0, 0, 0)
-                before = f"{o50 / 1000:8.2f}/{o95 / 1000:<8.2f} {o50 / b50:6.2f}" if old_t else f"{'-':>25}"
+                was = f"{o50 / 1000:8.2f}/{o95 / 1000:<8.2f} {o50 / b50:6.2f}" if old_t else f"{'-':>25}"
                 failed = f"  ({bf}/{of}/{nf} runs failed)" if bf or of or nf else ""
-                print(f"{flavor:8} {scenario:34} {b50 / 1000:9.2f}/{b95 / 1000:<9.2f} {before} "
+                print(f"{flavor:8} {scenario:34} {b50 / 1000:9.2f}/{b95 / 1000:<9.2f} {was} "
                       f"{n50 / 1000:8.2f}/{n95 / 1000:<7.2f} {n50 / b50:6.2f}  {goal}{failed}", file=table)
     print(f"p50 and p95 over {runs} interleaved runs each; ratio: p50 over the baseline's p50; before: "
           f"the entrypoint of {before or 'the commit before the split'}")

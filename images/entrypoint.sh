@@ -225,11 +225,15 @@ is_in() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
 # gosu gives the app the groups /etc/group lists the account in, and drops
 # every other: the groups the engine added to root's own (--group-add,
 # Kubernetes supplementalGroups and fsGroup) must be listed to survive.
-# Root's own are gid 0 and those that list root, as the engine computed them.
+# Root's own are gid 0 and those that list root, as the engine computed them
+# (/etc/group is read only when root has a group besides 0).
 root_own=0
-while IFS=: read -r _ _ g_id g_members; do
-	case ,$g_members, in *,root,*) root_own="$root_own $g_id" ;; esac
-done <"$root/etc/group"
+case " $my_groups " in *" "[1-9]*)
+	while IFS=: read -r _ _ g_id g_members; do
+		case ,$g_members, in *,root,*) root_own="$root_own $g_id" ;; esac
+	done <"$root/etc/group"
+	;;
+esac
 # shellcheck disable=SC2034 # kept, devices, dev_notes: entrypoint-changes.sh and -diagnostics.sh
 joins='' kept='' devices='' dev_notes=''
 for g in $my_groups; do
