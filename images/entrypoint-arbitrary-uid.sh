@@ -24,6 +24,24 @@ nss_passwd() {
 	done <"$root/etc/passwd" >"$1"
 }
 
+# Can we write directory $1? busybox's test -w reads the mode bits alone, so
+# a read-only mount (--read-only) is looked up in the mount table: the last,
+# longest mount point that holds $1 decides.
+writable() {
+	[ -w "$root$1" ] || return 1
+	best='' ro=0
+	while read -r _ _ _ _ mp opts _; do
+		case $mp in *\\*) mp=$(printf '%b' "$mp") ;; esac
+		case $1/ in "${mp%/}/"*)
+			[ "${#mp}" -ge "${#best}" ] || continue
+			best=$mp ro=0
+			case ,$opts, in *,ro,*) ro=1 ;; esac
+			;;
+		esac
+	done <"$root/proc/self/mountinfo"
+	[ "$ro" = 0 ]
+}
+
 # Such a uid would get HOME=/ and no name: give it the image user's home,
 # which gid 0 may write, or $TMPDIR (else /tmp) when that home is not writable
 # (a read-only root: the writable /tmp such a pod mounts is then the one
@@ -34,7 +52,7 @@ as_given() {
 	tmp=${TMPDIR:-/tmp}
 	if [ "${HOME:-/}" = / ]; then
 		HOME=$home
-		[ -w "$root$home" ] || [ ! -w "$root$tmp" ] || HOME=$tmp
+		writable "$home" || ! writable "$tmp" || HOME=$tmp
 		export HOME
 	fi
 	nss=/usr/local/lib/base-gosu/libnss_wrapper.so

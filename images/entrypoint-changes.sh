@@ -22,7 +22,7 @@ on_idmapped() {
 		i_rest=${i_rest#"$nl"}
 		i_mp=${i_rest%%"$nl"*}
 		[ "$i_mp" = "$i_rest" ] && i_rest='' || i_rest=${i_rest#"$i_mp"}
-		case $1 in "$i_mp" | "${i_mp%/}"/*) return 0 ;; esac
+		case $1 in "$i_mp" | "${i_mp%/}/"*) return 0 ;; esac
 	done
 	return 1
 }
