@@ -117,10 +117,12 @@ def alive(files: dict[str, str], m: Mutant, shell: str) -> str:
         write(files, m, Path(d))
         if subprocess.run(["dash", "-n", str(Path(d) / m.file)], capture_output=True).returncode != 0:
             return "stillborn"
-        env = {**os.environ, "ENTRYPOINT_UNDER_TEST": d}
-        p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", str(TESTS),
-                            "-k", shell], cwd=ROOT, env=env, capture_output=True, text=True)
-        return "survived" if p.returncode == 0 else "killed"
+        env = {**os.environ, "ENTRYPOINT_UNDER_TEST": d, "ENTRYPOINT_SHELLS": shell}
+        p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", str(TESTS)],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        fate = "survived" if p.returncode == 0 else "killed"
+        print(f"{fate:9} {m.file}:{m.line + 1} ({m.what})", file=sys.stderr, flush=True)
+        return fate
 
 
 def main() -> None:
@@ -138,8 +140,8 @@ def main() -> None:
         for m in chosen:
             print(f"{m.file}:{m.line + 1}: {m.what}: {m.after.strip()}")
         return
-    base = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS), "-k", a.shell],
-                          cwd=ROOT, capture_output=True, text=True)
+    base = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS)], cwd=ROOT,
+                          env={**os.environ, "ENTRYPOINT_SHELLS": a.shell}, capture_output=True, text=True)
     if base.returncode != 0:
         sys.exit(f"the unit tests fail on the unmutated files; fix them first:\n{base.stdout[-2000:]}")
     start = time.perf_counter()

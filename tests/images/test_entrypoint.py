@@ -4,7 +4,8 @@ Each case builds a small container root (etc/passwd, etc/group, proc/self/status
 nodes), runs the entrypoint on it under dash, bash and busybox ash with ENTRYPOINT_ROOT pointing there and
 ENTRYPOINT_DRY_RUN=1 (the chown and exec commands are printed, not run), and checks the decision: the exit
 code, the exec line, the lines on stderr and the account files. ENTRYPOINT_UNDER_TEST names another
-directory holding the shell files (benchmarks/entrypoint_mutants.py points it at mutants).
+directory holding the shell files (benchmarks/entrypoint_mutants.py points it at mutants), ENTRYPOINT_SHELLS
+the shells to run under (default dash,bash,ash).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tests.conftest import ROOT
 
 SCRIPTS = Path(os.environ.get("ENTRYPOINT_UNDER_TEST") or ROOT / "images")
 SHELLS = {"dash": ["dash"], "bash": ["bash", "--posix"], "ash": ["busybox", "ash"]}
+# ENTRYPOINT_SHELLS=dash (comma-separated) runs the cases under those shells only.
+SHELLS = {k: v for k, v in SHELLS.items() if k in (os.environ.get("ENTRYPOINT_SHELLS") or ",".join(SHELLS)).split(",")}
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
