@@ -11,6 +11,7 @@ the shells to run under (default dash,bash,ash).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -67,6 +68,7 @@ class Given:
     tmp: str = "0:0 1777"
     nss: bool = False                     # the image carries nss_wrapper (glibc flavors)
     fail: str = ""                        # "mv:passwd": mv onto etc/passwd fails (a write failing half-way)
+    pipes: str = ""                       # the stdio fds that are pipes, e.g. "12" (as a container's stdout, stderr)
 
 
 @dataclass
@@ -172,11 +174,15 @@ def start(shell: str, g: Given, *cmd: str) -> Ran:
                "PWD": str(root / "app"), "HOME": "/root", **g.env}
         uid, gid = map(int, g.user.split(":"))
         who = {} if uid == 0 else {"user": uid, "group": gid, "extra_groups": []}
-        p = subprocess.run([*SHELLS[shell], str(SCRIPTS / "entrypoint.sh"), *(cmd or ("true",))], env=env,
-                           cwd=root / "app", capture_output=True, text=True, timeout=20, **who)
+        argv = [*SHELLS[shell], str(SCRIPTS / "entrypoint.sh"), *(cmd or ("true",))]
+        if g.pipes:  # stand-ins at proc/PID/fd/N: a shell makes them, then execs the entrypoint as the same PID
+            argv = ["sh", "-c", 'mkdir -p "$R/proc/$$/fd" && for n in $P; do mkfifo "$R/proc/$$/fd/$n"; done && '
+                    'exec "$@"', "sh", *argv]
+            env.update(R=str(root), P=" ".join(g.pipes))
+        p = subprocess.run(argv, env=env, cwd=root / "app", capture_output=True, text=True, timeout=20, **who)
 
         def clean(text):
-            return [line.replace(str(root), "") for line in text.splitlines()]
+            return [re.sub(r"/proc/[0-9]+/", "/proc/PID/", line.replace(str(root), "")) for line in text.splitlines()]
         out = clean(p.stdout)
         nss = next((line[19:] for line in out if line.startswith("NSS_WRAPPER_PASSWD=/")), "/nonexistent")
         return Ran(p.returncode, out, clean(p.stderr), (root / "etc/passwd").read_text(),
@@ -626,3 +632,21 @@ def test_a_failed_rewrite_changes_nothing(shell, given, why):
                      "HOME=/home/ops"]
     assert (r.passwd, r.group, r.etc) == (PASSWD, GROUP, ["group", "passwd"])
     assert not [a for a in r.out if a.startswith(("find", "chown"))], "the home followed ids that were not given"
+
+
+STDIO = [
+    pytest.param(Given(pipes="12"), "chown 10001:10001 /proc/PID/fd/1 /proc/PID/fd/2", id="stdout-stderr-pipes"),
+    pytest.param(Given(pipes="012", env={"USER_ID": "2000", "GROUP_ID": "3000"}),
+                 "chown 2000:3000 /proc/PID/fd/0 /proc/PID/fd/1 /proc/PID/fd/2", id="all-three-to-the-new-ids"),
+    pytest.param(Given(pipes="2", env={"USER_ID": "0", "ALLOW_ROOT_ID": "1"}), "chown 0:0 /proc/PID/fd/2",
+                 id="root-ids"),
+    pytest.param(Given(), None, id="no-pipes-no-chown"),
+]
+
+
+@pytest.mark.parametrize("given,chown", STDIO)
+def test_stdio_pipes_go_to_the_app(shell, given, chown):
+    """A container's stdout and stderr are root's pipes: the app must be able to reopen them (/dev/stdout)."""
+    r = start(shell, given)
+    assert r.rc == 0 and r.err == []
+    assert [line for line in r.out if line.startswith("chown") and "/proc/" in line] == ([chown] if chown else [])
