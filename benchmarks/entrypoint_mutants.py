@@ -111,17 +111,24 @@ def write(files: dict[str, str], m: Mutant, into: Path) -> None:
         (into / name).write_text("".join(lines))
 
 
+def tests_pass(d: str, shell: str, *opts: str) -> tuple[bool, str]:
+    """Whether the unit tests pass on the shell files in d, and the first that failed."""
+    env = {**os.environ, "ENTRYPOINT_UNDER_TEST": d, "ENTRYPOINT_SHELLS": shell}
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *opts, str(TESTS)],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    failed = next((line.split()[1] for line in p.stdout.splitlines() if line.startswith("FAILED ")), "")
+    return p.returncode == 0, failed
+
+
 def alive(files: dict[str, str], m: Mutant, shell: str) -> str:
     """'stillborn', 'killed' or 'survived'."""
     with tempfile.TemporaryDirectory(prefix="mutant-") as d:
         write(files, m, Path(d))
         if subprocess.run(["dash", "-n", str(Path(d) / m.file)], capture_output=True).returncode != 0:
             return "stillborn"
-        env = {**os.environ, "ENTRYPOINT_UNDER_TEST": d, "ENTRYPOINT_SHELLS": shell}
-        p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", str(TESTS)],
-                           cwd=ROOT, env=env, capture_output=True, text=True)
-        fate = "survived" if p.returncode == 0 else "killed"
-        print(f"{fate:9} {m.file}:{m.line + 1} ({m.what})", file=sys.stderr, flush=True)
+        passed, failed = tests_pass(d, shell, "-x")
+        fate = "survived" if passed else "killed"
+        print(f"{fate:9} {m.file}:{m.line + 1} ({m.what}) {failed}", file=sys.stderr, flush=True)
         return fate
 
 
@@ -140,10 +147,12 @@ def main() -> None:
         for m in chosen:
             print(f"{m.file}:{m.line + 1}: {m.what}: {m.after.strip()}")
         return
-    base = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS)], cwd=ROOT,
-                          env={**os.environ, "ENTRYPOINT_SHELLS": a.shell}, capture_output=True, text=True)
-    if base.returncode != 0:
-        sys.exit(f"the unit tests fail on the unmutated files; fix them first:\n{base.stdout[-2000:]}")
+    with tempfile.TemporaryDirectory(prefix="unmutated-") as d:
+        for name, text in files.items():
+            Path(d, name).write_text(text)
+        passed, failed = tests_pass(d, a.shell)
+    if not passed:  # else every mutant would count as killed
+        sys.exit(f"the unit tests fail on the unmutated files ({failed}); fix them first")
     start = time.perf_counter()
     with ThreadPoolExecutor(a.jobs) as pool:
         fates = list(pool.map(lambda m: alive(files, m, a.shell), chosen))
