@@ -103,10 +103,11 @@ def spread(items: list, n: int) -> list:
     return [items[int(k * len(items) / n)] for k in range(n)]
 
 
-def write(files: dict[str, str], m: Mutant, into: Path) -> None:
+def write(files: dict[str, str], m: Mutant | None, into: Path) -> None:
+    into.chmod(0o755)  # the tests run the files as an arbitrary uid too
     for name, text in files.items():
         lines = text.splitlines(keepends=True)
-        if name == m.file:
+        if m and name == m.file:
             lines[m.line] = m.after + "\n"
         (into / name).write_text("".join(lines))
 
@@ -148,8 +149,7 @@ def main() -> None:
             print(f"{m.file}:{m.line + 1}: {m.what}: {m.after.strip()}")
         return
     with tempfile.TemporaryDirectory(prefix="unmutated-") as d:
-        for name, text in files.items():
-            Path(d, name).write_text(text)
+        write(files, None, Path(d))
         passed, failed = tests_pass(d, a.shell)
     if not passed:  # else every mutant would count as killed
         sys.exit(f"the unit tests fail on the unmutated files ({failed}); fix them first")
