@@ -9,9 +9,11 @@
 # entrypoint-diagnostics.sh (advice) when there is something to explain,
 # entrypoint-arbitrary-uid.sh on a start as a uid without an account. A start
 # with nothing to change reads none of them and forks twice at most (one
-# stat, the chown of stdio). ENTRYPOINT_ROOT (default empty: /) prefixes every path it
-# reads or writes and ENTRYPOINT_DRY_RUN=1 prints the chown and exec commands
-# instead of running them: the unit tests run it against a root of their own.
+# stat, the chown of stdio).
+#
+# ENTRYPOINT_ROOT (default empty: /) prefixes every path it reads or writes
+# and ENTRYPOINT_DRY_RUN=1 prints the chown and exec commands instead of
+# running them: the unit tests run it against a root of their own.
 # POSIX sh: runs unchanged under dash, bash and busybox ash.
 set -eu
 
@@ -30,10 +32,9 @@ step_down() {
 		{ printf 'HOME=%s\nNSS_WRAPPER_PASSWD=%s\nexec %s\n' "${HOME-}" "${NSS_WRAPPER_PASSWD-}" "$*" && exit 0; }
 	exec "$@"
 }
-used=''
 use() {
-	case " $used " in *" $1 "*) return 0 ;; esac
-	used="$used $1"
+	case " ${used:-} " in *" $1 "*) return 0 ;; esac
+	used="${used:-} $1"
 	# shellcheck source=/dev/null # linted on its own
 	. "$root/usr/local/lib/base-gosu/entrypoint-$1.sh"
 }
@@ -49,10 +50,7 @@ while read -r key v1 v2; do
 	Uid:) my_uid=$v1 ;;
 	Gid:) my_gid=$v1 ;;
 	Groups:) my_groups="$v1 $v2" ;;
-	CapEff:)
-		cap_eff=$v1
-		break
-		;;
+	CapEff:) cap_eff=$v1 && break ;;
 	esac
 done <"$root/proc/self/status"
 
