@@ -148,6 +148,14 @@ stat_lines() {
 	exec stat -L -c '%u %g %a %n' -- "$@"
 }
 rw_mount() { case $rw_mounts$nl in *"$nl$1$nl"*) return 0 ;; esac; return 1; }
+member_of() {
+	while IFS=: read -r _ _ g_id g_members; do
+		if [ "$g_id" = "$1" ]; then
+			case ,$g_members, in *,"$user",*) return 0 ;; esac
+		fi
+	done <"$root/etc/group"
+	return 1
+}
 
 read -r over_uid <"$root/proc/sys/kernel/overflowuid" || over_uid=65534
 read -r over_gid <"$root/proc/sys/kernel/overflowgid" || over_gid=65534
@@ -210,14 +218,6 @@ if [ $((0x${cap_eff:-0} & 0xc0)) != $((0xc0)) ]; then
 	die "this container lacks the SETUID/SETGID capabilities (--cap-drop ALL?), so it cannot step down from root to $user. Add them back with --cap-add SETUID --cap-add SETGID, or start as the user directly with --user $uid:$gid"
 fi
 
-member_of() {
-	while IFS=: read -r _ _ g_id g_members; do
-		if [ "$g_id" = "$1" ]; then
-			case ,$g_members, in *,"$user",*) return 0 ;; esac
-		fi
-	done <"$root/etc/group"
-	return 1
-}
 is_in() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # gosu gives the app the groups /etc/group lists the account in, and drops

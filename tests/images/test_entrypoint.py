@@ -57,9 +57,11 @@ class Given:
     groups: str = "0"                     # root's groups, as the engine computed them
     caps: str = DOCKER_CAPS
     app: str = "10001:0 775"              # the workdir, /app
-    mounts: tuple = ()                    # read-write bind mounts ("PATH UID:GID MODE[ OPTS]")
+    mounts: tuple = ()                    # bind mounts ("PATH UID:GID MODE[ OPTS]"; opt tmpfs: a fresh tmpfs)
     files: tuple = ()                     # plain paths made in the root ("PATH UID:GID MODE")
     devices: tuple = ()                   # device nodes ("PATH UID:GID MODE")
+    bound_devices: tuple = ()             # device nodes bound as mounts (--device under userns-remap)
+    links: tuple = ()                     # symlinks ("PATH TARGET")
     read_only: bool = False               # --read-only
     uid_map: str = "0 0 4294967295"
     passwd: str = PASSWD
@@ -69,6 +71,7 @@ class Given:
     nss: bool = False                     # the image carries nss_wrapper (glibc flavors)
     fail: str = ""                        # "mv:passwd": mv onto etc/passwd fails (a write failing half-way)
     pipes: str = ""                       # the stdio fds that are pipes, e.g. "12" (as a container's stdout, stderr)
+    real: bool = False                    # run the chowns for real in the root, a stand-in gosu printing the exec
 
 
 @dataclass
@@ -125,11 +128,19 @@ def build(root: Path, g: Given):
     (root / "proc/sys/kernel").mkdir(parents=True)
     for f in ("overflowuid", "overflowgid"):
         (root / "proc/sys/kernel" / f).write_text("65534\n")
+    # The image's own directories first: a mount over one of them gives it the mount's owner and mode.
+    _make(root, f"/app {g.app}")
+    _make(root, f"/home/ops {g.home}")
+    _make(root, f"/tmp {g.tmp}")
     lines = [MOUNT_ROOT.format(opts="ro" if g.read_only else "rw"), *ENGINE_MOUNTS]
     for i, spec in enumerate(g.mounts):
         path, *_, opts = _spec(spec)
         _make(root, spec)
-        lines.append(f"{200 + i} 100 8:1 /srv{path} {path} {','.join(['rw', *opts])} - ext4 /dev/sda1 rw")
+        source = "/ - tmpfs tmpfs" if "tmpfs" in opts else f"/srv{path} - ext4 /dev/sda1"
+        opts = ",".join(["rw", *(o for o in opts if o != "tmpfs")])
+        lines.append(f"{200 + i} 100 8:1 {source.split(' - ')[0]} {path} {opts} - {source.split(' - ')[1]} rw")
+    for i, spec in enumerate(g.bound_devices):
+        lines.append(f"{300 + i} 100 0:5 /render {_make(root, spec, 'dev')} rw,nosuid - devtmpfs udev rw")
     (proc / "mountinfo").write_text("\n".join(lines) + "\n")
     (root / "dev").mkdir()
     for name in ("null", "zero", "tty", "urandom"):
@@ -138,9 +149,9 @@ def build(root: Path, g: Given):
         _make(root, spec, "dev")
     for spec in g.files:
         _make(root, spec, "file")
-    _make(root, f"/app {g.app}")
-    _make(root, f"/home/ops {g.home}")
-    _make(root, f"/tmp {g.tmp}")
+    for spec in g.links:
+        path, target = spec.split()
+        (root / path.lstrip("/")).symlink_to(target)
     lib = root / "usr/local/lib/base-gosu"
     lib.mkdir(parents=True)
     for f in SCRIPTS.glob("entrypoint-*.sh"):
@@ -149,13 +160,16 @@ def build(root: Path, g: Given):
         (lib / "libnss_wrapper.so").write_text("")
 
 
-def _fail_path(root: Path, fail: str) -> str:
-    """A PATH whose first `mv` fails when its target is the named account file."""
-    if not fail:
-        return os.environ["PATH"]
-    tool, target = fail.split(":")
+def _path(root: Path, g: Given) -> str:
+    """PATH with a stand-in gosu that prints what it was given (a real run), and, for g.fail ("mv:passwd"),
+    a tool that fails when its target is the named file under etc/."""
     bin_dir = root.parent / "bin"
     bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gosu").write_text('#!/bin/sh\necho "exec gosu $*"\n')
+    (bin_dir / "gosu").chmod(0o755)
+    if not g.fail:
+        return f"{bin_dir}:{os.environ['PATH']}"
+    tool, target = g.fail.split(":")
     real = shutil.which(tool)
     (bin_dir / tool).write_text(f'#!/bin/sh\ncase "$*" in *etc/{target}) echo "{tool}: injected failure" >&2; '
                                 f'exit 1 ;; esac\nexec {real} "$@"\n')
@@ -170,8 +184,8 @@ def start(shell: str, g: Given, *cmd: str) -> Ran:
         root = base / "root"
         root.mkdir()
         build(root, g)
-        env = {"PATH": _fail_path(root, g.fail), "ENTRYPOINT_ROOT": str(root), "ENTRYPOINT_DRY_RUN": "1",
-               "PWD": str(root / "app"), "HOME": "/root", **g.env}
+        env = {"PATH": _path(root, g), "ENTRYPOINT_ROOT": str(root), "PWD": str(root / "app"), "HOME": "/root",
+               **({} if g.real else {"ENTRYPOINT_DRY_RUN": "1"}), **g.env}
         uid, gid = map(int, g.user.split(":"))
         who = {} if uid == 0 else {"user": uid, "group": gid, "extra_groups": []}
         argv = [*SHELLS[shell], str(SCRIPTS / "entrypoint.sh"), *(cmd or ("true",))]
@@ -579,6 +593,8 @@ AS_GIVEN = [
                  "/home/ops", "", [], id="read-only-mount-home-mounted-rw"),
     pytest.param(Given(user=ARBITRARY, home="10001:0 2775", mounts=("/home 0:0 755 ro", "/tmp 0:0 1777")), "/tmp",
                  "", [], id="read-only-mount-over-home"),
+    pytest.param(Given(user=ARBITRARY, home="10001:0 2775", read_only=True, mounts=("/tmp 0:0 1777 ro", "/tmp 0:0 1777")),
+                 "/tmp", "", [], id="stacked-mounts-the-last-decides"),
     pytest.param(Given(user=ARBITRARY, home="10001:0 2755", env={"TMPDIR": "/app"}), "/app", "", [],
                  id="read-only-root-TMPDIR-writable"),
     pytest.param(Given(user=ARBITRARY, env={"HOME": "/srv"}), "/srv", "", [], id="HOME-given-is-kept"),
@@ -650,3 +666,73 @@ def test_stdio_pipes_go_to_the_app(shell, given, chown):
     r = start(shell, given)
     assert r.rc == 0 and r.err == []
     assert [line for line in r.out if line.startswith("chown") and "/proc/" in line] == ([chown] if chown else [])
+
+
+ROOTLESS = "0 1000 1\n1 100000 65536"   # a rootless engine: root here is host uid 1000
+REMAPPED = "0 100000 65536"              # dockerd --userns-remap
+REMAP_FIX = ("this engine maps container uids to host uids 100000 and up (its subuid range), so on the host chown it "
+             "to 110001:110001 (ops here), or run with --userns=host")
+USERNS = [
+    case("remapped-app-of-unmapped-host-user-stops", uid_map=REMAPPED, mounts=("/app 65534:65534 755",), rc=2,
+         err=[E + f"/app belongs to a host user this container cannot map (it shows as uid 65534); {REMAP_FIX}; or "
+              "MAP_NODE_UID=no if the app only reads it"]),
+    case("rootless-app-of-the-host-user-stops", uid_map=ROOTLESS, mounts=("/app 0:0 755",), rc=2,
+         err=[E + "/app belongs to you on the host (root in this rootless container is host uid 1000), so ops (10001, "
+              "host uid 110000) cannot write it; set USER_ID=0 ALLOW_ROOT_ID=1: root in this rootless container is "
+              "you on the host; or MAP_NODE_UID=no if the app only reads it"]),
+    case("rootless-podman-app-stops-naming-keep-id", uid_map=ROOTLESS, mounts=("/app 0:0 755",), rc=2,
+         env={"container": "podman"},
+         err=[E + "/app belongs to you on the host (root in this rootless container is host uid 1000), so ops (10001, "
+              "host uid 110000) cannot write it; run podman with --userns=keep-id:uid=10001,gid=10001 so your host "
+              "uid is ops here; or MAP_NODE_UID=no if the app only reads it"]),
+    case("rootless-app-writable-by-others-runs", uid_map=ROOTLESS, mounts=("/app 0:0 777",)),
+    case("rootless-app-not-a-mount-runs", uid_map=ROOTLESS, app="0:0 755"),
+    case("no-userns-root-owned-app-mount-runs", mounts=("/app 0:0 755",),
+         err=[W + MOUNT_WARN.format(p="/app", ids="10001:10001", own="0:0", mode="755",
+                                    fix=ROOT_FIX.replace("/data", "/app"))]),
+    case("remapped-app-overflow-with-MAP_NODE_UID=no", uid_map=REMAPPED, mounts=("/app 65534:65534 755",),
+         env={"MAP_NODE_UID": "no"},
+         err=[W + MOUNT_WARN.format(p="/app", ids="10001:10001", own="65534:65534", mode="755",
+                                    fix="it belongs to a host user this container cannot map: " + REMAP_FIX)]),
+    case("rootless-mount-of-the-host-user-warns", uid_map=ROOTLESS, mounts=("/data 0:0 755",),
+         err=[W + MOUNT_WARN.format(p="/data", ids="10001:10001", own="0:0", mode="755",
+                                    fix="it is yours on the host: set USER_ID=0 ALLOW_ROOT_ID=1: root in this rootless "
+                                        "container is you on the host, or USER_ID=0 ALLOW_ROOT_ID=1 (root here is you "
+                                        "on the host); for a volume, CHOWN_PATHS=/data gives it to ops")]),
+]
+
+
+@pytest.mark.parametrize("given,rc,run,err,ops,acts", USERNS)
+def test_user_namespaces(shell, given, rc, run, err, ops, acts):
+    r = start(shell, given)
+    assert (r.rc, r.exec, r.err) == (rc, run, err)
+    assert (r.passwd, r.group) == (PASSWD, GROUP)
+
+
+MORE = [
+    case("GOSU_USER=daemon-home-is-a-system-path", env={"GOSU_USER": "daemon", "USER_ID": "3000"},
+         files=("/usr/sbin/tool 1:1 755",), run="gosu daemon true"),
+    case("CHOWN_PATHS-dangling-symlink-is-chowned", env={"CHOWN_PATHS": "/app/gone"}, links=("/app/gone /nowhere",),
+         acts=["chown -R -h 10001:10001 /app/gone"]),
+    case("CHOWN_PATHS-symlink-into-a-volume", env={"CHOWN_PATHS": "/app/v", "MOUNT_CHECK": "no"},
+         mounts=("/data 0:0 755",), links=("/app/v /data",), acts=["chown -R -h 10001:10001 /app/v"]),
+    case("device-bound-outside-dev", bound_devices=("/srv/render 0:4711 660",),
+         err=["entrypoint: /srv/render (group device-4711, gid 4711): ops joins it to open the device; DEVICE_GROUPS=no"
+              " turns this off"]),
+    case("mount-fresh-tmpfs-not-checked", mounts=("/run/cache 0:0 755 tmpfs",)),
+    case("real-remap-home-mount-stat-again", real=True, app="1500:1500 775", mounts=("/home/ops 10001:10001 755",),
+         ops="ops:x:1500:1500::/home/ops:/bin/sh"),
+    case("real-CHOWN_PATHS-stat-again", real=True, env={"CHOWN_PATHS": "/data"}, mounts=("/data 0:0 755",)),
+    case("real-CHOWN_PATHS-remap-stat-again", real=True, env={"CHOWN_PATHS": "/data", "USER_ID": "2000"},
+         mounts=("/data 0:0 755",), ops="ops:x:2000:2000::/home/ops:/bin/sh"),
+]
+
+
+@pytest.mark.parametrize("given,rc,run,err,ops,acts", MORE)
+def test_more_starts(shell, given, rc, run, err, ops, acts):
+    """System homes, symlinks, bound devices, fresh tmpfs; and real runs (the chowns done in the root, a stand-in
+    gosu), where the mount check must see what the remap and CHOWN_PATHS just changed."""
+    r = start(shell, given)
+    assert (r.rc, r.exec, r.err) == (rc, run, err)
+    assert ops_line(r.passwd if given.env.get("GOSU_USER", "ops") == "ops" else PASSWD) == ops
+    assert [a for a in r.out if not a.startswith(("HOME=", "NSS_WRAPPER_PASSWD=", "exec "))] == acts
