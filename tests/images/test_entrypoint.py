@@ -719,6 +719,23 @@ MORE = [
     case("device-bound-outside-dev", bound_devices=("/srv/render 0:4711 660",),
          err=["entrypoint: /srv/render (group device-4711, gid 4711): ops joins it to open the device; DEVICE_GROUPS=no"
               " turns this off"]),
+    case("device-of-group-0-bound-outside-dev-is-no-data", bound_devices=("/srv/render 0:0 660",),
+         err=[W + "/srv/render belongs to group root (0), which the app is never given; give the device a group of its "
+              "own on the host (chgrp), or DEVICE_GROUPS=no to silence this"]),
+    case("two-devices-two-groups", devices=(f"{RENDER} 0:4711 660", "/dev/ttyUSB0 0:20 660"),
+         err=["entrypoint: /dev/ttyUSB0 (group device-20, gid 20): ops joins it to open the device; DEVICE_GROUPS=no "
+              "turns this off", f"entrypoint: {RENDER} (group device-4711, gid 4711): ops joins it to open the device; "
+                                "DEVICE_GROUPS=no turns this off"]),
+    case("two-unwritable-mounts-two-lines", mounts=("/data 0:0 755", "/more 0:0 755"),
+         err=[W + MOUNT_WARN.format(p=p, ids="10001:10001", own="0:0", mode="755",
+                                    fix=ROOT_FIX.replace("/data", p)) for p in ("/data", "/more")]),
+    case("two-unwritable-mounts-with-USER_ID", mounts=("/data 0:0 755", "/more 0:0 755"), env={"USER_ID": "2000"},
+         ops="ops:x:2000:2000::/home/ops:/bin/sh", acts=remapped("2000:2000"),
+         err=[W + MOUNT_WARN.format(p=p, ids="2000:2000", own="0:0", mode="755",
+                                    fix=ROOT_FIX.replace("/data", p)) for p in ("/data", "/more")]),
+    case("CHOWN_PATHS-two-volumes", env={"CHOWN_PATHS": "/data:/more", "MOUNT_CHECK": "no"},
+         mounts=("/data 0:0 755", "/more 0:0 755"),
+         acts=["chown -R -h 10001:10001 /data", "chown -R -h 10001:10001 /more"]),
     case("mount-fresh-tmpfs-not-checked", mounts=("/run/cache 0:0 755 tmpfs",)),
     case("real-remap-home-mount-stat-again", real=True, app="1500:1500 775", mounts=("/home/ops 10001:10001 755",),
          ops="ops:x:1500:1500::/home/ops:/bin/sh"),
