@@ -270,13 +270,13 @@ if [ "${DEVICE_GROUPS:-yes}" = yes ] && [ "$uid" != 0 ] && [ "$cur_uid" != 0 ] &
 	[ -z "$nodes" ] || { use changes && device_groups; }
 fi
 
+# shellcheck disable=SC2034 # by_name: read by entrypoint-diagnostics.sh
 need_ids=0 run_as=$user by_name=1 app_env=''
 if [ "$cur_uid" = 0 ]; then
 	:
 elif [ "$uid" = 0 ]; then
 	# ALLOW_ROOT_ID=1 and USER_ID=0: the account stays, ids are used directly.
-	# shellcheck disable=SC2034 # by_name: read by entrypoint-diagnostics.sh
-	run_as=0:$gid by_name=0
+	run_as=0:$gid
 else
 	[ "$uid:$gid" = "$cur_uid:$cur_gid" ] || need_ids=1
 	[ "$need_ids" = 0 ] && [ -z "$joins" ] || { use changes && change_account; }

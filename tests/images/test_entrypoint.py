@@ -64,6 +64,7 @@ class Given:
     links: tuple = ()                     # symlinks ("PATH TARGET")
     read_only: bool = False               # --read-only
     uid_map: str = "0 0 4294967295"
+    overflow: str = "65534:65534"         # the kernel's overflowuid:overflowgid
     passwd: str = PASSWD
     group: str = GROUP
     home: str = "10001:10001 2755"
@@ -126,8 +127,8 @@ def build(root: Path, g: Given):
                                  f"Groups:\t{g.groups}\nCapEff:\t{g.caps}\n")
     (proc / "uid_map").write_text(g.uid_map + "\n")
     (root / "proc/sys/kernel").mkdir(parents=True)
-    for f in ("overflowuid", "overflowgid"):
-        (root / "proc/sys/kernel" / f).write_text("65534\n")
+    for f, value in zip(("overflowuid", "overflowgid"), g.overflow.split(":")):
+        (root / "proc/sys/kernel" / f).write_text(value + "\n")
     # The image's own directories first: a mount over one of them gives it the mount's owner and mode.
     _make(root, f"/app {g.app}")
     _make(root, f"/home/ops {g.home}")
@@ -142,9 +143,9 @@ def build(root: Path, g: Given):
     for i, spec in enumerate(g.bound_devices):
         lines.append(f"{300 + i} 100 0:5 /render {_make(root, spec, 'dev')} rw,nosuid - devtmpfs udev rw")
     (proc / "mountinfo").write_text("\n".join(lines) + "\n")
-    (root / "dev").mkdir()
-    for name in ("null", "zero", "tty", "urandom"):
-        (root / "dev" / name).write_text("")
+    # The engine's standard nodes, as docker makes them: /dev/console's group may write, other may not.
+    for spec in ("null 0:0 666", "zero 0:0 666", "tty 0:0 666", "urandom 0:0 666", "console 0:5 620"):
+        _make(root, f"/dev/{spec}", "dev")
     for spec in g.devices:
         _make(root, spec, "dev")
     for spec in g.files:
@@ -737,6 +738,15 @@ MORE = [
          mounts=("/data 0:0 755", "/more 0:0 755"),
          acts=["chown -R -h 10001:10001 /data", "chown -R -h 10001:10001 /more"]),
     case("mount-fresh-tmpfs-not-checked", mounts=("/run/cache 0:0 755 tmpfs",)),
+    case("overflow-ids-read-from-the-kernel", overflow="4000:4001", app="4000:4001 755",
+         err=[W + "/app is owned by the overflow uid 4000 (a host user this container cannot map); keeping ops at "
+              "10001:10001"]),
+    case("overflow-gid-read-from-the-kernel", overflow="4000:4001", app="1500:4001 755",
+         ops="ops:x:1500:10001::/home/ops:/bin/sh", acts=[HOME_CHOWN.format(ids="1500:10001")]),
+    case("regular-file-in-dev-is-no-device", files=("/dev/termination-log 0:4711 660",)),
+    case("symlink-in-dev-counted-once", devices=(f"{RENDER} 0:4711 660",), links=("/dev/dri/card-link renderD128",),
+         err=[f"entrypoint: {RENDER} (group device-4711, gid 4711): ops joins it to open the device; DEVICE_GROUPS=no "
+              "turns this off"]),
     case("real-remap-home-mount-stat-again", real=True, app="1500:1500 775", mounts=("/home/ops 10001:10001 755",),
          ops="ops:x:1500:1500::/home/ops:/bin/sh"),
     case("real-CHOWN_PATHS-stat-again", real=True, env={"CHOWN_PATHS": "/data"}, mounts=("/data 0:0 755",)),
