@@ -10,7 +10,7 @@ failure: a failure kills the mutant. A mutant that is no longer valid shell (`sh
 counted. Survivors are listed; those judged harmless (the change cannot alter what the entrypoint does)
 are named with the reason in HARMLESS.
 
-    .venv/bin/python benchmarks/entrypoint_mutants.py [--max 150] [--jobs 2] [--shell dash] [--list]
+    .venv/bin/python benchmarks/entrypoint_mutants.py [--max 150] [--jobs 2] [--shell dash] [--file F] [--list]
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def code_lines(text: str):
             yield i, line
 
 
-def mutants(files: dict[str, str]) -> list[Mutant]:
+def mutants(files: dict[str, str], names=CORE) -> list[Mutant]:
     out = []
-    for name in CORE:
+    for name in names:
         for i, line in code_lines(files[name]):
             for pattern, repl, what in OPERATORS:
                 for m in re.finditer(pattern, line):
@@ -148,10 +148,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--shell", default="dash", choices=("dash", "bash", "ash"))
     ap.add_argument("--list", action="store_true", help="list the mutants and stop")
+    ap.add_argument("--file", action="append", choices=CORE, help="mutate only this file (default: all of the core)")
     a = ap.parse_args()
     # Read once: an edit made while the run goes on cannot shift the lines of the mutants.
     files = {p.name: p.read_text() for p in IMAGES.glob("*.sh")}
-    every = mutants(files)
+    every = mutants(files, a.file or CORE)
     chosen = spread(every, a.max)
     if a.list:
         for m in chosen:

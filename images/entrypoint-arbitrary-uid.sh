@@ -25,10 +25,13 @@ nss_passwd() {
 }
 
 # Can we write directory $1? busybox's test -w reads the mode bits alone, so
-# a read-only mount (--read-only) is looked up in the mount table: the last,
-# longest mount point that holds $1 decides.
+# under a read-only root (--read-only, readOnlyRootFilesystem: the root's is
+# the mount table's first line) the table is read: the last, longest mount
+# point that holds $1 decides. A rw root costs one line, not the table.
 writable() {
 	[ -w "$root$1" ] || return 1
+	read -r _ _ _ _ mp opts _ <"$root/proc/self/mountinfo"
+	case $mp,$opts, in /,ro,* | /,*,ro,*) ;; /,*) return 0 ;; esac
 	best='' ro=0
 	while read -r _ _ _ _ mp opts _; do
 		case $mp in *\\*) mp=$(printf '%b' "$mp") ;; esac
