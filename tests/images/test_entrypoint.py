@@ -57,7 +57,7 @@ class Given:
     groups: str = "0"                     # root's groups, as the engine computed them
     caps: str = DOCKER_CAPS
     app: str = "10001:0 775"              # the workdir, /app
-    mounts: tuple = ()                    # bind mounts ("PATH UID:GID MODE[ OPTS]"; opt tmpfs: a fresh tmpfs)
+    mounts: tuple = ()                    # bind mounts ("PATH UID:GID MODE[ OPTS]"; tmpfs: a fresh one, gone: vanished)
     files: tuple = ()                     # plain paths made in the root ("PATH UID:GID MODE")
     devices: tuple = ()                   # device nodes ("PATH UID:GID MODE")
     bound_devices: tuple = ()             # device nodes bound as mounts (--device under userns-remap)
@@ -138,7 +138,9 @@ def build(root: Path, g: Given):
         path, *_, opts = _spec(spec)
         _make(root, spec)
         source = "/ - tmpfs tmpfs" if "tmpfs" in opts else f"/srv{path} - ext4 /dev/sda1"
-        opts = ",".join(["rw", *(o for o in opts if o != "tmpfs")])
+        if "gone" in opts:  # listed, but no longer there to stat
+            (root / path.lstrip("/")).rmdir()
+        opts = ",".join(["rw", *(o for o in opts if o not in ("tmpfs", "gone"))])
         lines.append(f"{200 + i} 100 8:1 {source.split(' - ')[0]} {path} {opts} - {source.split(' - ')[1]} rw")
     for i, spec in enumerate(g.bound_devices):
         lines.append(f"{300 + i} 100 0:5 /render {_make(root, spec, 'dev')} rw,nosuid - devtmpfs udev rw")
@@ -739,6 +741,14 @@ MORE = [
          mounts=("/data 0:0 755", "/more 0:0 755"),
          acts=["chown -R -h 10001:10001 /data", "chown -R -h 10001:10001 /more"]),
     case("mount-fresh-tmpfs-not-checked", mounts=("/run/cache 0:0 755 tmpfs",)),
+    case("device-group-may-read-only", devices=(f"{RENDER} 0:4711 640",),
+         err=[f"entrypoint: {RENDER} (group device-4711, gid 4711): ops joins it to open the device; DEVICE_GROUPS=no "
+              "turns this off"]),
+    case("CHOWN_PATHS-second-of-two-idmapped", env={"CHOWN_PATHS": "/more"},
+         mounts=("/data 0:0 755 idmapped", "/more 0:0 755 idmapped"),
+         err=["entrypoint: CHOWN_PATHS entry '/more' is on an idmapped mount (/more), which already shows the app "
+              "its own ownership; left as it is"]),
+    case("mount-vanished-says-nothing", env={"MAP_NODE_UID": "no"}, mounts=("/gone 0:0 755 gone",)),
     case("overflow-ids-read-from-the-kernel", overflow="4000:4001", app="4000:4001 755",
          err=[W + "/app is owned by the overflow uid 4000 (a host user this container cannot map); keeping ops at "
               "10001:10001"]),
