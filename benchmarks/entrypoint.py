@@ -23,11 +23,31 @@ named rows:
 
 Needs `invoke up`, `invoke test-mirror` and built images
 (`invoke -f .cache/test-mirror/invoke.yaml build --arch amd64`).
+
+--in-container measures the start-up cost without the engine's: inside one
+running container per flavor, a small static timer (compiled here with gcc)
+runs `gosu ops true`, the entrypoint before the split (--before, default the
+parent of the commit that split it) and the current one, interleaved, each
+run with fresh stdout/stderr pipes as a container start has, and prints p50
+and p95 with the ratio to the baseline of the same rounds:
+
+  nothing to change   `entrypoint true` / `gosu ops true`
+  first remap         USER_ID alternating between two values, so every run
+                      rewrites the account files / `gosu ops true`
+  restart after remap USER_ID=1500 with the remap done / `gosu ops true`
+  arbitrary uid       uid 4242, gid 0, HOME=/ / `true` as that uid
+
+and, in the rounds of "nothing to change", two floors no entrypoint can go
+below: a shell that only execs gosu, and one that also forks the two
+commands a start needs (stat of the workdir, chown of stdio).
+
+    .venv/bin/python benchmarks/entrypoint.py --in-container [--runs 150] [--flavor minideb ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import statistics
@@ -113,13 +133,170 @@ def created(image: str, *opts: str, cmd: tuple[str, ...] = ("true",)) -> str:
     return name
 
 
+# The timer: runs each SPEC ("NAME=VALUE ... [@UID:GID] PROG ARG ...") in turn, ROUNDS times after one
+# uncounted round, each with stdin /dev/null and fresh stdout/stderr pipes it drains; prints per SPEC its
+# index, p50 and p95 in microseconds and how many runs failed.
+TIMER_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return (x > y) - (x < y); }
+static double run(char *spec, int *failed) {
+    char *words[64]; int n = 0; char *copy = strdup(spec), *save = 0;
+    for (char *w = strtok_r(copy, " ", &save); w && n < 63; w = strtok_r(0, " ", &save)) words[n++] = w;
+    words[n] = 0;
+    int out[2], err[2]; pipe(out); pipe(err);
+    struct timespec t0, t1; clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int i = 0;
+        for (; words[i] && strchr(words[i], '=') && words[i][0] != '@' && words[i][0] != '/'; i++) putenv(words[i]);
+        if (words[i] && words[i][0] == '@') {
+            unsigned uid, gid; sscanf(words[i] + 1, "%u:%u", &uid, &gid);
+            setgroups(0, 0); setgid(gid); setuid(uid); i++;
+        }
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0); dup2(out[1], 1); dup2(err[1], 2);
+        close(out[0]); close(err[0]); close(out[1]); close(err[1]);
+        execvp(words[i], words + i); _exit(127);
+    }
+    close(out[1]); close(err[1]);
+    struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}}; char buf[4096]; int open_fds = 2;
+    while (open_fds > 0 && poll(fds, 2, -1) > 0)
+        for (int k = 0; k < 2; k++)
+            if (fds[k].fd >= 0 && fds[k].revents && read(fds[k].fd, buf, sizeof buf) <= 0) {
+                close(fds[k].fd); fds[k].fd = -1; open_fds--;
+            }
+    int status; waitpid(pid, &status, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) (*failed)++;
+    free(copy);
+    return (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
+}
+int main(int argc, char **argv) {
+    int rounds = atoi(argv[1]), specs = argc - 2, failed[64] = {0}, ignored = 0;
+    double *t = calloc((size_t)rounds * specs, sizeof *t);
+    for (int s = 0; s < specs; s++) run(argv[s + 2], &ignored);
+    for (int r = 0; r < rounds; r++)
+        for (int s = 0; s < specs; s++) t[s * rounds + r] = run(argv[s + 2], &failed[s]);
+    for (int s = 0; s < specs; s++) {
+        qsort(t + s * rounds, rounds, sizeof *t, cmp);
+        printf("%d %.0f %.0f %d\n", s, t[s * rounds + rounds / 2], t[s * rounds + (rounds * 95) / 100], failed[s]);
+    }
+    return 0;
+}
+"""
+FLAVOR_IMAGES = {"minideb": "org/base-gosu:minideb-trixie-amd64", "ubuntu": "org/base-gosu:ubuntu-24.04-amd64",
+                 "alpine": "org/base-gosu:alpine-3.20-amd64"}
+# (scenario, baseline spec, entrypoint spec with {ep} for its path); the first remap alternates ids.
+SCENARIOS = [
+    ("nothing to change", "gosu ops true", "{ep} true"),
+    ("first remap", "gosu ops true", "USER_ID={uid} {ep} true"),
+    ("restart after remap", "gosu ops true", "USER_ID=1500 {ep} true"),
+    ("arbitrary uid (4242:0)", "HOME=/ @4242:0 true", "HOME=/ @4242:0 {ep} true"),
+]
+
+
+# What any entrypoint that reads the workdir's owner and gives stdio to the app pays, whatever else it does.
+FLOORS = {"floor: sh, exec gosu": '#!/bin/sh\nexec gosu ops "$@"\n',
+          "floor: sh, stat, chown, exec gosu": '#!/bin/sh\nx=$(stat -L -c "%u %g %a" /app)\n'
+                                               'chown 10001:10001 /proc/$$/fd/1 /proc/$$/fd/2\nexec gosu ops "$@"\n'}
+
+
+def before_split(rev: str) -> str:
+    """The entrypoint of `rev`, or by default the one just before the split into several files."""
+    if not rev:
+        split = subprocess.run(["git", "-C", str(ROOT), "log", "--format=%H", "--diff-filter=A", "--",
+                                "images/entrypoint-changes.sh"], capture_output=True, text=True).stdout.split()
+        rev = f"{split[-1]}^" if split else "HEAD"
+    return subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:images/entrypoint.sh"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def timer_binary(d: str) -> str:
+    Path(d, "timer.c").write_text(TIMER_C)
+    subprocess.run(["gcc", "-O2", "-static", "-o", f"{d}/timer", f"{d}/timer.c"], check=True)
+    return f"{d}/timer"
+
+
+def in_container(image: str, old: str, timer: str, runs: int) -> list[tuple[str, list[tuple[int, int, int]]]]:
+    """Per scenario: (p50, p95, failed runs) of the baseline, the old entrypoint and the current one."""
+    name = f"bench-ep-{os.urandom(4).hex()}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "--entrypoint", "sleep", image,
+                    "infinity"], check=True, capture_output=True)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "old").write_text(old)
+            shutil.copy(ROOT / "images" / "entrypoint.sh", Path(d, "new"))
+            for i, script in enumerate(FLOORS.values()):
+                Path(d, f"floor{i}").write_text(script)
+            for f in ("old", "new", "floor0", "floor1"):
+                os.chmod(Path(d, f), 0o755)
+            subprocess.run(["docker", "exec", name, "mkdir", "-p", "/bench", "/usr/local/lib/base-gosu"], check=True)
+            for src, dst in [(timer, "/bench/timer"), *((f"{d}/{f}", f"/bench/{f}") for f in
+                                                         ("old", "new", "floor0", "floor1")),
+                             *((str(p), f"/usr/local/lib/base-gosu/{p.name}")
+                               for p in (ROOT / "images").glob("entrypoint-*.sh"))]:
+                subprocess.run(["docker", "cp", src, f"{name}:{dst}"], check=True, capture_output=True)
+        out = []
+        for scenario, base, ep in SCENARIOS:
+            if scenario == "restart after remap":  # the remap done once, by the current entrypoint
+                subprocess.run(["docker", "exec", "-e", "USER_ID=1500", name, "/bench/new", "true"], check=True)
+            specs = [base, ep.format(ep="/bench/old", uid=1600), ep.format(ep="/bench/new", uid=1700)]
+            floors = ["/bench/floor0 true", "/bench/floor1 true"] if scenario == "nothing to change" else []
+            lines = subprocess.run(["docker", "exec", name, "/bench/timer", str(runs), *specs, *floors], check=True,
+                                   capture_output=True, text=True).stdout.split("\n")
+            got = [tuple(map(int, line.split()[1:])) for line in lines if line]
+            out.append((scenario, got[:3]))
+            out.extend((floor, [got[0], None, t]) for floor, t in zip(FLOORS, got[3:]))
+        return out
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def main_in_container(flavors: list[str], runs: int, before: str) -> None:
+    old = before_split(before)
+    with tempfile.TemporaryDirectory() as d:
+        timer = timer_binary(d)
+        table = io.StringIO()
+        print(f"{'flavor':8} {'scenario':34} {'baseline p50/p95 ms':>20} {'before p50/p95 ms':>18} {'ratio':>6} "
+              f"{'after p50/p95 ms':>17} {'ratio':>6}  goal", file=table)
+        for flavor in flavors:
+            for scenario, ((b50, b95, bf), old_t, (n50, n95, nf)) in in_container(
+                    FLAVOR_IMAGES[flavor], old, timer, runs):
+                goal = {"nothing to change": "1.5", "restart after remap": "1.5"}.get(scenario, "")
+                o50, o95, of = old_t or (0, 0, 0)
+                was = f"{o50 / 1000:8.2f}/{o95 / 1000:<8.2f} {o50 / b50:6.2f}" if old_t else f"{'-':>25}"
+                failed = f"  ({bf}/{of}/{nf} runs failed)" if bf or of or nf else ""
+                print(f"{flavor:8} {scenario:34} {b50 / 1000:9.2f}/{b95 / 1000:<9.2f} {was} "
+                      f"{n50 / 1000:8.2f}/{n95 / 1000:<7.2f} {n50 / b50:6.2f}  {goal}{failed}", file=table)
+    print(f"p50 and p95 over {runs} interleaved runs each; ratio: p50 over the baseline's p50; before: "
+          f"the entrypoint of {before or 'the commit before the split'}")
+    print(table.getvalue(), end="")
+
+
 def main() -> None:
     global IMAGE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--image", default=IMAGE, help=f"a minideb image of this project (default {IMAGE})")
+    ap.add_argument("--in-container", action="store_true", help="the start-up budget inside running containers")
+    ap.add_argument("--runs", type=int, default=150, help="--in-container: runs of each command")
+    ap.add_argument("--flavor", action="append", choices=sorted(FLAVOR_IMAGES),
+                    help="--in-container: flavors to measure (default all)")
+    ap.add_argument("--before", default="", help="--in-container: the revision whose entrypoint is 'before'")
     a = ap.parse_args()
+    if a.in_container:
+        main_in_container(a.flavor or ["minideb", "ubuntu", "alpine"], a.runs, a.before)
+        return
     IMAGE = a.image
     n = f"{a.files // 1000}k" if a.files >= 1000 else str(a.files)
     usermod, findchown = variant("usermod", USERMOD), variant("findchown", FINDCHOWN)

@@ -19,7 +19,7 @@ from pathlib import Path
 from builder.core.errors import BuilderError
 from builder.image import bases, eol, make
 from builder.image.audit import vulns as vuln_stage
-from builder.image.assembly import load as loader
+from builder.image.assembly import append, load as loader
 from builder.image.assembly.store import Store
 from builder.image.model import Base, ImageSettings, Revision, Target
 from builder.image import nsswrapper
@@ -43,7 +43,7 @@ class Request:
     fetch: FetchOptions
     store: Path
     revision: Revision
-    entrypoint: bytes
+    entrypoint: append.Entrypoint
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
     nss_wrapper: "nsswrapper.NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
     vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)

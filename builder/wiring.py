@@ -19,7 +19,7 @@ import yaml
 from invoke import Config
 
 from builder import config
-from builder.image.assembly import load
+from builder.image.assembly import append, load
 from builder.image.audit import assessments, vulndb, vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
@@ -77,6 +77,11 @@ def fetch_options(gosu, *, for_lock: bool = False, log=sys.stderr, **flags) -> F
     return usage(parse, gosu, lock, **flags)
 
 
+def entrypoint_files() -> append.Entrypoint:
+    """images/entrypoint.sh and the entrypoint-*.sh files it sources, as this checkout has them."""
+    return append.Entrypoint.of({p.name: p.read_bytes() for p in IMAGES.glob("entrypoint*.sh")})
+
+
 def git_revision(root: Path, source_date_epoch: str | None = None) -> Revision:
     """The checkout's commit, and SOURCE_DATE_EPOCH if given, else the commit's time."""
     def git(*args):
@@ -126,7 +131,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     vuln = vuln_settings(c_config, vuln_db, today)  # a bad assessments file stops the run before any fetch
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
-                   git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), (IMAGES / "entrypoint.sh").read_bytes(),
+                   git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), entrypoint_files(),
                    usage(config.smoke_jobs, c_config.smoke), vuln=vuln,
                    nss_wrapper=usage(config.nss_wrapper_settings, c_config), today=today)
 

@@ -25,7 +25,8 @@ def tool(name):
     return path
 
 
-IMAGE_SHELL = [ROOT / "images" / "entrypoint.sh", *sorted((ROOT / "examples").glob("*/*.sh"))]
+# Every shell file an image ships (the entrypoint and the files it sources) and the examples'.
+IMAGE_SHELL = [*sorted((ROOT / "images").glob("*.sh")), *sorted((ROOT / "examples").glob("*/*.sh"))]
 
 
 def test_shell_in_images_passes_shellcheck_as_posix_sh():
@@ -42,7 +43,7 @@ def test_dockerfiles_pass_hadolint():
 
 @pytest.mark.parametrize("shell", ["dash", "bash", "busybox"])
 def test_entrypoint_parses_under_each_shell(shell):
-    """Syntax under each shell the images use (behaviour is covered by the engine smoke tests)."""
+    """Syntax under each shell the images use (behaviour: tests/images/ and the engine smoke tests)."""
     exe = shutil.which(shell)
     if not exe:
         pytest.skip(f"{shell} not installed on this host; the images exercise it")

@@ -69,6 +69,16 @@ def revision_file(root: Path, revision: str, path: str) -> bytes:
     return p.stdout
 
 
+def revision_entrypoint(root: Path, revision: str) -> append.Entrypoint:
+    """images/entrypoint.sh at the revision and the entrypoint-*.sh files it sources there (none before the
+    entrypoint was split)."""
+    core = revision_file(root, revision, "images/entrypoint.sh")
+    names = git(root, "ls-tree", "--name-only", f"{revision}:images").stdout.decode().split()
+    libs = {n: revision_file(root, revision, f"images/{n}") for n in names
+            if n.startswith("entrypoint-") and n.endswith(".sh")}
+    return append.Entrypoint.of({"entrypoint.sh": core, **libs})
+
+
 def _flatten(obj, prefix: str = "") -> dict[str, str]:
     if isinstance(obj, dict):
         out = {}
@@ -107,7 +117,7 @@ def _show(name: str, value) -> str:
 def rebuild(published: ImagePlan, root: Path, store: Store, gosu: bytes, registry_for) -> append.Image:
     """The image the published plan describes, with the entrypoint of its revision and this checkout's
     assembler; the inputs digest is computed afresh from those, so a changed input shows as a difference."""
-    entrypoint = revision_file(root, published.revision.commit, "images/entrypoint.sh")
+    entrypoint = revision_entrypoint(root, published.revision.commit)
     p = published
     again = plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, entrypoint,
                        p.nss_wrapper)

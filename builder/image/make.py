@@ -59,7 +59,7 @@ class Built:
         return self.plan.trial
 
 
-def recipe(plan: ImagePlan, gosu: bytes, entrypoint: bytes, labels: dict[str, str]) -> append.Recipe:
+def recipe(plan: ImagePlan, gosu: bytes, entrypoint: append.Entrypoint, labels: dict[str, str]) -> append.Recipe:
     a, nss = plan.account, plan.nss_wrapper
     return append.Recipe(
         base=append.BaseRef(plan.base.host, plan.base.repo, plan.base.digest), gosu=gosu, entrypoint=entrypoint,
@@ -76,7 +76,7 @@ def gosu_bytes(gosu: Fetched) -> bytes:
     return data
 
 
-def assemble_plan(plan: ImagePlan, gosu: bytes, entrypoint: bytes, store: Store, registry_for,
+def assemble_plan(plan: ImagePlan, gosu: bytes, entrypoint: append.Entrypoint, store: Store, registry_for,
                   extra_labels: dict[str, str] | None = None) -> append.Image:
     """The image a plan describes; `extra_labels` only where labels were carried over as published."""
     if hashlib.sha256(gosu).hexdigest() != plan.gosu.sha256:
@@ -91,7 +91,7 @@ def assemble_plan(plan: ImagePlan, gosu: bytes, entrypoint: bytes, store: Store,
         raise ValueError(f"cannot read base {plan.base.ref}@{plan.base.digest[:19]}: {e}") from None
 
 
-def build(store: Store, plan: ImagePlan, gosu: Fetched, entrypoint: bytes, registry_for=None) -> Built:
+def build(store: Store, plan: ImagePlan, gosu: Fetched, entrypoint: append.Entrypoint, registry_for=None) -> Built:
     """Assemble one planned image (no engine involved); `load` puts images into the engine."""
     image = assemble_plan(plan, gosu_bytes(gosu), entrypoint, store, registry_for or loader.registry_client({}))
     return Built(plan, gosu, to_labels(plan), image, store)

@@ -136,13 +136,13 @@ def rebuild_labels(gosu: Fetched) -> dict[str, str]:
     }
 
 
-def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entrypoint: bytes,
+def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entrypoint: append.Entrypoint,
                   nss_wrapper: NssWrapper | None = None, vulns: str = "") -> str:
     """Everything that determines the image's content; equal digests mean nothing to push."""
     doc = {
         "base": base.digest, "gosu": gosu.sha256, "flavor": target.flavor.name, "arch": target.arch.dpkg,
         "gosu_source": [gosu.kind, gosu.trust_root, gosu.pinned], "trial": trial_reasons(base, gosu),
-        "assembly": append.CODE, "entrypoint": hashlib.sha256(entrypoint).hexdigest(),
+        "assembly": append.CODE, "entrypoint": entrypoint.sha256(),
         "user": [account.user, account.uid, account.gid],
         # Implied by gosu's sha256; its own key so that images published before these labels existed count
         # as changed and are rebuilt (with their SBOM and provenance), not reused.
@@ -158,7 +158,7 @@ def inputs_digest(target: Target, base: Base, gosu: Gosu, account: Account, entr
 
 
 def plan_image(target: Target, base: Base, gosu: Gosu, revision: Revision, repository: str, account: Account,
-               source_url: str, entrypoint: bytes, nss_wrapper: NssWrapper | None = None,
+               source_url: str, entrypoint: append.Entrypoint, nss_wrapper: NssWrapper | None = None,
                scan: "Scan | None" = None, unscanned: str = "") -> ImagePlan:
     vulns = scan.label if scan else ""
     return ImagePlan(target, base, gosu, revision, repository, account, source_url,

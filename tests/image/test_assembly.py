@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import tarfile
 
@@ -138,7 +139,8 @@ def test_busybox_lines_as_adduser_writes_them_without_the_member_list():
 
 
 def recipe_with(nss: bytes) -> append.Recipe:
-    return append.Recipe(append.BaseRef("127.0.0.1:5000", "base", "sha256:" + "1" * 64), b"gosu", b"#!/bin/sh\n",
+    return append.Recipe(append.BaseRef("127.0.0.1:5000", "base", "sha256:" + "1" * 64), b"gosu",
+                         append.Entrypoint.of({"entrypoint.sh": b"#!/bin/sh\n"}),
                          OPS, EPOCH, {}, nss_wrapper=nss)
 
 
@@ -199,3 +201,18 @@ def test_the_image_users_home_is_group_0_with_the_owners_permissions(mode, want)
     tools do (the ubuntu stand-in's user keeps its own), the image's layer gives ops's to group 0."""
     e = append.writable_by_gid0(Entry("home/ops", DIR, mode, 10001, 10001))
     assert (e.mode, e.uid, e.gid) == (want, 10001, 0)
+
+
+def test_the_entrypoint_files_and_their_digest():
+    """The core runs from /usr/local/bin, what it sources sits in /usr/local/lib/base-gosu; an entrypoint of
+    one file keeps the digest images made before the split carry in their inputs."""
+    core = append.Entrypoint.of({"entrypoint.sh": b"core"})
+    split = append.Entrypoint.of({"entrypoint-diagnostics.sh": b"d", "entrypoint.sh": b"core"})
+    assert core.sha256() == hashlib.sha256(b"core").hexdigest()
+    assert split.sha256() not in (core.sha256(), append.Entrypoint.of({"entrypoint.sh": b"core",
+                                                                         "entrypoint-diagnostics.sh": b"e"}).sha256())
+    assert [(n, p) for n, p, _ in split.files()] == [
+        ("entrypoint.sh", "usr/local/bin/entrypoint"),
+        ("entrypoint-diagnostics.sh", "usr/local/lib/base-gosu/entrypoint-diagnostics.sh")]
+    with pytest.raises(append.AssemblyError):
+        append.Entrypoint.of({"entrypoint-diagnostics.sh": b"d"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -16,7 +17,9 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from builder.image import audit
 from builder.publish import push as pub
+from builder.image.assembly import append
 from builder.image.assembly.store import Store
+from builder.image.model import IMAGES
 from builder.image.audit import basepkgs, goinfo, packages, provenance, referrers, sbom
 from builder.consumer import show
 from builder.publish.push import Destination
@@ -168,6 +171,14 @@ def test_sbom_of_alpine_matches_what_the_image_holds(rig):
     assert deps["gosu"]["digest"]["sha256"] == b.gosu.sha256
     assert deps["gosu"]["annotations"]["trustRoot"] == rig.mirror.fingerprint
     assert deps["base"]["digest"]["sha256"] == b.base.digest.split(":")[1]
+    # The entrypoint and every file it sources: a file component and a dependency each, as images/ has them.
+    shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in IMAGES.glob("entrypoint*.sh")}
+    assert len(shipped) == 4
+    assert {c["name"]: c["hashes"][0]["content"] for ref, c in parts.items() if ref.startswith("entrypoint")} == {
+        f"/{append.image_path(name)}": sha for name, sha in shipped.items()}
+    assert parts["entrypoint"]["name"] == "/usr/local/bin/entrypoint"
+    assert {d["uri"].rsplit("#images/", 1)[1]: d["digest"]["sha256"] for d in deps.values()
+            if d["name"].startswith("entrypoint")} == shipped
 
 
 @pytest.mark.engine

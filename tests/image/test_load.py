@@ -58,7 +58,8 @@ def test_a_base_the_engine_lacks_is_loaded_whole(rig, tmp_path):
                                "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": client.upload_blob("base", blob),
                                            "size": len(blob)}]}).encode()
         digest = client.put_manifest("base", sha256_digest(manifest), manifest, OCI_MANIFEST)
-        recipe = append.Recipe(append.BaseRef(host, "base", digest), b"gosu", b"#!/bin/sh\n",
+        recipe = append.Recipe(append.BaseRef(host, "base", digest), b"gosu",
+                               append.Entrypoint.of({"entrypoint.sh": b"#!/bin/sh\n"}),
                                Account("ops", 10001, 10001), EPOCH, {"x": "y"})
         store = Store(tmp_path / "store")
         image = append.assemble(recipe, store, client)

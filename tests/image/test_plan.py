@@ -9,10 +9,11 @@ import pytest
 
 from builder import config
 from builder.image import model, nsswrapper, plan
+from builder.image.assembly import append
 from builder.core import arches
 from tests.support.engine import project_config
 
-ENTRYPOINT = b"#!/bin/sh\nexec gosu ops \"$@\"\n"
+ENTRYPOINT = append.Entrypoint.of({"entrypoint.sh": b"#!/bin/sh\nexec gosu ops \"$@\"\n"})
 
 
 def flavors():
@@ -83,7 +84,7 @@ def test_every_input_moves_the_inputs_digest():
     same = make()
     assert p.inputs == same.inputs
     changed = [
-        plan.plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, ENTRYPOINT + b"#"),
+        plan.plan_image(p.target, p.base, p.gosu, p.revision, p.repository, p.account, p.source_url, append.Entrypoint.of({"entrypoint.sh": ENTRYPOINT.sources[0][1] + b"#"})),
         make(gosu=dataclasses.replace(github_gosu(), sha256="b" * 64)),
         make(gosu=dataclasses.replace(github_gosu(), pinned=False)),
         make(standin="alpine:3.20"),

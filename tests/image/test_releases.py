@@ -12,9 +12,12 @@ import pytest
 
 from builder import config, wiring
 from builder.image import eol, model, plan
+from builder.image.assembly import append
 from builder.publish import push as pub
 from tests.conftest import ROOT
 from tests.support.engine import project_config
+
+E = append.Entrypoint.of({"entrypoint.sh": b"e"})
 
 EDGE = (Path(__file__).parent / "data" / "distro-info-edge.csv").read_text()
 TODAY = dt.date(2026, 12, 2)
@@ -102,7 +105,7 @@ def test_labels_carry_the_release_and_its_end_of_life_and_read_back(info):
                       "sha256:" + "2" * 64)
     gosu = plan.Gosu("amd64", "1.19", "a" * 64, "github", "F" * 40, True)
     p = plan.plan_image(model.Target(flavor, model.arches.get("amd64", model.arches.IMAGE_ARCHES)), base, gosu,
-                        model.Revision("0" * 40, 1), "org/base-gosu", plan.Account("ops", 1, 1), "u", b"e")
+                        model.Revision("0" * 40, 1), "org/base-gosu", plan.Account("ops", 1, 1), "u", E)
     labels = plan.to_labels(p)
     assert labels["org.base-gosu.base.release"] == "3.20"
     assert labels["org.base-gosu.base.eol"].startswith("2026-04-01 (alpinelinux.org/releases/")
@@ -110,7 +113,7 @@ def test_labels_carry_the_release_and_its_end_of_life_and_read_back(info):
     assert back.target.flavor.release == "3.20" and back.target.flavor.eol == flavor.eol and back.inputs == p.inputs
     # Another EOL date is another image: the label is content.
     later = dataclasses.replace(flavor, eol=eol.Eol(dt.date(2030, 1, 1), "x"))
-    assert plan.inputs_digest(dataclasses.replace(p.target, flavor=later), base, gosu, p.account, b"e") != p.inputs
+    assert plan.inputs_digest(dataclasses.replace(p.target, flavor=later), base, gosu, p.account, E) != p.inputs
 
 
 def test_the_guard_refuses_eol_beyond_the_local_registry_unless_allowed():

@@ -21,7 +21,7 @@ from builder.image.audit import goinfo, openvex, vulns
 from builder.local import tools
 from builder.publish import push, tags
 from tests.conftest import SHARED
-from tests.image.test_plan import DEBIAN, make
+from tests.image.test_plan import DEBIAN, ENTRYPOINT, make
 from tests.support import vulndb
 from tests.support.engine import project_config
 
@@ -155,7 +155,7 @@ def test_the_label_is_written_from_the_plan_read_back_and_moves_the_inputs(scan)
     bare = make(gosu=DEBIAN)
     scanned = dataclasses.replace(bare, vulns=scan.label, scan=scan,
                                   inputs=plan.inputs_digest(bare.target, bare.base, bare.gosu, bare.account,
-                                                            b"#!/bin/sh\nexec gosu ops \"$@\"\n", vulns=scan.label))
+                                                            ENTRYPOINT, vulns=scan.label))
     labels = plan.to_labels(scanned)
     assert labels[plan.VULNS] == scan.label and plan.VULNS not in plan.to_labels(bare)
     again = plan.from_labels(json.loads(json.dumps(labels)), str(scanned.target.platform),

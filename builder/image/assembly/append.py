@@ -1,7 +1,7 @@
 """Assemble an image by appending one computed layer to a digest-pinned base: no engine, no RUN, no emulator.
 
 The image is a pure function of its inputs: the base's manifest (by
-digest), gosu's bytes, the entrypoint's bytes, the ops account, the labels
+digest), gosu's bytes, the entrypoint's files, the ops account, the labels
 and the epoch. The base is read from the registry it was resolved in; the
 result (new layer, config, manifest) goes into the store, and the base's
 layers stay referenced by digest.
@@ -23,6 +23,8 @@ from builder.image.assembly.store import Store, digest_of
 from builder.core.oci import canonical
 
 ENTRYPOINT = "/usr/local/bin/entrypoint"
+# The files the entrypoint sources (images/entrypoint-*.sh), read only by the starts that need them.
+ENTRYPOINT_LIB = "/usr/local/lib/base-gosu"
 WORKDIR = "app"
 NSS_WRAPPER = "/usr/local/lib/base-gosu/libnss_wrapper.so"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -34,6 +36,36 @@ CODE = hashlib.sha256(b"".join((_HERE / f).read_bytes() for f in
 
 class AssemblyError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Entrypoint:
+    """The entrypoint an image ships: its source files in images/ by name, entrypoint.sh (the core, run as
+    ENTRYPOINT) and the entrypoint-*.sh files it sources from ENTRYPOINT_LIB."""
+    sources: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, sources: dict[str, bytes]) -> Entrypoint:
+        if "entrypoint.sh" not in sources:
+            raise AssemblyError(f"the entrypoint's files {sorted(sources)} lack entrypoint.sh")
+        return cls(tuple(sorted(sources.items())))
+
+    def files(self) -> list[tuple[str, str, bytes]]:
+        """(source name, path in the image without its leading /, bytes) of each file, the core first."""
+        return sorted(((name, image_path(name), data) for name, data in self.sources), key=lambda f: f[1] != (
+            ENTRYPOINT.strip("/")))
+
+    def sha256(self) -> str:
+        """The core's sha256 when it is the one file (as images from before the split carry in their inputs
+        digest), else that of every file's name and sha256."""
+        if len(self.sources) == 1:
+            return hashlib.sha256(self.sources[0][1]).hexdigest()
+        return hashlib.sha256(canonical({n: hashlib.sha256(d).hexdigest() for n, d in self.sources})).hexdigest()
+
+
+def image_path(name: str) -> str:
+    """Where images/<name> is in the image (no leading /)."""
+    return ENTRYPOINT.strip("/") if name == "entrypoint.sh" else f"{ENTRYPOINT_LIB.strip('/')}/{name}"
 
 
 def iso(epoch: int) -> str:
@@ -52,7 +84,7 @@ class Recipe:
     """Everything the image is computed from."""
     base: BaseRef
     gosu: bytes
-    entrypoint: bytes
+    entrypoint: Entrypoint
     account: accounts.Account
     epoch: int
     labels: dict[str, str]
@@ -64,7 +96,7 @@ class Recipe:
         extra = {"nss_wrapper": hashlib.sha256(self.nss_wrapper).hexdigest()} if self.nss_wrapper else {}
         return hashlib.sha256(canonical({
             "code": CODE, "base": self.base.digest, "gosu": hashlib.sha256(self.gosu).hexdigest(),
-            "entrypoint": hashlib.sha256(self.entrypoint).hexdigest(), "account": self.account.__dict__,
+            "entrypoint": self.entrypoint.sha256(), "account": self.account.__dict__,
             "epoch": self.epoch, "labels": self.labels, "cmd": self.cmd, "note": self.note, **extra,
         })).hexdigest()
 
@@ -195,7 +227,9 @@ def entries_for(r: Recipe, fs: basefs.BaseFs) -> tuple[str, list[Entry]]:
     account = [writable_by_gid0(e) if e.path == r.account.home and e.kind == DIR else e for e in account]
     own = [
         Entry("usr/local/bin/gosu", FILE, 0o755, 0, 0, r.gosu),
-        Entry(ENTRYPOINT.strip("/"), FILE, 0o755, 0, 0, r.entrypoint),
+        # The core runs; the files it sources are read, never run: no execute bit.
+        *(Entry(path, FILE, 0o755 if name == "entrypoint.sh" else 0o644, 0, 0, data)
+          for name, path, data in r.entrypoint.files()),
         # Group 0 with the owner's permissions: an arbitrary uid started with gid 0 (OpenShift) can write it.
         Entry(WORKDIR, DIR, 0o775, r.account.uid, 0),
         *account,

@@ -39,7 +39,7 @@ class Facts:
     gosu: Fetched
     go: goinfo.BuildInfo | None
     rebuilt: tuple[dict, ...]
-    entrypoint_sha256: str
+    entrypoint: tuple[tuple[str, str, str], ...]   # (path in the image, its source in images/, sha256), core first
     distro: Distro
     packages: tuple[Package, ...]
     package_db: str
@@ -57,6 +57,20 @@ def layer_files(tar: bytes, *paths: str) -> dict[str, bytes]:
     return out
 
 
+def entrypoint_files(tar: bytes) -> tuple[tuple[str, str, str], ...]:
+    """The entrypoint and each file it sources as the layer holds them: (path, source in images/, sha256)."""
+    lib = append.ENTRYPOINT_LIB.strip("/") + "/"
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        for ti in t:
+            name = ti.name.strip("/")
+            source = "entrypoint.sh" if name == append.ENTRYPOINT.strip("/") else name.removeprefix(lib)
+            if ti.isreg() and (source == "entrypoint.sh" or (name.startswith(lib + "entrypoint-")
+                                                              and name.endswith(".sh"))):
+                out.append((name, f"images/{source}", hashlib.sha256(t.extractfile(ti).read()).hexdigest()))
+    return tuple(sorted(out, key=lambda f: (f[1] != "images/entrypoint.sh", f[0])))
+
+
 def go_info(binary: bytes) -> goinfo.BuildInfo | None:
     try:
         return goinfo.parse(binary, "gosu")
@@ -68,7 +82,8 @@ def gather(built, registry_for, host_arch: str = "") -> Facts:
     """Facts of a make.Built; `registry_for(host)` gives the client its base layers are read through."""
     image, labels = built.image, built.labels
     nss, nss_path = built.plan.nss_wrapper, append.NSS_WRAPPER.strip("/")
-    own = layer_files(append.own_layer_tar(built.store, image), GOSU_PATH, append.ENTRYPOINT.strip("/"), nss_path)
+    tar = append.own_layer_tar(built.store, image)
+    own = layer_files(tar, GOSU_PATH, nss_path)
     gosu_bin = own[GOSU_PATH]
     if hashlib.sha256(gosu_bin).hexdigest() != built.gosu.sha256:
         raise ValueError(f"{built.tag}: the gosu in its layer is not the verified one ({built.gosu.sha256[:12]})")
@@ -92,6 +107,6 @@ def gather(built, registry_for, host_arch: str = "") -> Facts:
         base_platform_digest=labels.get(f"{LABEL}.base.platform-digest", ""),
         standin_for=labels.get(f"{LABEL}.base.standin-for", ""), trial=built.trial,
         gosu=built.gosu, go=go_info(gosu_bin), rebuilt=rebuilt,
-        entrypoint_sha256=hashlib.sha256(own[append.ENTRYPOINT.strip("/")]).hexdigest(),
+        entrypoint=entrypoint_files(tar),
         distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels), nss_wrapper=nss,
         unscanned=built.plan.unscanned)

@@ -54,8 +54,9 @@ def statement(f: Facts, repository: str, run_url: str = "") -> dict:
          "annotations": {"index": f.base_digest, "standinFor": f.standin_for}},
         gosu_dependency(f),
         {"name": "project", "uri": f"git+{f.source_url}@{f.revision}", "digest": {"gitCommit": f.revision}},
-        {"name": "entrypoint", "uri": f"git+{f.source_url}@{f.revision}#images/entrypoint.sh",
-         "digest": {"sha256": f.entrypoint_sha256}},
+        *({"name": "entrypoint" if source == "images/entrypoint.sh" else f"entrypoint/{source.rsplit('/', 1)[1]}",
+           "uri": f"git+{f.source_url}@{f.revision}#{source}", "digest": {"sha256": sha}}
+          for _, source, sha in f.entrypoint),
     ]
     if f.nss_wrapper:
         n = f.nss_wrapper

@@ -125,13 +125,15 @@ def build(f: Facts) -> Bom:
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"oci:{f.manifest_digest}"),
               metadata=BomMetaData(component=image, timestamp=created))
     gosu, gosu_parts = gosu_component(f)
-    entrypoint = Component(type=ComponentType.FILE, name="/usr/local/bin/entrypoint", bom_ref="entrypoint",
-                           hashes=_sha256(f.entrypoint_sha256),
-                           properties=_props(source=f"images/entrypoint.sh at {f.revision}"))
+    # The core keeps the ref "entrypoint"; each file it sources is a file component of its own.
+    entrypoint = [Component(type=ComponentType.FILE, name=f"/{path}",
+                            bom_ref="entrypoint" if source == "images/entrypoint.sh" else f"entrypoint:{path}",
+                            hashes=_sha256(sha), properties=_props(source=f"{source} at {f.revision}"))
+                  for path, source, sha in f.entrypoint]
     os_parts, nss = os_components(f), nss_wrapper_component(f)
-    for c in (gosu, *gosu_parts, entrypoint, *nss, *os_parts):
+    for c in (gosu, *gosu_parts, *entrypoint, *nss, *os_parts):
         bom.components.add(c)
-    bom.register_dependency(image, [gosu, entrypoint, *nss, *os_parts])
+    bom.register_dependency(image, [gosu, *entrypoint, *nss, *os_parts])
     bom.register_dependency(gosu, gosu_parts)
     return bom
 
