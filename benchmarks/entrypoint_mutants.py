@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,9 +125,17 @@ def write(files: dict[str, str], m: Mutant | None, into: Path) -> None:
 def tests_pass(d: str, shell: str, *opts: str) -> tuple[bool, str]:
     """Whether the unit tests pass on the shell files in d, and the first that failed."""
     env = {**os.environ, "ENTRYPOINT_UNDER_TEST": d, "ENTRYPOINT_SHELLS": shell}
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *opts, str(TESTS)],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
-    failed = next((line.split()[1] for line in p.stdout.splitlines() if line.startswith("FAILED ")), "")
+    # Its own process group, ended whole on a timeout: a mutant that loops must not outlive its run.
+    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *opts, str(TESTS)],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as p:
+        try:
+            out, _ = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            return False, "(timed out: the mutant hangs a test)"
+    failed = next((line.split()[1] for line in out.splitlines() if line.startswith("FAILED ")), "")
     return p.returncode == 0, failed
 
 

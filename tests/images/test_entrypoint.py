@@ -431,7 +431,7 @@ def test_chown_paths_symlink_to_a_system_path(shell):
         (root / "app/link").symlink_to("../etc")
         p = subprocess.run([*SHELLS[shell], str(SCRIPTS / "entrypoint.sh"), "true"], cwd=root / "app",
                            env={"PATH": os.environ["PATH"], "ENTRYPOINT_ROOT": str(root), "ENTRYPOINT_DRY_RUN": "1",
-                                "PWD": str(root / "app"), **g.env}, capture_output=True, text=True)
+                                "PWD": str(root / "app"), **g.env}, capture_output=True, text=True, timeout=20)
         assert p.returncode == 2
         assert p.stderr.startswith(E + "CHOWN_PATHS entry '/app/link' (that is, /etc) is a system path")
         assert (root / "etc/passwd").read_text() == PASSWD
