@@ -74,6 +74,26 @@ HARMLESS: dict[tuple[str, str], str] = {
         "the mounts' stats dropped are read again by the mount check (one fork more)",
     ("entrypoint.sh", '[ -n "$f" ] || :'):
         "the cheap test of /dev's own entries skipped: the full walk finds the same nodes, later",
+    ("entrypoint.sh", 'm_stats=$(stat_lines "$rw_mounts" 2>/dev/null) && :'):
+        "`cmd && :` is as non-fatal under set -e as `cmd || :`",
+    ("entrypoint-changes.sh", 'stats=$(stat_lines "$nodes" 2>/dev/null) && :'):
+        "`cmd && :` is as non-fatal under set -e as `cmd || :`",
+    ("entrypoint.sh", '[ "$s_uid" != "$uid" ] || [ $(((0$s_mode >> 6) & 3)) != 3 ] || :'):
+        "the cheap mount test skipped: the diagnostics judge every mount exactly",
+    ("entrypoint.sh", '[ "$s_uid" != "$uid" ] || [ $(((0$s_mode >> 3) & 3)) != 3 ] || continue'):
+        "a weaker cheap mount test: the diagnostics judge the extra suspects exactly",
+    ("entrypoint-changes.sh", 'BEGIN { n = split(joins, j, " "); for (i = 1; i <= n; i++) want[j[i]] != 1 }'):
+        "awk creates an element it reads; want is only tested with `in`",
+    ("entrypoint-changes.sh", 'seen[$3] != 1'): "awk creates an element it reads; seen is only tested with `in`",
+    ("entrypoint-changes.sh", 'seen[j[i]] != 1'): "awk creates an element it reads; seen is only tested with `in`",
+    ("entrypoint-changes.sh", '$1 == regid && $3 = gid { $3 = gid; changed = 1 }'):
+        "regid is set only when no group has gid, so its line never already holds gid",
+    ("entrypoint-changes.sh", "new_group=0"): "only emptiness is tested: 0 and 1 are both non-empty",
+    ("entrypoint-arbitrary-uid.sh", "case $mp,$opts, in /,ro,* | /,*,ro,*) ;; /,*) : ;; esac"):
+        "the rw-root shortcut dropped: the table is walked on every such start (slower, same HOME)",
+    ("entrypoint-arbitrary-uid.sh", "best='' ro=1"): "the / line always matches first and resets ro",
+    ("entrypoint-arbitrary-uid.sh", '[ "${#mp}" -ge "${#best}" ] || :'):
+        "engines mount a parent before what is mounted under it, so lengths only grow down the table",
 }
 
 

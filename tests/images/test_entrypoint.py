@@ -84,6 +84,7 @@ class Ran:
     group: str
     etc: list          # the names in etc/ afterwards: no staged or backup file may stay
     nss_passwd: str    # the passwd written for nss_wrapper, if any
+    rewrote: set       # the account files replaced (a new inode), e.g. {"group"}
 
     @property
     def exec(self):
@@ -187,6 +188,7 @@ def start(shell: str, g: Given, *cmd: str) -> Ran:
         root = base / "root"
         root.mkdir()
         build(root, g)
+        inodes = {f: os.stat(root / "etc" / f).st_ino for f in ("passwd", "group")}
         env = {"PATH": _path(root, g), "ENTRYPOINT_ROOT": str(root), "PWD": str(root / "app"), "HOME": "/root",
                **({} if g.real else {"ENTRYPOINT_DRY_RUN": "1"}), **g.env}
         uid, gid = map(int, g.user.split(":"))
@@ -204,7 +206,8 @@ def start(shell: str, g: Given, *cmd: str) -> Ran:
         nss = next((line[19:] for line in out if line.startswith("NSS_WRAPPER_PASSWD=/")), "/nonexistent")
         return Ran(p.returncode, out, clean(p.stderr), (root / "etc/passwd").read_text(),
                    (root / "etc/group").read_text(), sorted(os.listdir(root / "etc")),
-                   (root / nss.lstrip("/")).read_text() if (root / nss.lstrip("/")).is_file() else "")
+                   (root / nss.lstrip("/")).read_text() if (root / nss.lstrip("/")).is_file() else "",
+                   {f for f, ino in inodes.items() if os.stat(root / "etc" / f).st_ino != ino})
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -521,6 +524,7 @@ def test_groups_kept(shell, given, rc, run, err, ops, acts, request):
     assert ops_line(r.passwd) == ops
     changed = set(r.group.splitlines()) ^ set(given.group.splitlines())
     assert sorted(changed) == CHANGED[request.node.callspec.id.split("-", 1)[1]]
+    assert r.rewrote == ({"group"} if changed else set()) | ({"passwd"} if ops != OPS else set())
     assert r.etc == ["group", "passwd"]
 
 
