@@ -180,16 +180,19 @@ def guard(children: list[pub.Child], dest: pub.Destination, options: PublishOpti
     pub.check_vulnerable([(name, c.applying) for name, c in named], dest, options.allow_vulnerable)
 
 
-def survey(req: Request, publisher: Publisher, options: PublishOptions, reads: dict | None = None) -> Survey:
+def survey(req: Request, publisher: Publisher, options: PublishOptions, reads: dict | None = None,
+           moves_tags: bool = True) -> Survey:
     """Plan once, check the guards once on the planned records (and the signing identity), read each release's
-    tags once and hold them to their platforms, and take up each image the registry already serves."""
+    tags once and, where this run moves them, hold them to their platforms; take up each image the registry
+    already serves."""
     run = pipeline.plan(req, publisher.log, reads)
     planned = [pub.record(p) for p in run.images]
     guard(planned, publisher.dest, options, req.today)
     publisher.ready()
     groups = pub.check_children(planned)
     states = tags.read_states(publisher.registry, publisher.dest.repository, groups)
-    tags.check_shrink_all(states, groups, options.allow_shrink)
+    if moves_tags:
+        tags.check_shrink_all(states, groups, options.allow_shrink)
     return Survey(run, states, tuple(served(p, r, states[r.key]) for p, r in zip(run.images, planned)))
 
 
@@ -209,7 +212,9 @@ def push(req: Request, engine: Engine, registry: Registry, dest: pub.Destination
     (one already signed is left as it is). `reads`: pipeline.plan's.
     """
     publisher = publisher_for(registry, dest, options, log, "push", "nothing is built or pushed")
-    records, documents = publisher.push(req, engine, survey(req, publisher, options, reads))
+    # A push moves no tag, so it cannot shrink one: the nightly's jobs each push one arch of a release whose tags
+    # serve several, and assemble, which has every job's record, holds the tags to their platforms.
+    records, documents = publisher.push(req, engine, survey(req, publisher, options, reads, moves_tags=False))
     publisher.seal(records, documents)
     return records
 

@@ -11,8 +11,9 @@ What cannot be as on GitHub is substituted, each named here and nowhere else:
   the shipped vuln-assessments.yaml is what lets its two present findings through;
 - bases: the local registry's stand-ins in place of the real ones (the workflow's INVOKE_IMAGES_* are left
   out), so `--allow-trial` is added where `--keyless` was;
-- the matrix: a runtime configuration (INVOKE_RUNTIME_CONFIG) leaves one release per flavor, amd64 only, and
-  gives alpine 3.20 (the one alpine whose rootfs is here) an end of life to come;
+- the matrix: a runtime configuration (INVOKE_RUNTIME_CONFIG) leaves one release per flavor, amd64 only (alpine
+  also i386, which runs here without an emulator, so one release has two image jobs), and gives alpine 3.20 (the
+  one alpine whose rootfs is here) an end of life to come;
 - each job's `digests` directory is its own temporary directory, and the artifact steps copy between them.
 """
 
@@ -39,8 +40,9 @@ pytestmark = pytest.mark.engine
 
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 PASSWORD = "nightly-rehearsal-3"
-# The jobs the rehearsal's configuration leaves in the matrix, and the release each flavor keeps.
+# The jobs the rehearsal's configuration leaves in the matrix: the release each flavor keeps, and its arches.
 KEEP = {"minideb": "trixie", "ubuntu": "24.04", "alpine": "3.20"}
+ARCHES = {"minideb": ("amd64",), "ubuntu": ("amd64",), "alpine": ("amd64", "i386")}
 GONE = "2000-01-01"
 
 
@@ -51,8 +53,9 @@ def rehearsal_config(path: Path) -> Path:
         releases = {}
         for release in f["releases"]:
             if str(release) == KEEP[name]:
-                releases[release] = {"arches": "amd64", **({"eol": "2099-01-01", "eol_source": "the rehearsal"}
-                                                           if name == "alpine" else {})}
+                releases[release] = {"arches": ",".join(ARCHES[name]),
+                                     **({"eol": "2099-01-01", "eol_source": "the rehearsal"}
+                                        if name == "alpine" else {})}
             else:
                 releases[release] = {"eol": GONE, "eol_source": "left out of the rehearsal"}
         flavors[name] = {"releases": releases}
@@ -172,7 +175,7 @@ def test_the_nightly_steps_publish_every_matrix_job_and_move_each_flavors_tags(r
     outputs = rehearsal.job("matrix")
     jobs = json.loads(outputs["needs.matrix.outputs.matrix"])["include"]
     assert sorted((j["flavor"], j["release"], j["arch"]) for j in jobs) == \
-        sorted((f, r, "amd64") for f, r in KEEP.items()), jobs
+        sorted((f, r, a) for f, r in KEEP.items() for a in ARCHES[f]), jobs
     for job in jobs:
         rehearsal.job("image", job)
     rehearsal.job("assemble", outputs=outputs)
@@ -187,8 +190,8 @@ def test_the_nightly_steps_publish_every_matrix_job_and_move_each_flavors_tags(r
     assert {t for t in listed if not t.startswith("sha256-")} == want, sorted(listed)
     for flavor, release in KEEP.items():
         index = json.loads(client.get_manifest(repo, flavor)[0])
-        assert [m["platform"]["architecture"] for m in index["manifests"]
-                if m["platform"].get("os") != "unknown"] == ["amd64"]
+        assert sorted(m["platform"]["architecture"] for m in index["manifests"] if m["platform"].get("os") !=
+                      "unknown") == sorted({"i386": "386"}.get(a, a) for a in ARCHES[flavor])
         assert client.get_manifest(repo, f"{flavor}-{release}-gosu1.17")[2] == client.get_manifest(repo, flavor)[2]
     # Signed: each index and child has its signature tag.
     assert sum(t.endswith(".sig") for t in listed) >= 2 * len(KEEP)
@@ -207,6 +210,18 @@ def test_the_nightly_steps_publish_every_matrix_job_and_move_each_flavors_tags(r
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "DOCKER_CONFIG": str(rehearsal.tmp / "docker-config")})
     assert got.returncode == 0, got.stderr
+
+    # The next night, nothing new: every image job pushes one arch of a release whose tags serve two, and
+    # nothing is built or uploaded; assemble moves no tag.
+    first = len(rehearsal.log)
+    rehearsal.artifacts = rehearsal.tmp / "artifacts-next-night"  # a new workflow run has its own artifacts
+    for job in jobs:
+        rehearsal.job("image", job)
+    rehearsal.job("assemble", outputs=outputs)
+    again = "\n".join(rehearsal.log[first:])
+    assert again.count("not rebuilt, nothing uploaded") == len(jobs), again[-4000:]
+    assert "nothing to do" in again and not re.search(r": (created|moved)$", again, re.M), again[-4000:]
+    assert {t for t in client.list_tags(repo) if not t.startswith("sha256-")} == want
 
 
 def test_a_finding_without_its_review_stops_the_image_job_before_a_byte_is_sent(rehearsal, tmp_path):
