@@ -51,8 +51,14 @@ writable() {
 # place), and where the image has nss_wrapper (glibc only) a passwd of its own
 # in which the image user has this uid. Setuid programs ignore LD_PRELOAD, so
 # that passwd names ids for the app and grants nothing.
+# An account the engine wrote for the uid keeps its name; its HOME (the
+# workdir, under podman) moves to $TMPDIR alike when it cannot be written.
 as_given() {
 	tmp=${TMPDIR:-/tmp}
+	if [ -n "$my_name" ]; then
+		writable "${HOME:-/}" || ! writable "$tmp" || export HOME="$tmp"
+		step_down "$@"
+	fi
 	if [ "${HOME:-/}" = / ]; then
 		HOME=$home
 		writable "$home" || ! writable "$tmp" || HOME=$tmp

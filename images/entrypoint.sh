@@ -13,15 +13,11 @@
 #
 # ENTRYPOINT_ROOT (default empty: /) prefixes every path it reads or writes
 # and ENTRYPOINT_DRY_RUN=1 prints the chown and exec commands instead of
-# running them: the unit tests run it against a root of their own.
-# POSIX sh: runs unchanged under dash, bash and busybox ash.
+# running them, so unit tests run it against a root of their own. POSIX sh.
 set -eu
 
 root=${ENTRYPOINT_ROOT:-}
-die() {
-	printf 'entrypoint: error: %s\n' "$*" >&2
-	exit 2
-}
+die() { printf 'entrypoint: error: %s\n' "$*" >&2; exit 2; }
 warn() { printf 'entrypoint: warning: %s\n' "$*" >&2; }
 note() { printf 'entrypoint: %s\n' "$*" >&2; }
 act() {
@@ -60,21 +56,25 @@ nl='
 cwd=${PWD#"$root"}
 
 # The account as the image built it, and whether our own uid has one.
-cur_uid='' cur_gid='' home='' my_name=''
+cur_uid='' cur_gid='' home='' my_name='' my_home=''
 while IFS=: read -r name _ p_uid p_gid _ p_home _; do
 	if [ "$name" = "$user" ]; then
 		cur_uid=$p_uid cur_gid=$p_gid home=$p_home
 	fi
 	if [ "$p_uid" = "$my_uid" ] && [ -z "$my_name" ]; then
-		my_name=$name
+		my_name=$name my_home=$p_home
 	fi
 done <"$root/etc/passwd"
 
-# Started with --user (or runAsUser): nothing is remapped, and nothing here
-# could change the account files; a uid without an account needs a HOME and
-# a name.
+# Started with --user (or runAsUser): nothing is remapped. A uid without an
+# account may need a HOME and a name, one with gid 0 and an account the
+# engine wrote (podman's: its home the workdir) a HOME.
 if [ "$my_uid" != 0 ]; then
-	[ -z "$my_name" ] && [ -n "$home" ] || step_down "$@"
+	case $my_name,$my_gid in
+	,*) [ -n "$home" ] || step_down "$@" ;;
+	*,0) [ "$my_uid" != "$cur_uid" ] && [ "${HOME:-/}" = "$my_home" ] || step_down "$@" ;;
+	*) step_down "$@" ;;
+	esac
 	use arbitrary-uid
 	as_given "$@"
 fi

@@ -633,6 +633,33 @@ def test_started_as_a_uid(shell, given, home, nss, err):
     assert (r.passwd, r.group) == (PASSWD, GROUP)
 
 
+# podman writes an account of its own for a uid the image lacks: named after it, gid 0, home the workdir.
+PODMAN = PASSWD + "4242:*:4242:0:container user:/app:/bin/sh\n"
+ENGINE_ACCOUNT = [
+    # (id, given, HOME)
+    pytest.param(Given(user=ARBITRARY, passwd=PODMAN, env={"HOME": "/app"}), "/app", id="engine-account-writable-home"),
+    pytest.param(Given(user=ARBITRARY, passwd=PODMAN, env={"HOME": "/app"}, read_only=True,
+                       mounts=("/tmp 0:0 1777 tmpfs",)), "/tmp", id="engine-account-read-only-root-home-in-tmp"),
+    pytest.param(Given(user=ARBITRARY, passwd=PODMAN, env={"HOME": "/app"}, read_only=True), "/app",
+                 id="engine-account-read-only-root-no-writable-tmp"),
+    pytest.param(Given(user=ARBITRARY, passwd=PODMAN, env={"HOME": "/srv"}, read_only=True,
+                       mounts=("/tmp 0:0 1777 tmpfs",)), "/srv", id="engine-account-HOME-given-is-kept"),
+    pytest.param(Given(user="65534:0", env={"HOME": "/nonexistent"}, read_only=True, mounts=("/tmp 0:0 1777 tmpfs",)),
+                 "/tmp", id="image-account-gid-0-read-only-root-home-in-tmp"),
+    pytest.param(Given(user="65534:65534", env={"HOME": "/nonexistent"}, read_only=True,
+                       mounts=("/tmp 0:0 1777 tmpfs",)), "/nonexistent", id="image-account-own-gid-untouched"),
+    pytest.param(Given(user="10001:0", env={"HOME": "/home/ops"}, read_only=True, mounts=("/tmp 0:0 1777 tmpfs",)),
+                 "/home/ops", id="ops-uid-gid-0-untouched"),
+]
+
+
+@pytest.mark.parametrize("given,home", ENGINE_ACCOUNT)
+def test_started_as_a_uid_with_an_account(shell, given, home):
+    r = start(shell, given)
+    assert (r.rc, r.exec, r.home, r.err) == (0, "true", home, [])
+    assert (r.passwd, r.group, r.nss_passwd) == (given.passwd, GROUP, "")
+
+
 FAILS = [
     # (id, given, the reason in the warning; the failing tool's own line, if it prints one, comes first)
     pytest.param(Given(env={"USER_ID": "2000"}, groups="0 44", fail="mv:passwd"),
