@@ -42,6 +42,20 @@ def test_checks_catch_the_naive_entrypoint(rig):
         assert expected in failed, failed
 
 
+def test_refusals_sharing_a_container_still_name_the_case_that_went_through(rig):
+    """bad_values_refused runs its refusals in one container: an entrypoint that takes a leading zero fails
+    the check on that case alone, with the message a container per case gave."""
+    good = rig.built("alpine", "amd64")
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text(f"FROM {good.tag}\nRUN sed -i '/has a leading zero/d' /usr/local/bin/entrypoint\n")
+        rig.engine.build(Path(ctx), "base-gosu-test/leading-zero:amd64", "linux/amd64")
+    subject = smoke.Subject(**{**pipeline.subject_of(good).__dict__, "image": "base-gosu-test/leading-zero:amd64",
+                               "ref": ""})
+    with pytest.raises(smoke.SmokeFailure) as e:
+        smoke.bad_values_refused(smoke.Ctx(rig.engine, subject))
+    assert (e.value.check, e.value.saw[:24]) == ("bad value refused", "USER_ID='010': exit 0, s")
+
+
 def test_smoke_failure_names_image_check_and_observation(rig):
     built = rig.built("alpine", "amd64")
     subject = pipeline.subject_of(built)

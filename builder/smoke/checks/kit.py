@@ -8,7 +8,9 @@ on the host, so the same check holds under every engine.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -46,6 +48,12 @@ class Subject:
 
 
 IDS = "echo $(id -u):$(id -g):$(id -un)"
+# Where the image's config points (image.assembly.append.ENTRYPOINT, a stage this one does not import): were
+# it moved, `starts` would run nothing and every case would fail with sh's "not found".
+ENTRYPOINT = "/usr/local/bin/entrypoint"
+# Between the cases `Ctx.starts` runs in one container: ASCII's group and record separators, which no
+# message of the entrypoint or the tools it runs contains.
+_CASE, _PART = "\x1d", "\x1e"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,21 @@ class Ctx:
     def run(self, *cmd: str, opts: list[str] | None = None, timeout: float = 180):
         return self.engine.container(self.s.runs, *cmd, options=["--platform", self.s.platform, *(opts or [])],
                                      timeout=timeout)
+
+    def starts(self, cases: list[dict[str, str]], *cmd: str) -> list[subprocess.CompletedProcess]:
+        """The entrypoint started once per case, each with that case's environment added, all inside one
+        container: for cases that need no container of their own (the same mounts, and a start that is
+        refused before it changes anything). Each result is what a `run` of that case alone returns."""
+        step = (f'"$@" >/tmp/.case-out 2>/tmp/.case-err; printf "{_PART}%s{_PART}" "$?"; cat /tmp/.case-out; '
+                f'printf "{_PART}"; cat /tmp/.case-err; printf "{_CASE}"')
+        script = "\n".join(f"(set -- env {shlex.join(f'{k}={v}' for k, v in env.items())} "
+                           f"{shlex.join([ENTRYPOINT, *cmd])}; {step})" for env in cases)
+        p = self.run("-c", script, opts=["--entrypoint", "sh"])
+        parts = [chunk.split(_PART) for chunk in p.stdout.split(_CASE)[:-1]]
+        if p.returncode != 0 or len(parts) != len(cases) or any(len(x) != 4 for x in parts):
+            self.fail("cases in one container", f"exit {p.returncode}, {len(parts)} of {len(cases)} cases reported, "
+                                                f"stdout {p.stdout[-300:]!r}, stderr {p.stderr.strip()[-300:]!r}")
+        return [subprocess.CompletedProcess(cmd, int(rc), out, err) for _, rc, out, err in parts]
 
     def fail(self, check: str, saw: str):
         raise SmokeFailure(self.s.image, check, saw)
