@@ -70,7 +70,7 @@ class Given:
     home: str = "10001:10001 2755"
     tmp: str = "0:0 1777"
     nss: bool = False                     # the image carries nss_wrapper (glibc flavors)
-    fail: str = ""                        # "mv:passwd": mv onto etc/passwd fails (a write failing half-way)
+    fail: str = ""                        # "mv:passwd": mv onto etc/passwd fails; "chown:*/fd/*": a glob of its args
     pipes: str = ""                       # the stdio fds that are pipes, e.g. "12" (as a container's stdout, stderr)
     real: bool = False                    # run the chowns for real in the root, a stand-in gosu printing the exec
 
@@ -175,7 +175,8 @@ def _path(root: Path, g: Given) -> str:
         return f"{bin_dir}:{os.environ['PATH']}"
     tool, target = g.fail.split(":")
     real = shutil.which(tool)
-    (bin_dir / tool).write_text(f'#!/bin/sh\ncase "$*" in *etc/{target}) echo "{tool}: injected failure" >&2; '
+    pattern = target if "*" in target else f"*etc/{target}"  # a glob as given, else a file under etc/
+    (bin_dir / tool).write_text(f'#!/bin/sh\ncase "$*" in {pattern}) echo "{tool}: injected failure" >&2; '
                                 f'exit 1 ;; esac\nexec {real} "$@"\n')
     (bin_dir / tool).chmod(0o755)
     return f"{bin_dir}:{os.environ['PATH']}"
@@ -794,6 +795,22 @@ MORE = [
     case("real-CHOWN_PATHS-stat-again", real=True, env={"CHOWN_PATHS": "/data"}, mounts=("/data 0:0 755",)),
     case("real-CHOWN_PATHS-remap-stat-again", real=True, env={"CHOWN_PATHS": "/data", "USER_ID": "2000"},
          mounts=("/data 0:0 755",), ops="ops:x:2000:2000::/home/ops:/bin/sh"),
+    # After a failed rewrite gosu gets numeric ids and so no supplementary group: ops' membership of video by
+    # name no longer opens the mount, and the mount check must say so.
+    case("failed-rewrite-mount-check-by-ids", env={"USER_ID": "2000"}, fail="mv:passwd",
+         group=GROUP.replace("video:x:44:", "video:x:44:ops"), mounts=("/data 0:44 775",),
+         run="gosu 2000:2000 env HOME=/home/ops true",
+         err=[W + "ops could not be given uid 2000: cannot replace /etc/passwd: mv: injected failure. Start it with "
+              "--user 2000:2000 instead, which needs no change here. Running as 2000:2000 with HOME=/home/ops",
+              W + "/data is mounted read-write but ops (2000:2000) cannot write it (owner 0:44, mode 775). Fix: "
+              "CHOWN_PATHS=/data gives it to ops; USER_ID=0 ALLOW_ROOT_ID=1 keeps a one-off admin job (a backup) "
+              "root, which --user 0 does not. MOUNT_CHECK=no silences this"]),
+    case("real-home-chown-fails-warns", real=True, env={"USER_ID": "2000"}, fail="chown:*home/ops*",
+         ops="ops:x:2000:2000::/home/ops:/bin/sh", err=[W + "could not chown /home/ops to 2000:2000"]),
+    case("real-workdir-chown-fails-warns", real=True, env={"USER_ID": "2000"}, fail="chown:*/root/app",
+         ops="ops:x:2000:2000::/home/ops:/bin/sh", err=[W + "could not chown /app to 2000:2000"]),
+    case("real-stdio-chown-fails-warns", real=True, pipes="12", fail="chown:*/fd/*",
+         err=[W + "cannot hand stdio to 10001:10001, so /dev/stdout may not open: chown: injected failure"]),
 ]
 
 
