@@ -155,6 +155,11 @@ def tests_pass(d: str, shell: str, *opts: str) -> tuple[bool, str]:
             os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
             return False, "(timed out: the mutant hangs a test)"
+        finally:  # what pytest left behind, on any outcome
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     failed = next((line.split()[1] for line in out.splitlines() if line.startswith("FAILED ")), "")
     return p.returncode == 0, failed
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -182,6 +183,25 @@ def _path(root: Path, g: Given) -> str:
     return f"{bin_dir}:{os.environ['PATH']}"
 
 
+def run_alone(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """argv in a session of its own, ended whole when it returns or times out: a subshell of a mutant that
+    loops (benchmarks/entrypoint_mutants.py) would otherwise outlive the shell that started it."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          **kw) as p:
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            raise
+        finally:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
 def start(shell: str, g: Given, *cmd: str) -> Ran:
     base = Path(tempfile.mkdtemp(prefix="ep-"))
     base.chmod(0o755)  # an arbitrary uid must reach the root
@@ -199,7 +219,7 @@ def start(shell: str, g: Given, *cmd: str) -> Ran:
             argv = ["sh", "-c", 'mkdir -p "$R/proc/$$/fd" && for n in $P; do mkfifo "$R/proc/$$/fd/$n"; done && '
                     'exec "$@"', "sh", *argv]
             env.update(R=str(root), P=" ".join(g.pipes))
-        p = subprocess.run(argv, env=env, cwd=root / "app", capture_output=True, text=True, timeout=20, **who)
+        p = run_alone(argv, env=env, cwd=root / "app", **who)
 
         def clean(text):
             return [re.sub(r"/proc/[0-9]+/", "/proc/PID/", line.replace(str(root), "")) for line in text.splitlines()]
@@ -433,9 +453,9 @@ def test_chown_paths_symlink_to_a_system_path(shell):
         root.mkdir()
         build(root, g)
         (root / "app/link").symlink_to("../etc")
-        p = subprocess.run([*SHELLS[shell], str(SCRIPTS / "entrypoint.sh"), "true"], cwd=root / "app",
-                           env={"PATH": os.environ["PATH"], "ENTRYPOINT_ROOT": str(root), "ENTRYPOINT_DRY_RUN": "1",
-                                "PWD": str(root / "app"), **g.env}, capture_output=True, text=True, timeout=20)
+        p = run_alone([*SHELLS[shell], str(SCRIPTS / "entrypoint.sh"), "true"], cwd=root / "app",
+                      env={"PATH": os.environ["PATH"], "ENTRYPOINT_ROOT": str(root), "ENTRYPOINT_DRY_RUN": "1",
+                           "PWD": str(root / "app"), **g.env})
         assert p.returncode == 2
         assert p.stderr.startswith(E + "CHOWN_PATHS entry '/app/link' (that is, /etc) is a system path")
         assert (root / "etc/passwd").read_text() == PASSWD
