@@ -1,50 +1,35 @@
-"""Invoke tasks: declarations only. Rules live in builder/, I/O on a task's behalf in builder/wiring.py,
-and the one mapping from errors to exit codes is builder/cli.py's `cli`."""
+"""Invoke tasks: declarations only. Each body is one call: into builder/commands.py (a task that is more than
+one call) or builder/wiring.py (I/O on a task's behalf); the one mapping from errors to exit codes is
+builder/cli.py's `cli`."""
 
 import shlex
 import sys
 
-from invoke import Exit, task
+from invoke import task
 
-from builder import config, pipeline, shipping, wiring
+from builder import commands, config, shipping, wiring
 from builder.cli import (ASSEMBLE, FETCH, FETCH_ONLY, IMAGE, IMAGE_FETCH, LOCK, MATRIX, PUBLISH, PUSH, RELEASE,
                          REPRODUCE, SHOW, SMOKE, TEST_ARCHIVE, VERIFY, cli)
-from builder.config import cli_path, project_path, publishing
-from builder.consumer import verify as verify_stage
 from builder.core.engine import Engine
 from builder.core.errors import BuilderError
-from builder.gosu import fetch as fetch_stage, lock as lockfile, testarchive, testmirror
 from builder.local import setup
-from builder.publish import matrix as matrix_stage, push as push_stage
 
 # The sha256 Debian's Sources index (unstable, forky) lists for gosu_1.19.orig.tar.gz.
 GOSU_119_ORIG = "cd9719b775dbfedae53923c9b0dc792b66d42c51e0b36652ed6f747fbadc0164"
-
-
-def _fetch(c, fetch, for_lock=False):
-    opts = wiring.fetch_options(c.config.gosu, for_lock=for_lock, **fetch, **({"enforce_lock": False} if for_lock else {}))
-    report = fetch_stage.fetch(opts)
-    fetch_stage.print_report(report)
-    if not report.ok:
-        raise Exit(code=1)
-    return opts, report
 
 
 @task(help=FETCH)
 @cli("fetch", fetch=FETCH_ONLY)
 def fetch(c, fetch=None):
     """Download gosu for each arch and verify it (signature or archive chain, ELF header, lock)."""
-    _fetch(c, fetch)
+    return commands.fetch(c.config, fetch)
 
 
 @task(help=LOCK)
 @cli("lock", fetch=FETCH_ONLY)
 def lock(c, fetch=None):
     """Fetch and verify every arch of a release, then rewrite that source's part of gosu.lock.json."""
-    opts, report = _fetch(c, fetch, for_lock=True)
-    path = project_path(c.config.gosu.lock_file)
-    lockfile.save(path, lockfile.updated(lockfile.load(path), opts, report.fetched))
-    print(lockfile.summary(path, opts, report.fetched))
+    return commands.lock(c.config, fetch)
 
 
 @task(help={"k": "only run tests matching this pytest -k expression", "x": "stop at the first failure",
@@ -84,15 +69,10 @@ def push(c, digests_dir, flavor=None, arch=None, registry=None, repository=None,
          allow_trial=False, fetch=None, sign_key=None, keyless=False, unsigned=False, release=None, allow_eol=False,
          vuln_db=None, allow_vulnerable=False):
     """Split publish, part 1 (one machine per arch): build, smoke-test, push, sign, attest by digest; no tag."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    dest, client = wiring.destination(c.config, registry, repository)
-    options = shipping.PublishOptions(allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol,
-                                      allow_vulnerable=allow_vulnerable,
-                                      signer=wiring.signer(c.config, dest, sign_key, keyless, unsigned))
-    reads = wiring.seed(c.config, req)
-    children = shipping.push(req, Engine(), client, dest, sys.stdout, options, reads)
-    for path in push_stage.write_records(cli_path(digests_dir), children):
-        print(f"push: wrote {path}")
+    commands.push(c.config, digests_dir, fetch, shipping.PublishOptions(
+        allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol, allow_vulnerable=allow_vulnerable),
+        flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, registry=registry, repository=repository,
+        sign_key=sign_key, keyless=keyless, unsigned=unsigned)
 
 
 @task(help=ASSEMBLE)
@@ -101,24 +81,17 @@ def assemble(c, digests_dir, flavor=None, arch=None, registry=None, repository=N
              allow_shrink=False, allow_trial=False, sign_key=None, keyless=False, unsigned=False, release=None,
              allow_eol=False, allow_vulnerable=False):
     """Split publish, part 2: check every expected arch was pushed, write each release's index, move its tags."""
-    today = wiring.current_date()
-    expected = wiring.usage(publishing.expected_targets, wiring.image_settings(c.config, today), flavor,
-                            publishing.publish_arches(c.config, arch), release, today)
-    children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
-    dest, client = wiring.destination(c.config, registry, repository)
-    options = shipping.PublishOptions(allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol,
-                                      allow_vulnerable=allow_vulnerable, dry_run=dry_run,
-                                      signer=wiring.signer(c.config, dest, sign_key, keyless, unsigned))
-    shipping.assemble(children, client, dest, expected, sys.stdout, options, today)
+    commands.assemble(c.config, digests_dir, shipping.PublishOptions(
+        allow_shrink=allow_shrink, allow_trial=allow_trial, allow_eol=allow_eol, allow_vulnerable=allow_vulnerable,
+        dry_run=dry_run), flavor=flavor, arch=arch, release=release, registry=registry, repository=repository,
+        sign_key=sign_key, keyless=keyless, unsigned=unsigned)
 
 
 @task(help=MATRIX)
 @cli("matrix", failed=2)
 def matrix(c, release="all"):
     """Print the nightly's image jobs as one line of JSON: {flavor, release, arch, runner, emulated} per job."""
-    today = wiring.current_date()
-    print(matrix_stage.to_json(wiring.usage(publishing.matrix_jobs, c.config, wiring.image_settings(c.config, today),
-                                            release, today)))
+    commands.matrix(c.config, release)
 
 
 @task
@@ -146,79 +119,60 @@ def down(c):
 @cli("test-mirror")
 def test_mirror(c, arch="amd64,arm64", dest=None):
     """Make a gosu mirror from Debian's verified packages, signed by a throwaway key (trial images only)."""
-    root = cli_path(dest) or project_path(".cache/test-mirror")
-    testmirror.make(root, wiring.fetch_options(c.config.gosu, source="debian", arch=arch), sys.stdout)
+    commands.test_mirror(c.config, arch, dest)
 
 
 @task(help=TEST_ARCHIVE)
 @cli("test-archive")
 def test_archive(c, dest=None, orig_sha256=GOSU_119_ORIG, version="1.19-1"):
     """A Debian-layout archive for --source rebuild signed by a throwaway key: Debian's real toolchain (trial)."""
-    root = cli_path(dest) or project_path(".cache/test-archive")
-    made = testarchive.make(root, wiring.fetch_options(c.config.gosu, source="rebuild", arch="amd64"), version,
-                            orig_sha256, sys.stderr)
-    print(f"test-archive: use it with `invoke -f {made.config} fetch --source rebuild`")
+    commands.test_archive(c.config, dest, orig_sha256, version)
 
 
 @task(help=IMAGE)
 @cli("build", fetch=IMAGE_FETCH)
 def build(c, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
     """Build org/base-gosu:<flavor>-<release>-<arch> images in the local engine from verified gosu."""
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    pipeline.build(req, Engine(), run=pipeline.plan(req, reads=wiring.seed(c.config, req)))
+    commands.build(c.config, fetch, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db)
 
 
 @task(help=SMOKE)
 @cli("smoke", fetch=IMAGE_FETCH)
 def smoke(c, flavor=None, arch=None, fetch=None, engine=None, release=None, vuln_db=None):
     """Build, then run every smoke check on each image (--network none), under docker or another engine."""
-    under = wiring.usage(config.engine_settings, c.config, engine)
-    req = wiring.build_request(c.config, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db, **fetch)
-    local = Engine()
-    built = pipeline.build(req, local, run=pipeline.plan(req, reads=wiring.seed(c.config, req)))
-    pipeline.smoke(req, local, built, under=under)
+    commands.smoke(c.config, fetch, engine, flavor=flavor, arch=arch, release=release, vuln_db=vuln_db)
 
 
 @task(help=REPRODUCE)
 @cli("reproduce", failed=2)
 def reproduce(c, ref, mirror=None, key=None, fingerprint=None):
     """Rebuild a published image from the inputs its labels name; say identical (exit 0) or what differs (exit 1)."""
-    verdicts = wiring.reproduce(c.config, ref, mirror, key, fingerprint)
-    print("\n".join(line for v in verdicts for line in v.lines()))
-    if not all(v.identical for v in verdicts):
-        raise Exit(code=1)
+    return commands.reproduce(c.config, ref, mirror, key, fingerprint)
 
 
 @task(help={**SHOW, "output": "write the JSON to this file instead of standard output"})
 @cli("sbom")
 def sbom(c, ref, platform=None, output=None):
     """Print the CycloneDX SBOM a published image carries (read from the registry alone)."""
-    text = wiring.show(ref, "sbom", platform)
-    if output:
-        cli_path(output).write_bytes(text)
-    else:
-        sys.stdout.write(text.decode())
+    commands.sbom(ref, platform, output)
 
 
 @task(help=SHOW)
 @cli("provenance")
 def provenance(c, ref, platform=None):
     """Print the in-toto provenance (SLSA v1) a published image carries (read from the registry alone)."""
-    sys.stdout.write(wiring.show(ref, "provenance", platform).decode())
+    commands.show(ref, "provenance", platform)
 
 
 @task(help=SHOW)
 @cli("vex")
 def vex(c, ref, platform=None):
     """Print the OpenVEX document a published image carries: which of gosu's Go vulnerabilities apply."""
-    sys.stdout.write(wiring.show(ref, "vex", platform).decode())
+    commands.show(ref, "vex", platform)
 
 
 @task(iterable=["key", "origin"], help=VERIFY)
 @cli("verify", failed=2)
 def verify(c, ref, key=None, identity=None, issuer=None, origin=None):
     """Before `FROM`: check a published image's signatures, attestations and gosu's sha256 (exit 0: all hold)."""
-    digest, rows = wiring.verify(c.config, ref, key, identity, issuer, origin)
-    print("\n".join(verify_stage.table(ref, digest, rows)))
-    if not all(r.ok for r in rows):
-        raise Exit(code=1)
+    return commands.verify(c.config, ref, key, identity, issuer, origin)

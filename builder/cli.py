@@ -124,7 +124,8 @@ VERIFY = {"ref": "HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index 
 
 
 def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):
-    """One line per error: exit 2 for a request that does not parse, `failed` for a run that could not finish.
+    """One line per error: exit 2 for a request that does not parse, `failed` for a run that could not finish;
+    a body that returns a non-zero int exits with it.
 
     `fetch`: flags added to the task's signature (declared once, here) and handed to the body as `fetch`.
     """
@@ -141,11 +142,13 @@ def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):
                 kw["fetch"] = {k: kw.pop(k, None) for k in fetch}
             try:
                 wiring.check_config(c.config)
-                return body(c, *args, **kw)
+                code = body(c, *args, **kw)
             except UsageError as e:
                 raise Exit(f"{name}: error: {e}", code=2)
             except (BuilderError, ValueError, OSError) as e:
                 raise Exit(f"{name}: error: {e}", code=failed)
+            if isinstance(code, int) and code:  # the body's exit code: it ended unfinished and said why
+                raise Exit(code=code)
         if fetch:  # where `fetch` stands, and --accept-expired last: the short flags stay as they always were
             params = list(inspect.signature(body).parameters.values())
             at = [p.name for p in params].index("fetch")
