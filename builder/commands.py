@@ -48,7 +48,7 @@ def build(c_config, fetch_flags: dict, **targets) -> list:
 
 def smoke(c_config, fetch_flags: dict, engine: str | None, **targets) -> None:
     """`invoke smoke`: build, then every check on each image under the engine asked for."""
-    under = wiring.usage(config.engine_settings, c_config, engine)
+    under = wiring.parsed(config.engine_settings, c_config, engine)
     req = wiring.build_request(c_config, **targets, **fetch_flags)
     local = Engine()
     built = pipeline.build(req, local, run=pipeline.plan(req, reads=wiring.seed(c_config, req)))
@@ -70,9 +70,9 @@ def assemble(c_config, digests_dir: str, options: shipping.PublishOptions, *, fl
              repository, sign_key, keyless, unsigned) -> None:
     """`invoke assemble`: every expected arch pushed, then each release's index written and its tags moved."""
     today = wiring.current_date()
-    expected = wiring.usage(publishing.expected_targets, wiring.image_settings(c_config, today), flavor,
+    expected = wiring.parsed(publishing.expected_targets, wiring.image_settings(c_config, today), flavor,
                             publishing.publish_arches(c_config, arch), release, today)
-    children = wiring.usage(push_stage.read_records, cli_path(digests_dir))
+    children = wiring.parsed(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c_config, registry, repository)
     options = dataclasses.replace(options, signer=wiring.signer(c_config, dest, sign_key, keyless, unsigned))
     shipping.assemble(children, client, dest, expected, sys.stdout, options, today)
@@ -81,7 +81,7 @@ def assemble(c_config, digests_dir: str, options: shipping.PublishOptions, *, fl
 def matrix(c_config, release: str) -> None:
     """`invoke matrix`: the nightly's image jobs, one line of JSON."""
     today = wiring.current_date()
-    print(matrix_stage.to_json(wiring.usage(publishing.matrix_jobs, c_config, wiring.image_settings(c_config, today),
+    print(matrix_stage.to_json(wiring.parsed(publishing.matrix_jobs, c_config, wiring.image_settings(c_config, today),
                                             release, today)))
 
 

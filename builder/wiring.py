@@ -2,8 +2,8 @@
 source, builds registry clients and installs the tools a task needs.
 
 builder/config only parses; the stages only take what they are given.
-tasks.py calls these and nothing else does I/O on a task's behalf, so a run's
-inputs are gathered once, here, then planned once (pipeline.plan).
+tasks.py and builder/commands.py gather a run's inputs through these, once,
+then plan once (pipeline.plan); commands runs the stages and prints.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def project_config(runtime: Path | None = None) -> Config:
     return cfg
 
 
-def usage(call, *args, **kw):
-    """Configuration, flags and inputs that do not parse are the user's to fix: one UsageError (exit 2)."""
+def parsed(call, *args, **kw):
+    """What `call` parses out of configuration, flags or inputs; one that does not parse is the user's to fix:
+    one UsageError (exit 2)."""
     try:
         return call(*args, **kw)
     except UsageError:
@@ -65,16 +66,16 @@ def usage(call, *args, **kw):
 
 def fetch_options(gosu, *, for_lock: bool = False, log=sys.stderr, **flags) -> FetchOptions:
     """The gosu section and the fetch flags as options: the lock read, `auto` resolved by probing GitHub."""
-    lock = usage(lockfile.load, project_path(gosu["lock_file"]))
-    kind = usage(gosu_config.source_kind, gosu, flags.get("source"))
+    lock = parsed(lockfile.load, project_path(gosu["lock_file"]))
+    kind = parsed(gosu_config.source_kind, gosu, flags.get("source"))
     if kind == "auto" and not for_lock:
-        where = usage(gosu_config.auto_location, gosu, flags.get("mirror"), flags.get("key"),
+        where = parsed(gosu_config.auto_location, gosu, flags.get("mirror"), flags.get("key"),
                        flags.get("fingerprint"))
         kind, why = choose_source(where, float(gosu.get("probe_timeout", 5)))
         flags = {**flags, "source": kind, "chosen_because": why}
         print(f"gosu source: {kind}, because {why}", file=log)
     parse = gosu_config.lock_options if for_lock else gosu_config.fetch_options
-    return usage(parse, gosu, lock, **flags)
+    return parsed(parse, gosu, lock, **flags)
 
 
 def entrypoint_files() -> append.Entrypoint:
@@ -103,8 +104,8 @@ def current_date() -> dt.date:
 def distro_info(c_config, log=sys.stderr) -> eol.DistroInfo:
     """distro-info-data's debian.csv and ubuntu.csv, from the pinned package (tools.distro_info) taken through
     Debian's verified archive chain; the .deb is kept in tools.dir's cache, so later runs fetch nothing."""
-    package, pin = usage(config.distro_info_pin, c_config)
-    data, signer = tools.fetch_deb(usage(config.tool_settings, c_config), package, pin, "all", "tools.distro_info",
+    package, pin = parsed(config.distro_info_pin, c_config)
+    data, signer = tools.fetch_deb(parsed(config.tool_settings, c_config), package, pin, "all", "tools.distro_info",
                                    native_arch())
     try:
         tables = {name: deb.extract(data, f"/usr/share/distro-info/{name}.csv").decode()
@@ -117,7 +118,7 @@ def distro_info(c_config, log=sys.stderr) -> eol.DistroInfo:
 def image_settings(c_config, today: dt.date | None = None) -> ImageSettings:
     """images.* with every release's end of life (Debian's and Ubuntu's from distro-info-data), the local
     defaults applied where bases come through the local registry, and a dead default release refused."""
-    return usage(config.image_settings, c_config.images, c_config.local, distro_info(c_config), today)
+    return parsed(config.image_settings, c_config.images, c_config.local, distro_info(c_config), today)
 
 
 def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
@@ -126,14 +127,14 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     """One run's request: targets checked, gosu options resolved, the revision and entrypoint read."""
     today = today or current_date()
     settings = image_settings(c_config, today)
-    targets = usage(select_targets, settings, flavor, arch, default_arch or native_arch(), release, today)
+    targets = parsed(select_targets, settings, flavor, arch, default_arch or native_arch(), release, today)
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
     vuln = vuln_settings(c_config, vuln_db, today)  # a bad assessments file stops the run before any fetch
     opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), entrypoint_files(),
-                   usage(config.smoke_jobs, c_config.smoke), vuln=vuln,
-                   nss_wrapper=usage(config.nss_wrapper_settings, c_config), today=today)
+                   parsed(config.smoke_jobs, c_config.smoke), vuln=vuln,
+                   nss_wrapper=parsed(config.nss_wrapper_settings, c_config), today=today)
 
 
 def check_config(c_config, environ=os.environ) -> None:
@@ -158,15 +159,15 @@ def plain(node):
 def vuln_settings(c_config, db: str | None = None, today: dt.date | None = None) -> vulns.Settings | None:
     """gosu's scan: the database (--vuln-db, else vuln.db; "" for none), the reviewed assessments, the local
     copy an unreachable database gives way to, and govulncheck, installed on first use."""
-    where, cache_dir, timeout, required = usage(config.vuln_db, c_config, db)
+    where, cache_dir, timeout, required = parsed(config.vuln_db, c_config, db)
     if not where:
         return None
-    found = usage(read_assessments, usage(config.vuln_assessments_file, c_config))
-    fallback, pin = usage(config.local_vuln_db, c_config)
+    found = parsed(read_assessments, parsed(config.vuln_assessments_file, c_config))
+    fallback, pin = parsed(config.local_vuln_db, c_config)
     local = ""
     if fallback and fallback.exists() and not required and not vulndb.local_dir(where):
-        local = str(usage(vulndb.unpacked, fallback, cache_dir / "db", pin))
-    settings = usage(config.tool_settings, c_config)
+        local = str(parsed(vulndb.unpacked, fallback, cache_dir / "db", pin))
+    settings = parsed(config.tool_settings, c_config)
     host = native_arch()
     # ensure re-checks an installed binary against its record (downloading nothing) and refuses a host
     # without a pin, so a scanner altered on disk is never run.
@@ -201,21 +202,21 @@ def release_fetch(flags: dict) -> dict:
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
     """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
-    dest, retries, backoff = usage(publishing.destination, c_config, registry, repository)
+    dest, retries, backoff = parsed(publishing.destination, c_config, registry, repository)
     return dest, Registry(dest.registry, credentials_for(dest.registry), retries=retries, backoff=backoff)
 
 
 def cosign(c_config) -> Path:
     """cosign from Debian's archive (pinned), installed under tools.dir on first use and re-checked against its
     record on every later one."""
-    return tools.ensure(usage(config.tool_settings, c_config), "cosign", native_arch())
+    return tools.ensure(parsed(config.tool_settings, c_config), "cosign", native_arch())
 
 
 def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
            environ=os.environ) -> Signer | None:
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    identity = usage(publishing.signing_identity, c_config, dest, key, keyless, unsigned)
-    return None if identity is None else Signer(usage(cosign, c_config), identity, dict(environ))
+    identity = parsed(publishing.signing_identity, c_config, dest, key, keyless, unsigned)
+    return None if identity is None else Signer(parsed(cosign, c_config), identity, dict(environ))
 
 
 def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = None,
@@ -230,7 +231,7 @@ def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = N
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
                                      load.registry_client({}), settings.releases, reproduce_stage.nss_wrapper_getter(
-                                         usage(config.nss_wrapper_settings, c_config)))
+                                         parsed(config.nss_wrapper_settings, c_config)))
 
 
 def show(ref: str, kind: str, platform: str | None) -> bytes:
@@ -241,7 +242,7 @@ def show(ref: str, kind: str, platform: str | None) -> bytes:
 
 def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None, origins=None):
     """`invoke verify`: (digest, rows) of every check on a published image, with the configured trust."""
-    trust = usage(publishing.trust, c_config, keys, identity, issuer, origins)
+    trust = parsed(publishing.trust, c_config, keys, identity, issuer, origins)
     host, repo, tag = parse_ref(ref)
     checker = verify_stage.Checker(cosign(c_config), trust, Registry(host, credentials_for(host)), repo)
     return verify_stage.check(checker, tag)
@@ -249,7 +250,7 @@ def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None, o
 
 def up(c_config, engine, log) -> None:
     """`invoke up`: engine, emulation and registry, seeded bases, cosign and oras, the local key pair."""
-    local = usage(config.local_settings, c_config.local)
+    local = parsed(config.local_settings, c_config.local)
     setup.up(local, engine, log)
     settings = image_settings(c_config)
     seed_stage.seed(local, settings, log)
@@ -266,7 +267,7 @@ def seed(c_config, req: Request) -> dict:
     """Seed what the local registry lacks for these targets (only when bases come through it); returns the base
     indexes read meanwhile, for the plan to read no base twice (pipeline.plan's `reads`)."""
     reads: dict = {}
-    seed_stage.ensure_bases(usage(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
+    seed_stage.ensure_bases(parsed(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
                             reads)
     return reads
 
@@ -279,7 +280,7 @@ def publish(c, fetch, options: shipping.PublishOptions = shipping.PublishOptions
     dest, client = destination(c.config, registry, repository)  # where to is the first thing a user gets wrong
     req = build_request(c.config, flavor=flavor, arch=publishing.publish_arches(c.config, arch), release=release,
                         vuln_db=vuln_db, **fetch)
-    note = usage(config.local_default_note, c.config)
+    note = parsed(config.local_default_note, c.config)
     if note and not release:
         log.write(f"{note}\n")
     options = dataclasses.replace(options, signer=signer(c.config, dest, sign_key, keyless, unsigned))
@@ -291,7 +292,7 @@ def releases(c_config, today: dt.date) -> list[str]:
     """`invoke releases`: every configured release of each flavor as a table."""
     from builder.image import releases as table
     settings = image_settings(c_config, today)
-    local = usage(config.local_settings, c_config.local)
+    local = parsed(config.local_settings, c_config.local)
     note = config.local_default_note(c_config)
     return table.lines(settings, today, lambda f: seedimage.seedable(local, f)) + ([f"defaults here: {note}"]
                                                                                      if note else [])
