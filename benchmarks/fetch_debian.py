@@ -52,7 +52,7 @@ def main() -> None:
             start = time.perf_counter()
             with requests.Session() as s:
                 for f in files:
-                    s.get(f"{opts.source}/{f}").content
+                    s.get(f"{opts.mirror}/{f}").content
             times[BASELINE].append(time.perf_counter() - start)
             run = dataclasses.replace(opts, cache_dir=tmp / f"c{r}")
             for label in ("fetch, cold cache", "fetch, warm cache"):
@@ -62,7 +62,7 @@ def main() -> None:
                 assert report.ok, report.failures
                 assert all(f.from_cache for f in report.fetched) == label.endswith("warm cache")
         base = statistics.median(times[BASELINE])
-        print(f"{'eight arches, %s (median of %d rounds)' % (opts.source, a.rounds):60} {'seconds':>8} {'ratio':>7}")
+        print(f"{'eight arches, %s (median of %d rounds)' % (opts.mirror, a.rounds):60} {'seconds':>8} {'ratio':>7}")
         for k, v in times.items():
             print(f"{k:60} {statistics.median(v):8.3f} {statistics.median(v) / base:7.2f}")
         print("warm runs made no HTTP request (every link re-checked from the cache)")

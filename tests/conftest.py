@@ -71,11 +71,11 @@ def options(tmp_path, release, release_key):
     """FetchOptions factory pointed at the test release and key."""
     root, digests, key_file = release
 
-    def make(source: str | None = None, arch_names=None, lock=None, **kw) -> FetchOptions:
+    def make(mirror: str | None = None, arch_names=None, lock=None, **kw) -> FetchOptions:
         args = dict(
             version="9.9",
             arches=tuple(arches.parse_list(arch_names)),
-            source=source or str(root),
+            mirror=mirror or str(root),
             key_file=key_file,
             fingerprint=release_key.fingerprint,
             cache_dir=tmp_path / "cache",

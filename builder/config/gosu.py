@@ -77,13 +77,13 @@ def fetch_options(gosu: Mapping, lock: "lockfile.Lock", *, version: str | None =
         the_suite = (suite or deb["suite"]).strip()
         pinned = lock.debian.version if lock.debian and lock.debian.suite == the_suite else ""
         return FetchOptions(
-            version=version or gosu.get("version") or pinned, source=source_of(deb["mirror"], mirror, "dists/, pool/"),
+            version=version or gosu.get("version") or pinned, mirror=source_of(deb["mirror"], mirror, "dists/, pool/"),
             key_file=Path(), fingerprint="", kind="debian", suite=the_suite,
             archive_keys=archive_keys(deb, key, fingerprint),
             accept_expired=expired_suites(gosu, accept_expired, (the_suite,)), **common)
     return FetchOptions(
         version=version or gosu.get("version") or lock.version,
-        source=source_of(gosu.get("mirror") or gosu["release_url"], mirror),
+        mirror=source_of(gosu.get("mirror") or gosu["release_url"], mirror),
         key_file=cli_path(key) or project_path(gosu["key_file"]),
         fingerprint=normalize_fingerprint(fingerprint or gosu["fingerprint"]), **common)
 
@@ -110,7 +110,7 @@ def rebuild_options(gosu: Mapping, lock, version, suite, go, mirror, key, finger
     locked = lock.rebuild.version if lock.rebuild and lock.rebuild.suite == the_suite else ""
     return FetchOptions(
         version=version or gosu.get("version") or locked or lock.version,
-        source=source_of(deb["mirror"], mirror, "dists/, pool/"), key_file=Path(), fingerprint="", kind="rebuild",
+        mirror=source_of(deb["mirror"], mirror, "dists/, pool/"), key_file=Path(), fingerprint="", kind="rebuild",
         suite=the_suite, archive_keys=archive_keys(deb, key, fingerprint), suites=suites,
         go=the_go, modules=tuple(modules), host_arch=native_arch(), **common)
 

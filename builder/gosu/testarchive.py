@@ -49,7 +49,7 @@ def make(root: Path, opts: FetchOptions, orig_version: str, orig_sha256: str, lo
     try:
         (first_file, first_fpr), *more = opts.archive_keys
         with pinned_keyring(first_file, first_fpr, *more) as keyring:
-            s = Session(Archive(Source(opts.source), make_session(opts.retries, opts.backoff), opts.timeout),
+            s = Session(Archive(Source(opts.mirror), make_session(opts.retries, opts.backoff), opts.timeout),
                         keyring, cache, stage, log)
             _, go_files = toolchain_files(s, opts.suites, opts.host_arch, opts.go, Pins())
             files += go_files

@@ -43,10 +43,6 @@ class Built:
         return self.image.config_digest
 
     @property
-    def gosu(self) -> Fetched:
-        return self.fetched
-
-    @property
     def base(self) -> Base:
         return self.plan.base
 

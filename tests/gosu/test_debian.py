@@ -370,7 +370,7 @@ def test_real_debian_archive_chain_for_all_eight_arches(tmp_path):
     opts = wiring.fetch_options(cfg.gosu, source="debian", arch=cfg.gosu.debian.arches, cache_dir=str(tmp_path / "c"))
     report = fetch(opts)
     if any(f.reason == "connection failed" for f in report.failures):
-        skip_or_fail(f"Debian's mirror {opts.source} cannot be reached: {report.failures[0]}")
+        skip_or_fail(f"Debian's mirror {opts.mirror} cannot be reached: {report.failures[0]}")
     assert report.ok, [str(f) for f in report.failures]
     assert len(report.fetched) == 8 and all(f.locked and f.pinned for f in report.fetched)
     assert {f.trust_root for f in report.fetched} <= set(DEBIAN_FPRS)

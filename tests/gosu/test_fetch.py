@@ -17,7 +17,7 @@ from tests.support.gpgkit import GpgTestKey
 
 def test_all_nine_arches_over_http_verified_and_cached(mirror, options, release):
     _, digests, _ = release
-    report = fetch(options(source=mirror.url, lock=lock_for(digests)))
+    report = fetch(options(mirror=mirror.url, lock=lock_for(digests)))
     assert report.ok, report.failures
     assert {f.arch for f in report.fetched} == set(arches.NAMES)
     for f in report.fetched:
@@ -27,9 +27,9 @@ def test_all_nine_arches_over_http_verified_and_cached(mirror, options, release)
 
 
 def test_warm_run_makes_no_http_request_for_binaries(mirror, options):
-    assert fetch(options(source=mirror.url)).ok
+    assert fetch(options(mirror=mirror.url)).ok
     mirror.requests.clear()
-    report = fetch(options(source=mirror.url))
+    report = fetch(options(mirror=mirror.url))
     assert report.ok and all(f.from_cache for f in report.fetched)
     assert mirror.requests == []
 
@@ -39,7 +39,7 @@ def test_binary_signature_and_armored_signature_both_work(tmp_path, release_key,
     root = tmp_path / "binsig"
     make_release(root, "9.9", release_key, armor=False, arch_list=[arches.get("amd64")])
     assert b"BEGIN PGP" not in (root / "9.9" / "gosu-amd64.asc").read_bytes()
-    report = fetch(options(source=str(root), arch_names="amd64", cache_dir=tmp_path / "c2"))
+    report = fetch(options(mirror=str(root), arch_names="amd64", cache_dir=tmp_path / "c2"))
     assert report.ok, report.failures
 
 
@@ -72,13 +72,13 @@ def test_signature_by_signing_subkey_of_pinned_key_is_accepted(tmp_path):
 
 def test_cached_file_modified_on_disk_is_detected_evicted_and_refetched(mirror, options, release):
     _, digests, _ = release
-    first = fetch(options(source=mirror.url, arch_names="arm64"))
+    first = fetch(options(mirror=mirror.url, arch_names="arm64"))
     path = first.fetched[0].path
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
     mirror.requests.clear()
-    report = fetch(options(source=mirror.url, arch_names="arm64"))
+    report = fetch(options(mirror=mirror.url, arch_names="arm64"))
     assert report.ok
     assert any("modified on disk after it was verified" in w for w in report.warnings)
     assert sha256_file(report.fetched[0].path) == digests["arm64"]
@@ -90,7 +90,7 @@ def test_two_concurrent_runs_share_the_cache_safely(mirror, options, release):
     reports = [None, None]
 
     def run(i):
-        reports[i] = fetch(options(source=mirror.url))
+        reports[i] = fetch(options(mirror=mirror.url))
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
@@ -105,14 +105,14 @@ def test_two_concurrent_runs_share_the_cache_safely(mirror, options, release):
 
 def test_http_500_then_success_is_retried(mirror, options):
     mirror.faults["/9.9/gosu-amd64"] = [500, 503]
-    report = fetch(options(source=mirror.url, arch_names="amd64"))
+    report = fetch(options(mirror=mirror.url, arch_names="amd64"))
     assert report.ok, report.failures
     assert mirror.requests.count("/9.9/gosu-amd64") == 3
 
 
 def test_http_404_is_not_retried(mirror, options, release):
     (release[0] / "9.9" / "gosu-riscv64").unlink()
-    report = fetch(options(source=mirror.url, arch_names="riscv64"))
+    report = fetch(options(mirror=mirror.url, arch_names="riscv64"))
     assert [f.reason for f in report.failures] == ["HTTP 404"]
     assert mirror.requests.count("/9.9/gosu-riscv64") == 1
 
@@ -184,7 +184,7 @@ TAMPER = {
 def test_tamper_matrix(case, mirror, options, release, release_key, attacker_key):
     mutate, reason, fragment = TAMPER[case]
     mutate(release[0], release_key=release_key, attacker_key=attacker_key)
-    opts = options(source=mirror.url, arch_names="amd64")
+    opts = options(mirror=mirror.url, arch_names="amd64")
     report = fetch(opts)
     assert not report.fetched
     [failure] = report.failures
@@ -196,7 +196,7 @@ def test_tamper_matrix(case, mirror, options, release, release_key, attacker_key
 def test_tamper_lock_mismatch(mirror, options, release):
     _, digests, _ = release
     lock = lock_for({**digests, "amd64": "1" * 64})
-    opts = options(source=mirror.url, arch_names="amd64,arm64", lock=lock)
+    opts = options(mirror=mirror.url, arch_names="amd64,arm64", lock=lock)
     report = fetch(opts)
     assert [f.arch for f in report.fetched] == ["arm64"]
     [failure] = report.failures
@@ -210,7 +210,7 @@ def test_tamper_pinned_key_plus_attacker_key_in_key_file(tmp_path, mirror, optio
     both = tmp_path / "both.asc"
     both.write_bytes(release_key.export(tmp_path / "r.asc").read_bytes()
                      + attacker_key.export(tmp_path / "a.asc").read_bytes())
-    opts = options(source=mirror.url, arch_names="amd64", key_file=both)
+    opts = options(mirror=mirror.url, arch_names="amd64", key_file=both)
     [failure] = fetch(opts).failures
     assert failure.reason == "pinned key" and "must hold exactly the pinned key" in str(failure)
     assert attacker_key.fingerprint in str(failure)
@@ -240,7 +240,7 @@ def test_tamper_expired_pinned_key(tmp_path, mirror):
 
 def test_tamper_http_404(mirror, options, release):
     (release[0] / "9.9" / "gosu-amd64").unlink()
-    opts = options(source=mirror.url, arch_names="amd64")
+    opts = options(mirror=mirror.url, arch_names="amd64")
     [failure] = fetch(opts).failures
     assert failure.reason == "HTTP 404" and "/9.9/gosu-amd64" in str(failure)
     assert cache_files(opts.cache_dir) == []
@@ -252,7 +252,7 @@ def test_tamper_connection_refused(options):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    opts = options(source=f"http://127.0.0.1:{port}", arch_names="amd64")
+    opts = options(mirror=f"http://127.0.0.1:{port}", arch_names="amd64")
     [failure] = fetch(opts).failures
     assert failure.reason == "connection failed"
     assert "Connection refused" in str(failure) and "--mirror" in str(failure)
@@ -273,7 +273,7 @@ def test_tamper_cached_file_modified_is_never_returned(options, release):
 
 def test_one_bad_arch_does_not_block_the_others(mirror, options, release):
     _flip_byte(release[0])
-    report = fetch(options(source=mirror.url))
+    report = fetch(options(mirror=mirror.url))
     assert [f.arch for f in report.failures] == ["amd64"]
     assert len(report.fetched) == 8
 

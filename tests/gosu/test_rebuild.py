@@ -218,7 +218,7 @@ def archive():
         made = testarchive.make(ROOT / ".cache" / "test-archive", opts, "1.19-1", GOSU_119_ORIG, log)
     except Exception as e:  # noqa: BLE001 - no network is a skip (or a CI failure), anything else a failure
         if "connection failed" in str(e):
-            skip_or_fail(f"Debian's mirror {opts.source} cannot be reached: {e}")
+            skip_or_fail(f"Debian's mirror {opts.mirror} cannot be reached: {e}")
         raise
     return made
 
@@ -349,7 +349,7 @@ def test_expired_source_suite_is_built_only_on_request_and_marked(rebuilt, archi
     cache.mkdir()
     for shared in ("go-build", "toolchains"):   # content-addressed: sharing them only saves compiling again
         (cache / shared).symlink_to(opts.cache_dir / shared)
-    plain = dataclasses.replace(opts, source=str(mirror), cache_dir=cache, arches=(arches.get("amd64"),), lock=None)
+    plain = dataclasses.replace(opts, mirror=str(mirror), cache_dir=cache, arches=(arches.get("amd64"),), lock=None)
     accepted = dataclasses.replace(plain, accept_expired=(archive.suite,))
     [failure] = fetch(plain, log=io.StringIO()).failures
     assert failure.reason == "expired Release" and "(21 days ago)" in str(failure), str(failure)

@@ -150,9 +150,9 @@ def test_sbom_of_alpine_matches_what_the_image_holds(rig):
     assert doc["serialNumber"] == f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'oci:' + b.image.digest)}"
     assert doc["metadata"]["component"]["version"] == b.image.digest
     parts = _components(doc)
-    info = goinfo.read(b.gosu.path)
+    info = goinfo.read(b.fetched.path)
     gosu = parts["gosu"]
-    assert gosu["hashes"][0]["content"] == b.labels["org.base-gosu.gosu.sha256"] == b.gosu.sha256
+    assert gosu["hashes"][0]["content"] == b.labels["org.base-gosu.gosu.sha256"] == b.fetched.sha256
     assert _prop(gosu, "go-version") == info.go_version == b.labels["org.base-gosu.gosu.go-version"]
     assert f"pkg:golang/stdlib@v{info.go_version.removeprefix('go')}" in parts
     # Debian's 1.14 is a GOPATH build: no main module, so the upstream version stands in, and says so.
@@ -168,7 +168,7 @@ def test_sbom_of_alpine_matches_what_the_image_holds(rig):
     assert statement["subject"][0]["digest"] == {"sha256": b.image.digest.split(":")[1]}
     assert statement["predicateType"] == provenance.PREDICATE
     deps = {d["name"]: d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]}
-    assert deps["gosu"]["digest"]["sha256"] == b.gosu.sha256
+    assert deps["gosu"]["digest"]["sha256"] == b.fetched.sha256
     assert deps["gosu"]["annotations"]["trustRoot"] == rig.mirror.fingerprint
     assert deps["base"]["digest"]["sha256"] == b.base.digest.split(":")[1]
     # The entrypoint and every file it sources: a file component and a dependency each, as images/ has them.
@@ -307,7 +307,7 @@ def test_sbom_of_a_rebuilt_gosu_names_its_debian_inputs(rig):
     f = facts.gather(b, load.registry_client({}))
     deps = [["golang-golang-x-sys-dev", "0.50.0+dfsg-1~bpo13+1", "golang.org/x/sys",
              "v0.50.0-debian.0.50.0-dfsg-1-bpo13-1"]]
-    gosu = dataclasses.replace(b.gosu, kind="rebuild", details=(
+    gosu = dataclasses.replace(b.fetched, kind="rebuild", details=(
         ("package", "1.19-1"), ("suite", "unstable"), ("go_version", "go1.27.4"),
         ("go_package_version", "1.27.4-1~bpo13+1"), ("deps", json.dumps(deps)),
         ("toolchain_debs", json.dumps({"golang-1.27-go": "a" * 64, "golang-1.27-src": "b" * 64}))))

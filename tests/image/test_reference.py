@@ -45,7 +45,7 @@ def reference(rig, built) -> str:
     tag = f"{built.tag.rsplit(':', 1)[0]}-reference:{built.target.name}"
     s = rig.request(built.target.flavor.name, built.target.arch.dpkg).settings
     with tempfile.TemporaryDirectory(prefix="reference-") as ctx:
-        shutil.copyfile(built.gosu.path, Path(ctx) / "gosu")
+        shutil.copyfile(built.fetched.path, Path(ctx) / "gosu")
         shutil.copyfile(IMAGES / "entrypoint.sh", Path(ctx) / "entrypoint.sh")
         rig.engine.build(Path(ctx), tag, str(built.target.platform),
                          dockerfile=ROOT / "tests" / "reference" / "Dockerfile",

@@ -62,14 +62,14 @@ def test_smoke_failure_names_image_check_and_observation(rig):
     wrong = smoke.Subject(**{**subject.__dict__, "gosu_sha256": "0" * 64})
     with pytest.raises(smoke.SmokeFailure) as e:
         smoke.gosu_sha256(smoke.Ctx(rig.engine, wrong))
-    assert str(e.value).startswith(f"{built.tag}: gosu sha256: image has '{built.gosu.sha256}'")
+    assert str(e.value).startswith(f"{built.tag}: gosu sha256: image has '{built.fetched.sha256}'")
 
 
 def test_images_carry_labels_and_exact_gosu(rig):
     for flavor in FLAVORS:
         b = rig.built(flavor, "amd64")
         labels = rig.engine.inspect(b.tag)["Config"]["Labels"]
-        assert labels["org.base-gosu.gosu.sha256"] == b.gosu.sha256
+        assert labels["org.base-gosu.gosu.sha256"] == b.fetched.sha256
         assert labels["org.opencontainers.image.base.digest"].startswith("sha256:")
         assert labels["org.base-gosu.inputs"] == b.inputs
         for k in ("source", "revision", "created", "base.name"):
@@ -85,7 +85,7 @@ def test_build_of_real_gosu_1_14_with_the_real_pinned_key(rig, tmp_path):
     req = wiring.build_request(rig.cfg, flavor="alpine", arch="amd64", gosu_version="1.14", mirror=str(rel))
     assert req.fetch.fingerprint == "B42F6819007F00F88E364FD4036A9C25BF357DD4"
     [b] = pipeline.build(req, rig.engine, log=io.StringIO())
-    assert b.gosu.sha256 == "bd8be776e97ec2b911190a82d9ab3fa6c013ae6d3121eea3d0bfd5c82a0eaf8c"
+    assert b.fetched.sha256 == "bd8be776e97ec2b911190a82d9ab3fa6c013ae6d3121eea3d0bfd5c82a0eaf8c"
     smoke.gosu_version(smoke.Ctx(rig.engine, pipeline.subject_of(b)))
 
 

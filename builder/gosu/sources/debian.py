@@ -67,7 +67,7 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
     if not missing:
         return
     session = make_session(opts.retries, opts.backoff)
-    repo = Archive(Source(opts.source), session, opts.timeout)
+    repo = Archive(Source(opts.mirror), session, opts.timeout)
     stage = cache.staging()
     try:
         try:
@@ -76,7 +76,7 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
         except (DownloadError, VerificationError) as e:
             report.fail_all(missing, e)
             return
-        log.write(f"fetch: {opts.source} dists/{opts.suite}/InRelease: good signature by pinned archive key "
+        log.write(f"fetch: {opts.mirror} dists/{opts.suite}/InRelease: good signature by pinned archive key "
                   f"{release.signer}" + (f"; EXPIRED on {release.valid_until:%Y-%m-%d}, accepted as asked (trial)"
                                          if release.accepted_expired else "") + "\n")
         report.collect(missing, opts.parallel,

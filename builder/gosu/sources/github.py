@@ -20,7 +20,7 @@ from builder.gosu.sources.model import Failure, FetchOptions, FetchReport, Fetch
 def fetch(opts: FetchOptions, log=sys.stderr) -> FetchReport:
     report = FetchReport()
     cache = Cache(opts.cache_dir)
-    source = Source(opts.source)
+    source = Source(opts.mirror)
     try:
         with pinned_keyring(opts.key_file, opts.fingerprint) as keyring:
             _fetch_all(opts, cache, source, keyring, report, log)

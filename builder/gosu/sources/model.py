@@ -19,7 +19,7 @@ KINDS = (GITHUB, DEBIAN, REBUILD)
 class FetchOptions:
     version: str
     arches: tuple[Arch, ...]
-    source: str
+    mirror: str                                    # a URL or a directory: where `kind` is read from
     key_file: Path
     fingerprint: str
     cache_dir: Path
@@ -28,8 +28,8 @@ class FetchOptions:
     retries: int = 4
     backoff: float = 0.5
     parallel: int = 9
-    # github: tianon's release at `source`, trusted through key_file/fingerprint.
-    # debian: Debian's archive at `source`, `suite`, trusted through archive_keys.
+    # github: tianon's release at `mirror`, trusted through key_file/fingerprint.
+    # debian: Debian's archive at `mirror`, `suite`, trusted through archive_keys.
     # rebuild: gosu's source from `suite` of that archive, the Go toolchain and
     # dependency sources from `suites`, compiled here (sources/rebuild.py).
     kind: str = GITHUB

@@ -78,7 +78,7 @@ def _fetch_all(opts: FetchOptions, cache: Cache, keyring: Keyring, report: Fetch
         return
     stage = cache.staging()
     try:
-        session = Session(Archive(Source(opts.source), make_session(opts.retries, opts.backoff), opts.timeout),
+        session = Session(Archive(Source(opts.mirror), make_session(opts.retries, opts.backoff), opts.timeout),
                           keyring, cache, stage, log, opts.accept_expired)
         try:
             inputs, goroot, files = gather(session, opts.version, opts.suite, opts.suites, opts.host_arch, opts.go,
@@ -168,7 +168,7 @@ def _build_one(opts: FetchOptions, cache: Cache, keyring: Keyring, inputs: Input
         [[d.file.name, d.file.version, d.module, d.module_version, d.file.sha256, d.file.filename]
          for d in inputs.deps],
         [[e.suite, e.inrelease_sha256, e.index, e.index_sha256] for e in inputs.evidence],
-        sorted(inputs.signers), checks, Source(opts.source).location(*inputs.orig.filename.split("/")))
+        sorted(inputs.signers), checks, Source(opts.mirror).location(*inputs.orig.filename.split("/")))
     cache.write(keyring.fingerprint, _cache_key(opts), arch.dpkg, rec)
     return _fetched(opts, arch, rec, path, False, bool(locked), inputs.expired_accepted)
 

@@ -85,17 +85,17 @@ def gather(built, registry_for, host_arch: str = "") -> Facts:
     tar = append.own_layer_tar(built.store, image)
     own = layer_files(tar, GOSU_PATH, nss_path)
     gosu_bin = own[GOSU_PATH]
-    if hashlib.sha256(gosu_bin).hexdigest() != built.gosu.sha256:
-        raise ValueError(f"{built.tag}: the gosu in its layer is not the verified one ({built.gosu.sha256[:12]})")
+    if hashlib.sha256(gosu_bin).hexdigest() != built.fetched.sha256:
+        raise ValueError(f"{built.tag}: the gosu in its layer is not the verified one ({built.fetched.sha256[:12]})")
     if (hashlib.sha256(own[nss_path]).hexdigest() if nss_path in own else None) != (nss.sha256 if nss else None):
         raise ValueError(f"{built.tag}: the nss_wrapper in its layer is not the one its plan names "
                          f"({nss.sha256[:12] if nss else 'none'})")
     fs = basepkgs.read(built.store, registry_for(image.base.host), image.base.repo, image.layers)
     distro, pkgs, db = basepkgs.installed(fs)
     rebuilt = ()
-    if built.gosu.kind == "rebuild":
+    if built.fetched.kind == "rebuild":
         from builder.gosu.sources import rebuild
-        rebuilt = tuple(rebuild.components(built.gosu, host_arch))
+        rebuilt = tuple(rebuild.components(built.fetched, host_arch))
     return Facts(
         manifest_digest=image.digest, title=labels.get("org.opencontainers.image.title", built.tag),
         platform=image.platform, flavor=labels.get(f"{LABEL}.flavor", ""),
@@ -106,7 +106,7 @@ def gather(built, registry_for, host_arch: str = "") -> Facts:
         base_digest=labels.get("org.opencontainers.image.base.digest", ""),
         base_platform_digest=labels.get(f"{LABEL}.base.platform-digest", ""),
         standin_for=labels.get(f"{LABEL}.base.standin-for", ""), trial=built.trial,
-        gosu=built.gosu, go=go_info(gosu_bin), rebuilt=rebuilt,
+        gosu=built.fetched, go=go_info(gosu_bin), rebuilt=rebuilt,
         entrypoint=entrypoint_files(tar),
         distro=distro, packages=tuple(pkgs), package_db=db, labels=dict(labels), nss_wrapper=nss,
         unscanned=built.plan.unscanned)
