@@ -29,7 +29,7 @@ from builder.core import emulation
 from builder.image import make
 from builder.image.assembly.store import Store
 from builder.local import seed
-from builder.smoke import run as smoke  # noqa: E402
+from builder.smoke import suite as smoke  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
 from benchmarks.common import project_config  # noqa: E402
 

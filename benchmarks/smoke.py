@@ -29,7 +29,7 @@ from benchmarks.common import project_config  # noqa: E402
 from builder import pipeline, wiring  # noqa: E402
 from builder.core import emulation  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
-from builder.smoke import run as smoke, schedule  # noqa: E402
+from builder.smoke import schedule, suite as smoke  # noqa: E402
 
 
 def cpu_seconds() -> float:

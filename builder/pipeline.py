@@ -152,7 +152,7 @@ def build(req: Request, engine: Engine, log=sys.stderr, run: RunPlan | None = No
 
 def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
     """`by_id`: start containers from the image ID (the engine that built it runs the checks)."""
-    from builder.smoke.run import Subject
+    from builder.smoke.suite import Subject
     a = b.plan.account
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.plan.gosu.version, b.plan.gosu.sha256,
                    a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None)
@@ -162,7 +162,7 @@ def smoke(req: Request, engine: Engine, built: list[make.Built], log=sys.stderr,
           under: engines.EngineSettings | None = None) -> list[make.Built]:
     """Run every check on every image `build` returned (and return them), in the engine `under` names
     (default: `engine`, the one that built them; another gets the images copied in)."""
-    from builder.smoke import run as smoke_stage
+    from builder.smoke import suite as smoke_stage
     emulation.ensure([b.target.arch.dpkg for b in built], log, "smoke")
     with engines.opened(under or engines.EngineSettings(), log) as runner:
         if runner.mode == engine.mode:

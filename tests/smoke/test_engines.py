@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from builder import config
-from builder.smoke import run as smoke
+from builder.smoke import suite as smoke
 
 from tests.support.alt_engines import ALT_KINDS
 from tests.support.engine import project_config, rig  # noqa: F401 - fixture

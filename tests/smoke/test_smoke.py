@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder import pipeline, wiring
-from builder.smoke import run as smoke
+from builder.smoke import suite as smoke
 from builder.image.model import IMAGES
 
 from tests.support.engine import ARCHES, rig  # noqa: F401 - fixture
