@@ -231,7 +231,7 @@ def _releases(name: str, f: Mapping, distro_info, local_default: str | None) -> 
 
 def distro_info_pin(c_config) -> tuple[str, "Pin"]:
     """tools.distro_info: the distro-info-data package and its pin (version, .deb sha256; arch all)."""
-    from builder.local.tools import Pin
+    from builder.gosu.sources.packages import Pin
     spec = c_config.tools["distro_info"]
     pin = spec["pins"]["all"]
     return str(spec["package"]), Pin(str(pin["version"]), str(pin["deb_sha256"]).lower())
@@ -249,7 +249,8 @@ def local_default_note(c_config) -> str:
 
 def tool_settings(c_config) -> "ToolSettings":
     """cosign, oras and govulncheck: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
-    from builder.local.tools import Pin, Tool, ToolSettings
+    from builder.gosu.sources.packages import Pin
+    from builder.local.tools import Tool, ToolSettings
     t, deb = c_config.tools, c_config.gosu["debian"]
     tools = {}
     for name in ("cosign", "oras", "govulncheck"):
@@ -265,7 +266,8 @@ def tool_settings(c_config) -> "ToolSettings":
 def nss_wrapper_settings(c_config) -> "NssSettings":
     """images.nss_wrapper: Debian's libnss-wrapper for the flavors named, pinned per arch, checked with
     gosu.debian's mirror and keys."""
-    from builder.image.nsswrapper import NssSettings, Pin
+    from builder.gosu.sources.packages import Pin
+    from builder.image.nsswrapper import NssSettings
     n, deb = c_config.images["nss_wrapper"], c_config.gosu["debian"]
     flavors = tuple(f.strip() for f in str(n.get("flavors") or "").split(",") if f.strip())
     unknown = [f for f in flavors if f not in c_config.images["flavors"]]

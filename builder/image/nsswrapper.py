@@ -26,7 +26,7 @@ from builder.gosu.download import Cache, DownloadError, Source, make_session
 from builder.gosu.signature import PinnedKeyError, VerificationError, pinned_keyring
 from builder.gosu.sources import archive as deb_archive, deb
 from builder.gosu.sources.archive import Archive
-from builder.gosu.sources.packages import Session, binary_file
+from builder.gosu.sources.packages import Pin, Session, binary_file
 
 # Debian's multiarch tuples: the package installs the library under /usr/lib/<tuple>/.
 MULTIARCH = {
@@ -38,13 +38,6 @@ MULTIARCH = {
 
 class NssWrapperError(BuilderError):
     """nss_wrapper could not be had for an arch; the message names the package, the arch and what to do."""
-
-
-@dataclass(frozen=True)
-class Pin:
-    version: str       # the Debian package version
-    deb_sha256: str
-    suite: str         # the suite whose signed Packages index lists it
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 
 from builder.image.assembly import append
+from builder.image.assembly.accounts import Account
 from builder.image import eol as eol_mod
 from builder.image.audit import goinfo
 from builder.image.model import LABEL, Base, Flavor, Revision, Target
@@ -52,16 +53,6 @@ class Gosu:
     module_version: str = ""
     expired_accepted: str = ""  # archive evidence taken past its Valid-Until (--accept-expired)
     source_labels: tuple[tuple[str, str], ...] = ()  # debian.* / rebuild.* labels, in label order
-
-
-@dataclass(frozen=True)
-class Account:
-    user: str
-    uid: int
-    gid: int
-
-    def __str__(self) -> str:
-        return f"{self.user}:{self.uid}:{self.gid}"
 
 
 @dataclass(frozen=True)

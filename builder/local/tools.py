@@ -22,18 +22,12 @@ from builder.core.errors import BuilderError
 from builder.gosu.download import Cache, DownloadError, Source, make_session
 from builder.gosu.sources import archive as deb_archive, deb
 from builder.gosu.sources.archive import Archive
-from builder.gosu.sources.packages import Session, binary_file
+from builder.gosu.sources.packages import Pin, Session, binary_file
 from builder.gosu.signature import PinnedKeyError, VerificationError, pinned_keyring, sha256_file
 
 
 class ToolError(BuilderError):
     """A tool could not be installed; the message names it and says what to do."""
-
-
-@dataclass(frozen=True)
-class Pin:
-    version: str      # the Debian package version
-    deb_sha256: str
 
 
 @dataclass(frozen=True)

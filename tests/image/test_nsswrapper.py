@@ -13,7 +13,8 @@ from builder import config
 from builder.core import arches
 from builder.image import nsswrapper
 from builder.image.assembly import append
-from builder.image.nsswrapper import NssWrapperError, Pin
+from builder.gosu.sources.packages import Pin
+from builder.image.nsswrapper import NssWrapperError
 
 from tests.support.engine import ARCHES, project_config, rig  # noqa: F401 - fixture
 from tests.support.fakearchive import make_deb

@@ -30,11 +30,16 @@ class AccountError(ValueError):
 
 @dataclass(frozen=True)
 class Account:
+    """The image's user: a plan names it by user and ids (labels, the inputs digest); assembly also writes its
+    home and shell."""
     user: str
     uid: int
     gid: int
     home: str = "home/ops"   # relative to the root
     shell: str = "/bin/sh"
+
+    def __str__(self) -> str:
+        return f"{self.user}:{self.uid}:{self.gid}"
 
 
 def dialect(fs: BaseFs) -> str:
