@@ -1,5 +1,6 @@
-"""The one place that acts on configuration: reads the lock, git and the entrypoint, probes the gosu
-source, builds registry clients and installs the tools a task needs.
+"""Where configuration turns into a run's inputs: reads the lock, git and the entrypoint, probes the gosu
+source, builds the destination's registry client and installs the tools a task needs. (Clients for the hosts
+bases come from are still made where bases are read: image/bases, assembly/load, local/seed, publish/push.)
 
 builder/config only parses; the stages only take what they are given.
 tasks.py and builder/commands.py gather a run's inputs through these, once,
@@ -97,7 +98,8 @@ def git_revision(root: Path, source_date_epoch: str | None = None) -> Revision:
 
 
 def current_date() -> dt.date:
-    """The day the EOL guard, the warnings and `invoke releases` go by (the one place the clock is read)."""
+    """The day a task's EOL guard, warnings and `invoke releases` go by, read once per task and handed down
+    (a stage called without one, as tests and benchmarks do, reads the clock itself)."""
     return dt.date.today()
 
 

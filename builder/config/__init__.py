@@ -1,10 +1,11 @@
 """Turn the Invoke configuration (invoke.yaml + environment + flags) into plain, typed settings.
 
 Parsing only: no network, no subprocess, no lock file read here (the
-wiring, builder/wiring.py, does those and hands the results in). Nothing
-else in the package reads configuration, so every stage is a function of its
-arguments. The gosu section (every fetch source) is in gosu.py; publish, signing, ci and
-verify (where images go and what a consumer trusts) in publishing.py; the rest is here.
+wiring, builder/wiring.py, does those and hands the results in). No stage
+reads configuration: wiring and commands hand each what was parsed here, so
+every stage is a function of its arguments. The gosu section (every fetch
+source) is in gosu.py; publish, signing, ci and verify (where images go and
+what a consumer trusts) in publishing.py; the rest is here.
 """
 
 from __future__ import annotations
