@@ -264,7 +264,7 @@ def test_tamper_matrix(rig, signed, tmp_path):
         gosu["hashes"][0]["content"] = "0" * 64
         return docs
     republish(rig, s, t5, attest=wrong_sbom)
-    label = rig.built("alpine", "amd64").gosu.sha256
+    label = rig.built("alpine", "amd64").fetched.sha256
     assert failures(rig, s, t5) == [("gosu sha256: SBOM = label", "linux/amd64",
                                      f"the SBOM lists gosu sha256 {'0' * 64}, the image's label "
                                      f"org.base-gosu.gosu.sha256 says {label}")]
