@@ -69,15 +69,17 @@ class Ctx:
         return self.engine.container(self.s.runs, *cmd, options=["--platform", self.s.platform, *(opts or [])],
                                      timeout=timeout)
 
-    def starts(self, cases: list[dict[str, str]], *cmd: str) -> list[subprocess.CompletedProcess]:
+    def starts(self, cases: list[dict[str, str]], *cmd: str, opts: list[str] | None = None) \
+            -> list[subprocess.CompletedProcess]:
         """The entrypoint started once per case, each with that case's environment added, all inside one
-        container: for cases that need no container of their own (the same mounts, and a start that is
-        refused before it changes anything). Each result is what a `run` of that case alone returns."""
+        container started with `opts`: for cases that need no container of their own (the same mounts, and a
+        start that is refused before it changes anything). Each result is what a `run` of that case alone
+        returns."""
         step = (f'"$@" >/tmp/.case-out 2>/tmp/.case-err; printf "{_PART}%s{_PART}" "$?"; cat /tmp/.case-out; '
                 f'printf "{_PART}"; cat /tmp/.case-err; printf "{_CASE}"')
         script = "\n".join(f"(set -- env {shlex.join(f'{k}={v}' for k, v in env.items())} "
                            f"{shlex.join([ENTRYPOINT, *cmd])}; {step})" for env in cases)
-        p = self.run("-c", script, opts=["--entrypoint", "sh"])
+        p = self.run("-c", script, opts=["--entrypoint", "sh", *(opts or [])])
         parts = [chunk.split(_PART) for chunk in p.stdout.split(_CASE)[:-1]]
         if p.returncode != 0 or len(parts) != len(cases) or any(len(x) != 4 for x in parts):
             self.fail("cases in one container", f"exit {p.returncode}, {len(parts)} of {len(cases)} cases reported, "
