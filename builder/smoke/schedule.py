@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from builder.core.engine import Engine, EngineError
-from builder.smoke.checks.kit import Ctx, SmokeFailure, Subject
+from builder.smoke.checks.kit import Ctx, Shared, SmokeFailure, Subject
 
 Check = Callable[[Ctx], None]
 
@@ -42,10 +42,10 @@ class Result:
         return f"smoke {image} {self.name}: {status} ({self.seconds:.1f} s)"
 
 
-def run_check(engine: Engine, subject: Subject, name: str, check: Check) -> Result:
+def run_check(engine: Engine, subject: Subject, name: str, check: Check, shared: Shared | None = None) -> Result:
     start = time.monotonic()
     try:
-        check(Ctx(engine, subject))
+        check(Ctx(engine, subject, shared or Shared()))
         failure = None
     except SmokeFailure as f:
         failure = f
@@ -100,14 +100,17 @@ def run_many(engine: Engine, subjects: list[Subject], checks: dict[str, Check], 
 
 
 def _run_many(engine, subjects: list[Subject], checks: dict[str, Check], jobs: int, log) -> list[SmokeFailure]:
-    printer = _Printer(subjects, list(checks), log)
+    printer, shared = _Printer(subjects, list(checks), log), Shared()
     by_itself = [(i, n) for i in range(len(subjects)) for n, c in checks.items() if getattr(c, "alone", False)]
-    together = [(i, n) for i in range(len(subjects)) for n, c in checks.items() if not getattr(c, "alone", False)]
+    # Check by check across the images, not image by image: the first checks read each image's probe
+    # container, and `jobs` of them waiting on one image's would leave the others' unstarted.
+    together = [(i, n) for n, c in checks.items() if not getattr(c, "alone", False) for i in range(len(subjects))]
     for i, name in by_itself:
-        printer.done(i, run_check(engine, subjects[i], name, checks[name]))
+        printer.done(i, run_check(engine, subjects[i], name, checks[name], shared))
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="smoke")
     try:
-        futures = {pool.submit(run_check, engine, subjects[i], name, checks[name]): i for i, name in together}
+        futures = {pool.submit(run_check, engine, subjects[i], name, checks[name], shared): i
+                   for i, name in together}
         for future in futures:
             future.add_done_callback(lambda f, i=futures[future]: printer.done(i, f.result()))
         wait(futures)

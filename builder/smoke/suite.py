@@ -10,24 +10,23 @@ where the engine has a user namespace.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 
 from builder.smoke import schedule
-from builder.smoke.checks import runtime as smoke_runtime, userns as smoke_userns, volumes as smoke_volumes
+from builder.smoke.checks import probe, runtime as smoke_runtime, userns as smoke_userns, volumes as smoke_volumes
 from builder.core import emulation
 from builder.core.arches import GOARCH, UNAME
 from builder.core.engine import IDENTITY, Engine
-from builder.smoke.checks.kit import IDS, Ctx, SmokeFailure, Subject
+from builder.smoke.checks.kit import IDS, Case, Ctx, SmokeFailure, Subject
 
-__all__ = ["CHECKS", "USERNS_CHECKS", "IDS", "Ctx", "SmokeFailure", "Subject", "run_all", "checks_for"]
-
-BAD_VALUES = ("abc", "-1", "1e3", "1000;id", "", "4294967296", "010")
+__all__ = ["CHECKS", "USERNS_CHECKS", "IDS", "Case", "Ctx", "SmokeFailure", "Subject", "run_all", "checks_for"]
 
 
 def gosu_version(c: Ctx):
     """gosu runs, is the verified version, and was built for the image's arch (Go names its target)."""
-    p = c.run("--version", opts=["--entrypoint", "gosu"])
+    p = probe.result(c, "gosu --version")
     want = c.s.gosu_version.split("-")[0]
     if p.returncode != 0 or p.stdout.split()[:1] != [want]:
         c.fail("gosu version", f"`gosu --version` said {p.stdout.strip()!r}, want {want}")
@@ -37,25 +36,24 @@ def gosu_version(c: Ctx):
 
 
 def gosu_sha256(c: Ctx):
-    p = c.run("/usr/local/bin/gosu", opts=["--entrypoint", "sha256sum"])
+    p = probe.result(c, "sha256sum gosu")
     if p.stdout.split()[:1] != [c.s.gosu_sha256]:
         c.fail("gosu sha256", f"image has {p.stdout.strip()[:64]!r}, verified binary is {c.s.gosu_sha256}")
 
 
 def gosu_not_setuid(c: Ctx):
-    c.expect("gosu mode 0755, not setuid", c.run("-c", "%a %U", "/usr/local/bin/gosu", opts=["--entrypoint", "stat"]),
-             "755 root")
+    c.expect("gosu mode 0755, not setuid", probe.result(c, "stat gosu"), "755 root")
 
 
 def default_user(c: Ctx):
-    c.expect("default user", c.run("sh", "-c", IDS), f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
+    c.expect("default user", probe.result(c, "default user"), f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
 
 
 def uname_matches_arch(c: Ctx):
     """The container runs as its arch: the kernel (or qemu) reports that machine. An arch this host runs
     without emulation (i386 on x86-64) reports the host's own machine: engines set no 32-bit personality."""
     native = c.s.arch in emulation.ALSO_NATIVE.get(emulation.native_arch(), ())
-    c.expect("uname -m", c.run("uname", "-m"), UNAME[emulation.native_arch()] if native else UNAME[c.s.arch])
+    c.expect("uname -m", probe.result(c, "uname -m"), UNAME[emulation.native_arch()] if native else UNAME[c.s.arch])
 
 
 def user_id_remap(c: Ctx):
@@ -95,30 +93,29 @@ def user_flag(c: Ctx):
 
 
 def bad_values_refused(c: Ctx):
-    """Each refused before it changes anything, so the refusals share one container."""
-    bad = [(var, v) for var in ("USER_ID", "GROUP_ID") for v in BAD_VALUES]
-    *refused, root = c.starts([{**({"USER_ID": "1000"} if var == "GROUP_ID" else {}), var: v} for var, v in bad]
-                              + [{"USER_ID": "0"}], "true")
-    for (var, v), p in zip(bad, refused):
+    """Each refused before it changes anything, so the refusals share the probe container."""
+    for var, v in probe.BAD:
+        p = probe.result(c, f"{var}={v}")
         if p.returncode == 0 or f"{var}='{v}'" not in p.stderr:
             c.fail("bad value refused", f"{var}={v!r}: exit {p.returncode}, stderr {p.stderr.strip()!r}")
+    root = probe.result(c, "USER_ID=0")
     if root.returncode == 0 or "ALLOW_ROOT_ID=1" not in root.stderr:
         c.fail("uid 0 refused", f"exit {root.returncode}, stderr {root.stderr.strip()!r}")
-    c.expect("uid 0 with ALLOW_ROOT_ID=1", c.run("id", "-u", opts=["-e", "USER_ID=0", "-e", "ALLOW_ROOT_ID=1"]), "0")
+    c.expect("uid 0 with ALLOW_ROOT_ID=1", probe.result(c, "USER_ID=0 ALLOW_ROOT_ID=1"), "0")
     # Refused before anything changed: the container's filesystem diff is a bare start's.
-    c.unchanged("nothing changed on refusal", "-e", "USER_ID=1000;id")
+    c.unchanged("nothing changed on refusal", probe.changes(c))
 
 
 def id_collisions(c: Ctx):
     # ubuntu:24.04 ships ubuntu 1000:1000; alpine has guest 405 and group users 100.
-    c.expect("uid 1000 collision", c.run("sh", "-c", IDS, opts=["-e", "USER_ID=1000"]), f"1000:1000:{c.s.ops_user}")
+    p = c.run("sh", "-c", f"{IDS}; {probe.ACCOUNTS}", opts=["-e", "USER_ID=1000"])
+    ids, _, accounts = p.stdout.partition("\n")
+    c.expect("uid 1000 collision", subprocess.CompletedProcess(p.args, p.returncode, ids, p.stderr),
+             f"1000:1000:{c.s.ops_user}")
     c.expect("uid 405/gid 100 collision", c.run("sh", "-c", IDS, opts=["-e", "USER_ID=405", "-e", "GROUP_ID=100"]),
              f"405:100:{c.s.ops_user}")
-    c.expect("other accounts intact", c.run("sh", "-c", "grep -c '' /etc/passwd; grep -c '' /etc/group; "
-                                            "grep -v '^ops:' /etc/passwd | md5sum",
-                                            opts=["-e", "USER_ID=1000"]),
-             c.run("sh", "-c", "grep -c '' /etc/passwd; grep -c '' /etc/group; grep -v '^ops:' /etc/passwd | md5sum")
-             .stdout.strip())
+    c.expect("other accounts intact", subprocess.CompletedProcess(p.args, p.returncode, accounts, p.stderr),
+             probe.result(c, "accounts").stdout.strip())
 
 
 def restart_idempotent(c: Ctx):
@@ -132,13 +129,14 @@ def restart_idempotent(c: Ctx):
 
 
 def read_only_root(c: Ctx):
-    p = c.run("sh", "-c", 'echo "$(id -u):$(id -g) $HOME"', opts=["--read-only", "-e", "USER_ID=1234"])
+    """On a read-only root nothing can change, so both starts share one container."""
+    p, plain = c.starts([Case.of("sh", "-c", 'echo "$(id -u):$(id -g) $HOME"', USER_ID="1234"),
+                         Case.of("sh", "-c", IDS)], opts=["--read-only"])
     warnings = [l for l in p.stderr.splitlines() if "warning" in l]
     if p.returncode != 0 or p.stdout.strip() != f"1234:1234 /home/{c.s.ops_user}" or len(warnings) != 1 \
             or "read-only" not in warnings[0]:
         c.fail("--read-only", f"exit {p.returncode}, stdout {p.stdout.strip()!r}, stderr {p.stderr.strip()!r}")
-    p = c.expect("--read-only, no remap", c.run("sh", "-c", IDS, opts=["--read-only"]),
-                 f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
+    p = c.expect("--read-only, no remap", plain, f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
     if p.stderr.strip():
         c.fail("--read-only, no remap", f"unexpected stderr {p.stderr.strip()!r}")
 
@@ -155,17 +153,17 @@ def no_new_privileges(c: Ctx):
 
 
 def stdio_writable(c: Ctx):
-    p = c.run("sh", "-c", "echo out > /dev/stdout && echo err > /dev/stderr")
-    if p.returncode != 0 or p.stdout.strip() != "out" or p.stderr.strip() != "err":
+    p = c.run("sh", "-c", "echo out > /dev/stdout && echo err > /dev/stderr && stat -c %U /dev/null")
+    out, _, null_owner = p.stdout.strip().partition("\n")
+    if p.returncode != 0 or out != "out" or p.stderr.strip() != "err":
         c.fail("/dev/stdout and /dev/stderr writable", f"exit {p.returncode}, {p.stdout!r}, {p.stderr!r}")
     p = c.run("sh", "-c", 'echo tty > "$(tty)"', opts=["-t"])
     if p.returncode != 0 or p.stdout.strip() != "tty":
         c.fail("tty writable", f"exit {p.returncode}, {p.stdout!r}")
     # Rootless engines bind the host's /dev/null, which shows as nobody: compare with the image's view of it.
-    p = c.run("sh", "-c", "stat -c %U /dev/null")
-    want = c.run("-c", "%U", "/dev/null", opts=["--entrypoint", "stat"]).stdout.strip()
-    if p.stdout.strip() != want:
-        c.fail("/dev/null untouched", f"/dev/null owner {p.stdout.strip()!r}, want {want!r}")
+    want = probe.result(c, "/dev/null owner").stdout.strip()
+    if null_owner != want:
+        c.fail("/dev/null untouched", f"/dev/null owner {null_owner!r}, want {want!r}")
 
 
 @schedule.alone  # `stop --time 2` on a busy host can outlast the grace period: a verdict about timing

@@ -100,3 +100,32 @@ def test_what_checks_leave_behind_is_removed_when_the_run_ends(rig):
         assert rig.engine.run("ps", "-q", "--filter", f"id={bystander}").stdout.strip(), "another run's stays"
     finally:
         other.sweep()
+
+
+def test_what_checks_share_is_made_once_per_image_in_a_run():
+    """Checks reading the same result (the probe container) wait for the first to make it, per image."""
+    made, lock = [], threading.Lock()
+
+    def make(c):
+        with lock:
+            made.append(c.s.image)
+        time.sleep(0.05)
+        return c.s.image
+
+    def reads(c):
+        if c.once("probe", lambda: make(c)) != c.s.image:
+            c.fail("shared", "another image's result")
+    failures = schedule.run_many(None, subjects(3), {"a": reads, "b": reads, "c": reads}, jobs=4)
+    assert failures == [] and sorted(made) == [f"org/base-gosu:img{i}" for i in range(3)]
+
+
+def test_a_shared_result_that_failed_fails_each_check_that_reads_it():
+    calls = []
+
+    def make(c):
+        calls.append(1)
+        c.fail("probe container", "exit 125")
+
+    failures = schedule.run_many(None, subjects(1), {n: (lambda c: c.once("probe", lambda: make(c))) for n in "ab"},
+                                 jobs=2)
+    assert len(calls) == 1 and [(f.check, f.saw) for f in failures] == [("probe container", "exit 125")] * 2

@@ -12,10 +12,13 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from builder.core.engine import Engine
 
@@ -54,12 +57,75 @@ ENTRYPOINT = "/usr/local/bin/entrypoint"
 # Between the cases `Ctx.starts` runs in one container: ASCII's group and record separators, which no
 # message of the entrypoint or the tools it runs contains.
 _CASE, _PART = "\x1d", "\x1e"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One start among several in a shared container: `cmd` through the entrypoint with `env` added, or
+    (plain) `cmd` alone, showing the image as it is before any entrypoint ran in that container."""
+    cmd: tuple[str, ...] = ("true",)
+    env: tuple[tuple[str, str], ...] = ()
+    plain: bool = False
+
+    @classmethod
+    def of(cls, *cmd: str, **env: str) -> Case:
+        return cls(cmd or ("true",), tuple(env.items()))
+
+    @classmethod
+    def alone(cls, *cmd: str) -> Case:
+        return cls(cmd, plain=True)
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.cmd) if self.plain else ["env", *(f"{k}={v}" for k, v in self.env), ENTRYPOINT, *self.cmd]
+
+
+def _script(cases: Sequence[Case]) -> str:
+    """sh that runs each case in a subshell and frames its exit code, stdout and stderr. The outputs go
+    through /dev/shm, a tmpfs under every engine, so they are no change a `diff` of the container shows."""
+    step = (f'"$@" >/dev/shm/.case-out 2>/dev/shm/.case-err; printf "{_PART}%s{_PART}" "$?"; '
+            f'cat /dev/shm/.case-out; printf "{_PART}"; cat /dev/shm/.case-err; printf "{_CASE}"')
+    return "\n".join(f"(set -- {shlex.join(case.argv)}; {step})" for case in cases)
+
+
+class Shared:
+    """Results several checks of one run take from the same container start: each made once, by whichever
+    check asks first, while the others asking for it wait."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cells: dict[Any, _Once] = {}
+
+    def once(self, key: Any, make: Callable[[], T]) -> T:
+        with self._lock:
+            cell = self._cells.setdefault(key, _Once())
+        return cell.get(make)
+
+
+class _Once:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: tuple[Any, BaseException | None] | None = None
+
+    def get(self, make: Callable[[], T]) -> T:
+        with self._lock:
+            if self._made is None:
+                try:
+                    self._made = (make(), None)
+                except Exception as e:  # every check that asks fails the same way, as each alone would
+                    self._made = (None, e)
+        value, error = self._made
+        if error is not None:
+            raise error
+        return value
 
 
 @dataclass(frozen=True)
 class Ctx:
     engine: Engine
     s: Subject
+    shared: Shared = field(default_factory=Shared, compare=False, repr=False)
 
     @property
     def ops(self) -> str:
@@ -69,22 +135,32 @@ class Ctx:
         return self.engine.container(self.s.runs, *cmd, options=["--platform", self.s.platform, *(opts or [])],
                                      timeout=timeout)
 
-    def starts(self, cases: list[dict[str, str]], *cmd: str, opts: list[str] | None = None) \
-            -> list[subprocess.CompletedProcess]:
-        """The entrypoint started once per case, each with that case's environment added, all inside one
-        container started with `opts`: for cases that need no container of their own (the same mounts, and a
-        start that is refused before it changes anything). Each result is what a `run` of that case alone
-        returns."""
-        step = (f'"$@" >/tmp/.case-out 2>/tmp/.case-err; printf "{_PART}%s{_PART}" "$?"; cat /tmp/.case-out; '
-                f'printf "{_PART}"; cat /tmp/.case-err; printf "{_CASE}"')
-        script = "\n".join(f"(set -- env {shlex.join(f'{k}={v}' for k, v in env.items())} "
-                           f"{shlex.join([ENTRYPOINT, *cmd])}; {step})" for env in cases)
-        p = self.run("-c", script, opts=["--entrypoint", "sh", *(opts or [])])
+    def starts(self, cases: Sequence[Case], opts: list[str] | None = None) -> list[subprocess.CompletedProcess]:
+        """Each case started in turn inside one container started with `opts` (for cases that need no container
+        of their own: the same mounts, and no case changes what a later one sees). Each result is what a
+        `run` of that case alone returns."""
+        return self._parsed(cases, self.run("-c", _script(cases), opts=["--entrypoint", "sh", *(opts or [])]))
+
+    def starts_and_changes(self, cases: Sequence[Case], opts: list[str] | None = None) \
+            -> tuple[list[subprocess.CompletedProcess], set[str]]:
+        """`starts`, and the container's `diff` afterwards: what all the cases together changed."""
+        with self.named() as name:
+            self.engine.run("create", "--name", name, "--network", "none", "--platform", self.s.platform,
+                            "--entrypoint", "sh", *(opts or []), self.s.runs, "-c", _script(cases))
+            p = self.engine.run("start", "-a", name, check=False, timeout=180)
+            return self._parsed(cases, p), set(self.engine.run("diff", name).stdout.split("\n")) - {""}
+
+    def _parsed(self, cases: Sequence[Case], p: subprocess.CompletedProcess) -> list[subprocess.CompletedProcess]:
         parts = [chunk.split(_PART) for chunk in p.stdout.split(_CASE)[:-1]]
         if p.returncode != 0 or len(parts) != len(cases) or any(len(x) != 4 for x in parts):
             self.fail("cases in one container", f"exit {p.returncode}, {len(parts)} of {len(cases)} cases reported, "
                                                 f"stdout {p.stdout[-300:]!r}, stderr {p.stderr.strip()[-300:]!r}")
-        return [subprocess.CompletedProcess(cmd, int(rc), out, err) for _, rc, out, err in parts]
+        return [subprocess.CompletedProcess(case.argv, int(rc), out, err)
+                for case, (_, rc, out, err) in zip(cases, parts)]
+
+    def once(self, what: str, make: Callable[[], T]) -> T:
+        """What several checks of one run read from the same container start, made by the first that asks."""
+        return self.shared.once((self.s.runs, what), make)  # a run has one engine
 
     def fail(self, check: str, saw: str):
         raise SmokeFailure(self.s.image, check, saw)
@@ -136,10 +212,15 @@ class Ctx:
             self.engine.run("start", "-a", name, check=False)
             return set(self.engine.run("diff", name).stdout.split("\n")) - {""}
 
-    def unchanged(self, check: str, *opts: str) -> None:
-        """A refused start changed nothing: its diff equals one of a bare `--entrypoint true` (podman's own
-        mount points show up in every diff)."""
-        control = self.changes("--entrypoint", "true")
-        seen = self.changes(*opts)
+    def bare_changes(self) -> set[str]:
+        """The `diff` of a bare `--entrypoint true` start: what every container of this engine shows (podman's
+        own mount points), whatever ran in it."""
+        return self.once("bare changes", lambda: self.changes("--entrypoint", "true"))
+
+    def unchanged(self, check: str, seen: set[str], mounts: Sequence[str] = ()) -> None:
+        """A refused start changed nothing: its diff (less the mount points its options made) equals a bare
+        start's."""
+        seen = seen - {f"A {m}" for m in mounts}
+        control = self.bare_changes()
         if seen != control:
             self.fail(check, f"diff shows {sorted(seen - control)!r}")

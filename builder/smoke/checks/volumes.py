@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from builder.smoke.checks.kit import IDS, Ctx
+from builder.smoke.checks import probe
+from builder.smoke.checks.kit import IDS, Case, Ctx
 
 # What CHOWN_PATHS must refuse, however it is spelled.
 SYSTEM_PATHS = ("/", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/usr/local/bin",
@@ -38,16 +39,16 @@ def expect_fix_before_failure(c: Ctx, check: str, p, path: str, *wants: str) -> 
 
 
 def root_account(c: Ctx):
-    p = c.run("id", "-u", opts=["-e", "GOSU_USER=root"])
+    """Its starts change nothing, so they run in the probe container."""
+    p = probe.result(c, "GOSU_USER=root")
     if p.returncode == 0 or "GOSU_USER='root' has uid 0" not in p.stderr or "ALLOW_ROOT_ID=1" not in p.stderr:
         c.fail("GOSU_USER=root refused", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
-    image_passwd = c.run("/etc/passwd", opts=["--entrypoint", "md5sum"]).stdout.split()[:1]
-    p = c.expect("GOSU_USER=root with ALLOW_ROOT_ID=1", c.run("sh", "-c", f"{IDS}; md5sum /etc/passwd",
-                                                              opts=["-e", "GOSU_USER=root", "-e", "ALLOW_ROOT_ID=1"]))
+    image_passwd = probe.result(c, "md5sum /etc/passwd /etc/group").stdout.split()[:1]
+    p = c.expect("GOSU_USER=root with ALLOW_ROOT_ID=1", probe.result(c, "GOSU_USER=root ALLOW_ROOT_ID=1"))
     lines = p.stdout.split("\n")
     if lines[0] != "0:0:root" or lines[1].split()[:1] != image_passwd:
         c.fail("GOSU_USER=root runs as root, passwd untouched", f"stdout {p.stdout!r}, image passwd {image_passwd}")
-    p = c.run("true", opts=["-e", "GOSU_USER=root", "-e", "ALLOW_ROOT_ID=1", "-e", "USER_ID=3000"])
+    p = probe.result(c, "GOSU_USER=root USER_ID=3000")
     if p.returncode == 0 or "USER_ID='3000' cannot remap GOSU_USER='root'" not in p.stderr:
         c.fail("a root account is never remapped", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
 
@@ -64,26 +65,27 @@ def account_without_own_group(c: Ctx):
 
 
 def chown_paths_refuses_system_paths(c: Ctx):
-    """Each path is refused before the entrypoint changes anything, so the starts share one container."""
+    """Each path is refused before the entrypoint changes anything, so the starts share one container, and its
+    diff shows that nothing changed (a list that names /app first included)."""
     with c.host_dir(0) as d:
         os.symlink("/etc", d / "etc-link")
         os.lchown(d / "etc-link", c.host(0), c.host(0))
-        paths = (*SYSTEM_PATHS, "/data/etc-link")
-        starts = c.starts([{"CHOWN_PATHS": path, "USER_ID": "3000"} for path in paths], "true",
-                          opts=["-v", f"{d}:/data"])
+        paths = (*SYSTEM_PATHS, "/data/etc-link", "/app:/etc")
+        starts, changed = c.starts_and_changes([Case.of(CHOWN_PATHS=path, USER_ID="3000") for path in paths],
+                                               opts=["-v", f"{d}:/data"])
     for path, p in zip(paths, starts):
-        if p.returncode != 2 or f"CHOWN_PATHS entry '{path}'" not in p.stderr:
+        if p.returncode != 2 or f"CHOWN_PATHS entry '{path.rpartition(':')[2]}'" not in p.stderr:
             c.fail("CHOWN_PATHS refuses system paths", f"{path}: exit {p.returncode}, stdout {p.stdout!r}, "
                                                        f"stderr {p.stderr[-600:]!r}")
-    if "'/data/etc-link' (that is, /etc) is a system path" not in starts[-1].stderr:
-        c.fail("CHOWN_PATHS resolves symlinks", starts[-1].stderr[-400:])
-    c.unchanged("CHOWN_PATHS refused before any change", "-e", "USER_ID=3000", "-e", "CHOWN_PATHS=/app:/etc")
+    if "'/data/etc-link' (that is, /etc) is a system path" not in starts[-2].stderr:
+        c.fail("CHOWN_PATHS resolves symlinks", starts[-2].stderr[-400:])
+    c.unchanged("CHOWN_PATHS refused before any change", changed, mounts=["/data"])
 
 
 def remap_failure_says_why(c: Ctx):
     """A passwd file the engine mounts cannot be replaced: the warning says that, not "read-only"."""
-    passwd = c.run("/etc/passwd", opts=["--entrypoint", "cat"]).stdout
-    group_sum = c.run("/etc/group", opts=["--entrypoint", "md5sum"]).stdout.split()[:1]
+    passwd = probe.result(c, "/etc/passwd").stdout
+    group_sum = probe.result(c, "md5sum /etc/passwd /etc/group").stdout.split("\n")[1].split()[:1]
     with c.host_dir(0) as d:
         (d / "passwd").write_text(passwd)
         c.chown(d / "passwd", 0)
@@ -99,7 +101,9 @@ def remap_failure_says_why(c: Ctx):
 def mount_check_warns(c: Ctx):
     with c.host_dir(0) as root_dir, c.host_dir(4321, 4321, 0o700) as user_dir:
         mounts = ["-v", f"{root_dir}:/data", "-v", f"{user_dir}:/more"]
-        p = c.expect("mount check: the app still runs", c.run("sh", "-c", IDS, opts=mounts), c.ops)
+        # Neither start changes anything: they share one container.
+        p, quiet = c.starts([Case.of("sh", "-c", IDS), Case.of(MOUNT_CHECK="no")], opts=mounts)
+        c.expect("mount check: the app still runs", p, c.ops)
         line = fix_line(c, p, "/data")
         wants = ["owner 0:0", "CHOWN_PATHS=/data"] + (
             ["--userns=keep-id:uid=", "USER_ID=0 ALLOW_ROOT_ID=1"] if c.engine.rootless else
@@ -111,7 +115,7 @@ def mount_check_warns(c: Ctx):
             c.fail("mount check: mount owned by another user", line)
         if len(warnings(p.stderr)) != 2:
             c.fail("mount check: one line per mount", p.stderr.strip())
-        p = c.expect("MOUNT_CHECK=no", c.run("true", opts=[*mounts, "-e", "MOUNT_CHECK=no"]))
+        p = c.expect("MOUNT_CHECK=no", quiet)
         if p.stderr.strip():
             c.fail("MOUNT_CHECK=no silences it", p.stderr.strip())
 
@@ -124,7 +128,7 @@ def mount_check_quiet(c: Ctx):
             "-v", f"{mine}:/data", "-v", f"{shared}:/shared", "-v", f"{ro}:/ro:ro", "--tmpfs", "/scratch"]))
         if p.stderr.strip():
             c.fail("mount check: nothing to say", f"unexpected stderr {p.stderr.strip()!r}")
-    p = c.run("true", opts=["-e", "MOUNT_CHECK=maybe"])
+    p = probe.result(c, "MOUNT_CHECK=maybe")
     if p.returncode == 0 or "MOUNT_CHECK='maybe'" not in p.stderr:
         c.fail("MOUNT_CHECK=maybe refused", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
 
@@ -135,13 +139,13 @@ def data_volume_recipes(c: Ctx):
         for name, path in ((dbdata, "/dbdata"), (appdata, "/app")):
             c.engine.run("run", "-d", "--name", name, "--network", "none", "--platform", c.s.platform, "-v", path,
                          c.s.runs)
-        p = c.run("sh", "-c", "echo x > /dbdata/f", opts=["--volumes-from", dbdata])
+        # The first start fails before it writes: the second, which fixes it, can follow in the same container.
+        p, fixed = c.starts([Case.of("sh", "-c", "echo x > /dbdata/f"),
+                             Case.of("sh", "-c", "echo x > /dbdata/f && stat -c %u:%g /dbdata/f",
+                                     CHOWN_PATHS="/dbdata")], opts=["--volumes-from", dbdata])
         expect_fix_before_failure(c, "data container on /dbdata", p, "/dbdata", "CHOWN_PATHS=/dbdata",
                                   "USER_ID=0 ALLOW_ROOT_ID=1")
-        p = c.expect("data container on /dbdata with CHOWN_PATHS",
-                     c.run("sh", "-c", "echo x > /dbdata/f && stat -c %u:%g /dbdata/f",
-                           opts=["--volumes-from", dbdata, "-e", "CHOWN_PATHS=/dbdata"]),
-                     f"{c.s.ops_uid}:{c.s.ops_gid}")
+        p = c.expect("data container on /dbdata with CHOWN_PATHS", fixed, f"{c.s.ops_uid}:{c.s.ops_gid}")
         if p.stderr.strip():
             c.fail("data container on /dbdata with CHOWN_PATHS", f"unexpected stderr {p.stderr.strip()!r}")
         p = c.expect("data container on /app", c.run("sh", "-c", "echo x > /app/f && stat -c %u /app/f",
@@ -158,16 +162,16 @@ def backup_restore_recipes(c: Ctx):
         c.engine.run("run", "--name", dbdata, "--network", "none", "--platform", c.s.platform, "-v", "/dbdata",
                      "-e", "CHOWN_PATHS=/dbdata", c.s.runs, "sh", "-c", fill)
         backup = ("tar", "cvf", "/backup/backup.tar", "/dbdata")
-        p = c.run(*backup, opts=["--volumes-from", f"{dbdata}:ro", "-v", f"{root_dir}:/backup"])
+        # The refused backup writes nothing: the admin job's, which follows its advice, shares its container.
+        p, as_root = c.starts([Case.of(*backup), Case.of(*backup, USER_ID="0", ALLOW_ROOT_ID="1")],
+                              opts=["--volumes-from", f"{dbdata}:ro", "-v", f"{root_dir}:/backup"])
         expect_fix_before_failure(c, "backup into a root-owned directory", p, "/backup", "CHOWN_PATHS=/backup",
                                   "USER_ID=0 ALLOW_ROOT_ID=1")
         c.expect("backup with MAP_NODE_UID=/backup", c.run(*backup, opts=[
             "--volumes-from", f"{dbdata}:ro", "-v", f"{mine}:/backup", "-e", "MAP_NODE_UID=/backup"]))
         if c.owner(mine / "backup.tar") != (c.host(1000), c.host(1000)):
             c.fail("backup belongs to you", f"backup.tar is owned by {c.owner(mine / 'backup.tar')} on the host")
-        c.expect("backup as root (admin job)", c.run(*backup, opts=[
-            "--volumes-from", f"{dbdata}:ro", "-v", f"{root_dir}:/backup", "-e", "USER_ID=0", "-e",
-            "ALLOW_ROOT_ID=1"]))
+        c.expect("backup as root (admin job)", as_root)
         if c.owner(root_dir / "backup.tar")[0] != c.host(0):
             c.fail("backup as root", f"backup.tar is owned by {c.owner(root_dir / 'backup.tar')} on the host")
         c.engine.run("create", "--name", dbdata2, "--network", "none", "--platform", c.s.platform, "-v", "/dbdata",

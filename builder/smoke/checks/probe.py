@@ -1,0 +1,59 @@
+"""One container per image that several checks read: what the image holds, and the starts that change nothing.
+
+A container start is most of a check's time (about 0.25 s of the machine on
+amd64, several seconds under qemu), so everything that needs no options of
+its own and leaves the container as it found it runs in one: the image's own
+files first, each as a plain command, then the entrypoint once per case (the
+default start, the refusals, root by opt-in), last the one start that may
+change something. Its `diff` afterwards shows whether any refusal changed
+anything. Each check still judges its own cases and fails with its own words.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from builder.smoke.checks.kit import IDS, Case, Ctx
+
+GOSU = "/usr/local/bin/gosu"
+ACCOUNTS = "grep -c '' /etc/passwd; grep -c '' /etc/group; grep -v '^ops:' /etc/passwd | md5sum"
+BAD_VALUES = ("abc", "-1", "1e3", "1000;id", "", "4294967296", "010")
+BAD = tuple((var, v) for var in ("USER_ID", "GROUP_ID") for v in BAD_VALUES)
+
+CASES: dict[str, Case] = {
+    # The image as built, before the entrypoint ran.
+    "gosu --version": Case.alone("gosu", "--version"),
+    "sha256sum gosu": Case.alone("sha256sum", GOSU),
+    "stat gosu": Case.alone("stat", "-c", "%a %U", GOSU),
+    "/etc/passwd": Case.alone("cat", "/etc/passwd"),
+    "md5sum /etc/passwd /etc/group": Case.alone("md5sum", "/etc/passwd", "/etc/group"),
+    "accounts": Case.alone("sh", "-c", ACCOUNTS),
+    "/dev/null owner": Case.alone("stat", "-c", "%U", "/dev/null"),
+    # Starts that change nothing. The app's uname is the one the entrypoint and gosu hand over to.
+    "uname -m": Case.of("uname", "-m"),
+    "default user": Case.of("sh", "-c", IDS),
+    "GOSU_USER=root": Case.of("id", "-u", GOSU_USER="root"),
+    "GOSU_USER=root USER_ID=3000": Case.of(GOSU_USER="root", ALLOW_ROOT_ID="1", USER_ID="3000"),
+    "GOSU_USER=root ALLOW_ROOT_ID=1": Case.of("sh", "-c", f"{IDS}; md5sum /etc/passwd", GOSU_USER="root",
+                                              ALLOW_ROOT_ID="1"),
+    "MOUNT_CHECK=maybe": Case.of(MOUNT_CHECK="maybe"),
+    **{f"{var}={v}": Case.of(**({"USER_ID": "1000"} if var == "GROUP_ID" else {}), **{var: v}) for var, v in BAD},
+    "USER_ID=0": Case.of(USER_ID="0"),
+    # Root by opt-in runs the app with the ids as given: last, in case it ever changes the accounts.
+    "USER_ID=0 ALLOW_ROOT_ID=1": Case.of("id", "-u", USER_ID="0", ALLOW_ROOT_ID="1"),
+}
+
+
+def _run(c: Ctx) -> tuple[dict[str, subprocess.CompletedProcess], set[str]]:
+    results, changes = c.starts_and_changes(list(CASES.values()))
+    return dict(zip(CASES, results)), changes
+
+
+def result(c: Ctx, name: str) -> subprocess.CompletedProcess:
+    """What case `name` printed and returned in the image's probe container."""
+    return c.once("probe", lambda: _run(c))[0][name]
+
+
+def changes(c: Ctx) -> set[str]:
+    """The probe container's `diff`: what all its starts together changed."""
+    return c.once("probe", lambda: _run(c))[1]
