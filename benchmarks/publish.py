@@ -41,7 +41,7 @@ from builder import config, pipeline, shipping, wiring
 from builder.local import setup as local, tools
 from builder.publish import push as pub, signing  # noqa: E402
 from builder.core.engine import Engine  # noqa: E402
-from builder.publish.push import Destination  # noqa: E402
+from builder.config.settings import Destination  # noqa: E402
 from builder.core.registry import Registry  # noqa: E402
 from benchmarks.common import free_port, project_config  # noqa: E402
 

@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder import config
-from builder.local import bootstrap, rootfs, setup as local, seed, seedimage  # noqa: E402
+from builder.local import rootfs, setup as local, seed, seedimage  # noqa: E402
+from builder.config.settings import CHROOTLESS, DEBIAN_MODES, EMULATED  # noqa: E402
 from benchmarks.common import free_port, project_config  # noqa: E402
 
 
@@ -116,17 +117,17 @@ def modes(base, pairs: list[tuple[str, str]], twice: bool, keep: str, tmp: Path,
     totals = [0.0, 0.0]
     for suite, arch in pairs:
         row = {}
-        for mode in bootstrap.MODES[::-1]:
+        for mode in DEBIAN_MODES[::-1]:
             row[mode] = timed_layer(rootfs.Method("mmdebstrap", mode), suite, arch, base.debian_mirror,
                                     tmp / mode, log)
             if keep:
                 (Path(keep) / "rootfs").mkdir(parents=True, exist_ok=True)
                 for f in (tmp / mode).glob("debian-*"):
                     shutil.copyfile(f, Path(keep) / "rootfs" / f.name)
-        (e, emulated), (c, chrootless) = row[bootstrap.EMULATED], row[bootstrap.CHROOTLESS]
+        (e, emulated), (c, chrootless) = row[EMULATED], row[CHROOTLESS]
         again = ""
         if twice:
-            again = "yes" if timed_layer(rootfs.Method("mmdebstrap", bootstrap.CHROOTLESS), suite, arch,
+            again = "yes" if timed_layer(rootfs.Method("mmdebstrap", CHROOTLESS), suite, arch,
                                          base.debian_mirror, tmp / "again", log)[1].digest == chrootless.digest \
                 else "no"
         totals[0] += e
@@ -192,7 +193,7 @@ def main() -> None:
                         state = Path(tmp) / f"{tool}-{arch}"
                         # Both tools emulated: debootstrap has no chrootless mode (--modes compares those).
                         settings = dataclasses.replace(base, registry_port=port, state_dir=state,
-                                                       debian_bootstrap=tool, debian_mode=bootstrap.EMULATED)
+                                                       debian_bootstrap=tool, debian_mode=EMULATED)
                         row[tool] = timed_seed(settings, by_kind["ubuntu"], arch, log)
                         totals[tool] += row[tool][0]
                         if tool == "mmdebstrap" and a.keep:

@@ -70,7 +70,7 @@ def assemble(c_config, digests_dir: str, options: shipping.PublishOptions, *, fl
              repository, sign_key, keyless, unsigned) -> None:
     """`invoke assemble`: every expected arch pushed, then each release's index written and its tags moved."""
     today = wiring.current_date()
-    expected = wiring.parsed(publishing.expected_targets, wiring.image_settings(c_config, today), flavor,
+    expected = wiring.parsed(matrix_stage.expected_targets, wiring.image_settings(c_config, today), flavor,
                             publishing.publish_arches(c_config, arch), release, today)
     children = wiring.parsed(push_stage.read_records, cli_path(digests_dir))
     dest, client = wiring.destination(c_config, registry, repository)
@@ -81,7 +81,8 @@ def assemble(c_config, digests_dir: str, options: shipping.PublishOptions, *, fl
 def matrix(c_config, release: str) -> None:
     """`invoke matrix`: the nightly's image jobs, one line of JSON."""
     today = wiring.current_date()
-    print(matrix_stage.to_json(wiring.parsed(publishing.matrix_jobs, c_config, wiring.image_settings(c_config, today),
+    runners, host = wiring.parsed(publishing.ci_runners, c_config)
+    print(matrix_stage.to_json(wiring.parsed(matrix_stage.jobs, wiring.image_settings(c_config, today), runners, host,
                                             release, today)))
 
 

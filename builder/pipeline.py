@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.core.errors import BuilderError
-from builder.image import bases, eol, make
+from builder.config import eol
+from builder.image import bases, make
 from builder.image.audit import vulns as vuln_stage
 from builder.image.assembly import append, load as loader
 from builder.image.assembly.store import Store
-from builder.image.model import Base, ImageSettings, Revision, Target
+from builder.image.model import Base, Revision, Target
+from builder.config.settings import EngineSettings, ImageSettings, NssSettings
 from builder.image import nsswrapper
 from builder.image.plan import Account, ImagePlan, gosu_of, plan_image
 from builder.core import emulation
@@ -45,7 +47,7 @@ class Request:
     revision: Revision
     entrypoint: append.Entrypoint
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
-    nss_wrapper: "nsswrapper.NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
+    nss_wrapper: "NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
     vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)
     # The day the EOL guard and warnings go by (the wiring reads the clock; tests set it).
     today: dt.date = field(default_factory=dt.date.today)
@@ -159,12 +161,12 @@ def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
 
 
 def smoke(req: Request, engine: Engine, built: list[make.Built], log=sys.stderr,
-          under: engines.EngineSettings | None = None) -> list[make.Built]:
+          under: EngineSettings | None = None) -> list[make.Built]:
     """Run every check on every image `build` returned (and return them), in the engine `under` names
     (default: `engine`, the one that built them; another gets the images copied in)."""
     from builder.smoke import suite as smoke_stage
     emulation.ensure([b.target.arch.dpkg for b in built], log, "smoke")
-    with engines.opened(under or engines.EngineSettings(), log) as runner:
+    with engines.opened(under or EngineSettings(), log) as runner:
         if runner.mode == engine.mode:
             runner = engine
         checks = smoke_stage.checks_for(runner)

@@ -23,7 +23,8 @@ from builder import config
 from builder.image.assembly import append, load
 from builder.image.audit import assessments, vulndb, vulns
 from builder.image.assembly.store import Store
-from builder.image.model import IMAGES, ImageSettings, Revision, select_targets
+from builder.image.model import IMAGES, Revision, select_targets
+from builder.config.settings import ImageSettings
 from builder.config import gosu as gosu_config, keys, publishing
 from builder.config.paths import ROOT, project_path
 from builder.consumer import reproduce as reproduce_stage, show as show_stage, verify as verify_stage
@@ -34,7 +35,7 @@ from builder.core.registry import Registry, credentials_for
 from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, choose_source
 from builder.gosu.sources import deb
-from builder.image import eol
+from builder.config import eol
 from builder.local import seed as seed_stage, seedimage, setup, tools
 from builder import shipping
 from builder.core.engine import Engine
@@ -217,7 +218,8 @@ def cosign(c_config) -> Path:
 def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
            environ=os.environ) -> Signer | None:
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    identity = parsed(publishing.signing_identity, c_config, dest, key, keyless, unsigned)
+    chosen, by_identity, local_key = parsed(publishing.signing_choice, c_config, key, keyless)
+    identity = parsed(signing.choose, chosen, by_identity, unsigned, dest.local, local_key, dest.registry)
     return None if identity is None else Signer(parsed(cosign, c_config), identity, dict(environ))
 
 

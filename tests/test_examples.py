@@ -15,7 +15,7 @@ import pytest
 from builder import shipping, wiring
 from builder.shipping import PublishOptions
 from builder.core import oci
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from builder.core.registry import OCI_INDEX, Registry
 
 from tests.conftest import ROOT

@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from builder.core import arches
+from builder.config import eol as eol_mod
 from builder.config.gosu import archive_keys
 from builder.config.paths import ROOT, cli_path, project_path  # noqa: F401 - the wiring and tasks use them
+from builder.config.settings import (CHROOTLESS, DEBIAN_MODES, ENGINE_KINDS, EngineSettings, Flavor, ImageSettings,
+                                     LocalSettings, NssSettings, Pin, Tool, ToolSettings)
 
 
-def local_settings(local: Mapping) -> "LocalSettings":
-    from builder.local.setup import LocalSettings
+def local_settings(local: Mapping) -> LocalSettings:
     return LocalSettings(
         state_dir=project_path(local["state_dir"]),
         registry_port=int(local["registry_port"]),
@@ -40,10 +42,9 @@ def local_settings(local: Mapping) -> "LocalSettings":
 
 def _debian_mode(local: Mapping) -> str:
     """local.debian_mode: chrootless (the default) or emulated; debootstrap has only the latter."""
-    from builder.local.bootstrap import CHROOTLESS, MODES
     mode = str(local.get("debian_mode") or CHROOTLESS).strip()
-    if mode not in MODES:
-        raise ValueError(f"local.debian_mode is {mode!r}: use one of {', '.join(MODES)}")
+    if mode not in DEBIAN_MODES:
+        raise ValueError(f"local.debian_mode is {mode!r}: use one of {', '.join(DEBIAN_MODES)}")
     if mode == CHROOTLESS and str(local.get("debian_bootstrap") or "mmdebstrap").strip() == "debootstrap":
         raise ValueError("local.debian_mode is chrootless, which debootstrap cannot do: set it to emulated, or "
                          "local.debian_bootstrap to mmdebstrap")
@@ -89,13 +90,12 @@ def _arch_map(key: str, spec: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def engine_settings(c_config, engine: str | None = None) -> "EngineSettings":
+def engine_settings(c_config, engine: str | None = None) -> EngineSettings:
     """Which engine the smoke checks run under: --engine, else smoke.engine."""
-    from builder.smoke.engines import KINDS, EngineSettings
     sm = c_config.smoke
     kind = (engine or sm["engine"]).strip()
-    if kind not in KINDS:
-        raise ValueError(f"engine {kind!r} is not one of {', '.join(KINDS)} (--engine or smoke.engine)")
+    if kind not in ENGINE_KINDS:
+        raise ValueError(f"engine {kind!r} is not one of {', '.join(ENGINE_KINDS)} (--engine or smoke.engine)")
     return EngineSettings(kind, project_path(sm["state_dir"]), sm["rootless_user"], Path(sm["userns_dir"]),
                           Path(sm["userns_data"]))
 
@@ -149,12 +149,11 @@ def flavor_platforms(flavor: str, spec: str) -> tuple[tuple[str, "arches.Platfor
     return tuple(out)
 
 
-def image_settings(images: Mapping, local: Mapping | None = None, distro_info=None, today=None) -> "ImageSettings":
+def image_settings(images: Mapping, local: Mapping | None = None, distro_info=None, today=None) -> ImageSettings:
     """images.*: every flavor's releases. `distro_info` (eol.DistroInfo): the tables Debian's and Ubuntu's
     end-of-life dates come from (None: not looked up, those releases' dates stay unknown). `today`: a default
     release past its end of life is refused. `local` (the local section): when bases come through the local
     registry, local.default_releases picks the defaults there (the releases that can be seeded here)."""
-    from builder.image.model import ImageSettings
     local_defaults = _local_defaults(images, local)
     releases = {}
     for name, f in images["flavors"].items():
@@ -192,8 +191,6 @@ def _local_defaults(images: Mapping, local: Mapping | None) -> dict[str, str]:
 
 def _releases(name: str, f: Mapping, distro_info, local_default: str | None) -> dict:
     """images.flavors.<name>.releases, each a Flavor (the flavor at that release), in configuration order."""
-    from builder.image import eol as eol_mod
-    from builder.image.model import Flavor
     key = f"images.flavors.{name}"
     rels = f.get("releases") or {}
     if not rels:
@@ -230,9 +227,8 @@ def _releases(name: str, f: Mapping, distro_info, local_default: str | None) -> 
     return out
 
 
-def distro_info_pin(c_config) -> tuple[str, "Pin"]:
+def distro_info_pin(c_config) -> tuple[str, Pin]:
     """tools.distro_info: the distro-info-data package and its pin (version, .deb sha256; arch all)."""
-    from builder.gosu.sources.packages import Pin
     spec = c_config.tools["distro_info"]
     pin = spec["pins"]["all"]
     return str(spec["package"]), Pin(str(pin["version"]), str(pin["deb_sha256"]).lower())
@@ -248,10 +244,8 @@ def local_default_note(c_config) -> str:
             if notes else "")
 
 
-def tool_settings(c_config) -> "ToolSettings":
+def tool_settings(c_config) -> ToolSettings:
     """cosign, oras and govulncheck: pinned packages from Debian's archive, checked with gosu.debian's mirror and keys."""
-    from builder.gosu.sources.packages import Pin
-    from builder.local.tools import Tool, ToolSettings
     t, deb = c_config.tools, c_config.gosu["debian"]
     tools = {}
     for name in ("cosign", "oras", "govulncheck"):
@@ -264,11 +258,9 @@ def tool_settings(c_config) -> "ToolSettings":
                         backoff=float(c_config.gosu["backoff"]))
 
 
-def nss_wrapper_settings(c_config) -> "NssSettings":
+def nss_wrapper_settings(c_config) -> NssSettings:
     """images.nss_wrapper: Debian's libnss-wrapper for the flavors named, pinned per arch, checked with
     gosu.debian's mirror and keys."""
-    from builder.gosu.sources.packages import Pin
-    from builder.image.nsswrapper import NssSettings
     n, deb = c_config.images["nss_wrapper"], c_config.gosu["debian"]
     flavors = tuple(f.strip() for f in str(n.get("flavors") or "").split(",") if f.strip())
     unknown = [f for f in flavors if f not in c_config.images["flavors"]]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 from builder.core import arches
 from builder.config import flag
 from builder.config.paths import cli_path, project_path
+from builder.config.settings import Destination, Trust
 
 REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 
@@ -20,7 +20,6 @@ HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z
 
 def destination(c_config, registry: str | None = None, repository: str | None = None):
     """(Destination, retries, backoff) for publish/push/assemble: where to, parsed and checked."""
-    from builder.publish.push import Destination
     pub = c_config.publish
     host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
     if not HOST_RE.match(host) or (":" in host.rsplit("]", 1)[-1] and not 0 < int(host.rsplit(":", 1)[1]) < 65536):
@@ -33,33 +32,23 @@ def destination(c_config, registry: str | None = None, repository: str | None = 
     return Destination(host, repo, local), int(pub["retries"]), float(pub["backoff"])
 
 
-def signing_identity(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False):
-    """Who signs a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    from builder.publish.signing import choose
+def signing_choice(c_config, key: str | None = None, keyless: bool = False) -> tuple[str, bool, Path]:
+    """(key, keyless, the local key pair's path) a publish's signer is chosen from: --sign-key else signing.key
+    (a file relative to where the user stands, or in config to this project; a KMS URI as it is), --keyless
+    else signing.keyless."""
     s = c_config.signing
-    identity = choose((key or s.get("key") or "").strip(), keyless or flag(s.get("keyless", False), "signing.keyless"),
-                      unsigned, dest.local, project_path(s["local_key"]), dest.registry)
-    if identity is not None and identity.key and "://" not in identity.key:
-        identity = dataclasses.replace(identity, key=str(cli_path(identity.key) if key else
-                                                         project_path(identity.key)))
-    return identity
+    chosen = (key or s.get("key") or "").strip()
+    if chosen and "://" not in chosen:
+        chosen = str(cli_path(chosen) if key else project_path(chosen))
+    return chosen, keyless or flag(s.get("keyless", False), "signing.keyless"), project_path(s["local_key"])
 
 
 def publish_arches(c_config, arch: str | None) -> str:
     return arch or c_config.publish.get("arches") or c_config.local["arches"]
 
 
-def expected_targets(settings, flavor: str | None, arch: str, release: str | None = None, today=None
-                     ) -> list[tuple[str, str, str]]:
-    """(flavor, release, arch) an assemble must find a push record for."""
-    from builder.image.model import select_targets
-    return [(t.flavor.name, t.flavor.release, t.arch.dpkg)
-            for t in select_targets(settings, flavor, arch, arch, release, today)]
-
-
-def matrix_jobs(c_config, settings, release: str | None = "all", today=None) -> list["Job"]:
-    """ci: the nightly's image jobs, one per (flavor, release, arch) of images.flavors, each with its runner."""
-    from builder.publish.matrix import jobs
+def ci_runners(c_config) -> tuple[dict[str, str], str]:
+    """ci.runners (dpkg arch -> runner label) and ci.other_arches_on (the arch whose runner emulates the rest)."""
     ci, runners = c_config.ci, {}
     for item in (i.strip() for i in str(ci["runners"]).split(",") if i.strip()):
         name, sep, label = item.partition("=")
@@ -73,14 +62,13 @@ def matrix_jobs(c_config, settings, release: str | None = "all", today=None) -> 
         host = arches.get(str(ci["other_arches_on"]), arches.IMAGE_ARCHES).dpkg
     except arches.UnknownArch as e:
         raise ValueError(f"ci.other_arches_on: {e}") from None
-    return jobs(settings, runners, host, release, today)
+    return runners, host
 
 
 def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,
           origins: list[str] | None = None):
     """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer; and
     the repositories a signature may name besides the image's own (--origin, repeatable; verify.origins)."""
-    from builder.consumer.verify import Trust
     s = c_config.signing
     identity, issuer = identity or s.get("identity") or "", issuer or s.get("issuer") or ""
     if keys:

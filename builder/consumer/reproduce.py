@@ -26,7 +26,7 @@ from builder.image import make
 from builder.image.assembly import append, layer
 from builder.image import nsswrapper
 from builder.image.assembly.store import Store
-from builder.image.model import Flavor
+from builder.config.settings import Flavor, NssSettings
 from builder.image.plan import Gosu, ImagePlan, LabelError, from_labels, inputs_digest, plan_image, platform_string
 from builder.core.refs import parse_ref
 from builder.core.registry import DOCKER_MANIFEST, OCI_MANIFEST, Registry
@@ -213,7 +213,7 @@ def gosu_getter(options_for):
     return get
 
 
-def nss_wrapper_getter(settings: nsswrapper.NssSettings):
+def nss_wrapper_getter(settings: NssSettings):
     """nss_for(NssWrapper) -> bytes: the library by the pin an image's labels give (package version, suite,
     .deb sha256), from the verified cache or through the signed chain, whatever this checkout pins."""
     def get(wanted: nsswrapper.NssWrapper) -> bytes:

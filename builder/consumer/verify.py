@@ -23,6 +23,7 @@ from builder.publish import signing
 from builder.image.audit.vulns import parse_label
 from builder.image.model import LABEL
 from builder.core.registry import Registry, is_loopback
+from builder.config.settings import Trust
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
@@ -30,23 +31,6 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
 
 class TrustError(BuilderError):
     pass
-
-
-@dataclass(frozen=True)
-class Trust:
-    keys: tuple[str, ...] = ()   # public key files or KMS URIs; any one of them may have signed (rotation)
-    identity: str = ""           # keyless: certificate identity regexp
-    issuer: str = ""             # keyless: OIDC issuer
-    # HOST/REPO a signature may name besides the image's own repository: where a mirror's copy was signed.
-    origins: tuple[str, ...] = ()
-
-    def flag_sets(self) -> list[list[str]]:
-        if self.keys:
-            return [["--key", k, "--insecure-ignore-tlog=true"] for k in self.keys]
-        return [["--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]]
-
-    def describe(self) -> str:
-        return f"key(s) {', '.join(self.keys)}" if self.keys else f"identity {self.identity} from {self.issuer}"
 
 
 @dataclass(frozen=True)

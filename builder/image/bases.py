@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from builder.image.model import Base, Flavor, ImageSettings
+from builder.image.model import Base
+from builder.config.settings import Flavor, ImageSettings
 from builder.core import arches
 from builder.core.arches import Arch
 from builder.core.refs import split_ref

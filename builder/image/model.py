@@ -3,79 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.image.assembly import append
 from builder.core import arches
 from builder.core.arches import Arch
 from builder.core.refs import split_ref
-from builder.image.eol import Eol
+from builder.config.settings import Flavor, ImageSettings
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
 LABEL = "org.base-gosu"
-
-
-@dataclass(frozen=True)
-class Flavor:
-    name: str
-    base: str          # the real upstream reference, e.g. ubuntu:24.04
-    standin: str       # what the local registry holds instead, if not the real thing
-    digest: str        # optional pin of the base's index digest
-    release: str       # base release, used in tags (alpine-3.20)
-    arches: tuple[str, ...]
-    # (arch, platform) where the base's platform is not the arch's canonical one (ubuntu's armhf is arm/v7).
-    platforms: tuple[tuple[str, arches.Platform], ...] = ()
-    eol: Eol | None = None   # the release's end of life (None: not known or not announced)
-    default: bool = True     # the flavor's default release: the floating tag <flavor> follows it
-
-    @property
-    def key(self) -> str:
-        """flavor-release (minideb-trixie): what tells two releases of a flavor apart."""
-        return f"{self.name}-{self.release}"
-
-    def platform_of(self, arch: Arch) -> arches.Platform:
-        return dict(self.platforms).get(arch.dpkg, arch.platform)
-
-    def arch_for(self, platform: str) -> Arch:
-        """The flavor's arch whose image has this platform ('linux/arm/v7' is armhf on ubuntu, armv7 on alpine)."""
-        for name in self.arches:
-            a = arches.get(name, arches.IMAGE_ARCHES)
-            if str(self.platform_of(a)) == platform:
-                return a
-        raise ValueError(f"flavor {self.name} has no {platform} image: its platforms are "
-                         f"{', '.join(str(self.platform_of(arches.get(n, arches.IMAGE_ARCHES))) for n in self.arches)}")
-
-
-@dataclass(frozen=True)
-class ImageSettings:
-    repository: str
-    flavors: dict[str, Flavor]
-    base_mirror: str
-    use_standins: str     # "auto" (the real base where it resolves, else the stand-in), "true" or "false"
-    ops_user: str
-    ops_uid: int
-    ops_gid: int
-    source_url: str
-    # Every configured release of each flavor (flavor -> release -> Flavor); `flavors` holds the defaults.
-    releases: dict[str, dict[str, Flavor]] = field(default_factory=dict)
-
-    def _mirrored(self, name: str) -> str:
-        return f"{self.base_mirror.rstrip('/')}/{name}" if self.base_mirror else name
-
-    def base_candidates(self, flavor: Flavor) -> list[tuple[str, bool]]:
-        """(reference, is a stand-in) in the order they are tried."""
-        real = [(self._mirrored(flavor.base), False)] + ([(flavor.base, False)] if self.base_mirror else [])
-        standin = [(self._mirrored(flavor.standin), True)] if flavor.standin else []
-        if self.use_standins == "true":
-            return standin or real
-        if self.use_standins == "false":
-            return real
-        return real + standin
-
-    def tag(self, flavor: str, arch: str, release: str = "") -> str:
-        """The local image's name: <repository>:<flavor>-<release>-<arch> (the default release's when not given)."""
-        return f"{self.repository}:{flavor}-{release or self.flavors[flavor].release}-{arch}"
 
 
 @dataclass(frozen=True)

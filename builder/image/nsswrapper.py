@@ -19,14 +19,15 @@ import io
 import shutil
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from builder.core.errors import BuilderError
 from builder.gosu.download import Cache, DownloadError, Source, make_session
 from builder.gosu.signature import PinnedKeyError, VerificationError, pinned_keyring
 from builder.gosu.sources import archive as deb_archive, deb
 from builder.gosu.sources.archive import Archive
-from builder.gosu.sources.packages import Pin, Session, binary_file
+from builder.gosu.sources.packages import Session, binary_file
+from builder.config.settings import Pin
+from builder.config.settings import NssSettings
 
 # Debian's multiarch tuples: the package installs the library under /usr/lib/<tuple>/.
 MULTIARCH = {
@@ -38,23 +39,6 @@ MULTIARCH = {
 
 class NssWrapperError(BuilderError):
     """nss_wrapper could not be had for an arch; the message names the package, the arch and what to do."""
-
-
-@dataclass(frozen=True)
-class NssSettings:
-    cache_dir: Path
-    mirror: str
-    archive_keys: tuple[tuple[Path, str], ...]
-    package: str
-    flavors: tuple[str, ...]      # the flavors whose images carry it (glibc bases with shadow-utils accounts)
-    pins: dict[str, Pin]          # dpkg arch -> pin
-    timeout: float = 60
-    retries: int = 4
-    backoff: float = 0.5
-    without: tuple[str, ...] = ()  # images (<flavor>-<release>-<arch>) whose glibc is older than their arch's pin needs
-
-    def wanted(self, target) -> bool:
-        return target.flavor.name in self.flavors and target.name not in self.without
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 from builder.image.assembly import append
 from builder.image.assembly.accounts import Account
-from builder.image import eol as eol_mod
+from builder.config import eol as eol_mod
 from builder.image.audit import goinfo
-from builder.image.model import LABEL, Base, Flavor, Revision, Target
+from builder.image.model import LABEL, Base, Revision, Target
+from builder.config.settings import Flavor
 from builder.image.nsswrapper import NssWrapper
 from builder.gosu.fetch import Fetched
 from builder.image.audit.vulns import Scan

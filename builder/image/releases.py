@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from builder.image.model import Flavor, ImageSettings
+from builder.config.settings import Flavor, ImageSettings
 
 HEADER = ("flavor", "release", "default", "end of life", "days left", "arches", "seedable here", "EOL date from")
 

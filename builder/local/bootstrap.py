@@ -18,13 +18,12 @@ from pathlib import Path
 
 from builder.core import emulation
 from builder.core.host import SetupError, apt_install
+from builder.config.settings import CHROOTLESS, EMULATED
 
 TOOLS = ("mmdebstrap", "debootstrap")
 # local.debian_mode. Emulated: the arch's own maintainer scripts run, under qemu for a foreign arch. Chrootless:
 # the host's dpkg installs the tree with DPKG_ROOT set and the scripts run under the host's /bin/sh, with no
 # emulator; Debian made its essential packages installable that way (bookworm and later; bullseye's are not).
-CHROOTLESS, EMULATED = "chrootless", "emulated"
-MODES = (CHROOTLESS, EMULATED)
 # Who runs a chrootless bootstrap (nobody): see chrootless_tree.
 UNPRIVILEGED = 65534
 # What a chrootless install takes from the host's tools where the target's own would give another result: the

@@ -30,8 +30,8 @@ import requests
 from builder.core import arches
 from builder.image.assembly.layer import gzip_bytes
 from builder.core.host import SetupError, say
-from builder.local.bootstrap import (APT_PARTIAL, CHROOTLESS, EMULATED, STEPS_BOOKKEEPING, TARGET_STEPS, Refused,
-                                     bootstrap, bootstrap_command, chrootless_tree, host_tools)
+from builder.local.bootstrap import APT_PARTIAL, STEPS_BOOKKEEPING, TARGET_STEPS, Refused, bootstrap, bootstrap_command, chrootless_tree, host_tools
+from builder.config.settings import CHROOTLESS, EMULATED
 
 # Bump when the same bootstrap would be packed into a different layer: cached layers (and seeded children, whose
 # recipe names this) made the old way are then made again.

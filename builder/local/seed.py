@@ -47,7 +47,7 @@ from builder.image import bases, model
 from builder.local import bootstrap, rootfs
 from builder.local.seedimage import Child, Seed, describe, make_child, recipe, seed_for, seedable, seeds
 from builder.core.host import SetupError, say
-from builder.local.setup import LocalSettings
+from builder.config.settings import ImageSettings, LocalSettings
 from builder.core.registry import OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_digest
 
 RECIPE = "org.base-gosu.seed.recipe"
@@ -150,7 +150,7 @@ def _report(local: LocalSettings, seed: Seed, out: Outcome, log) -> None:
         say(log, f"seed: {line}")
 
 
-def seed(local: LocalSettings, settings: model.ImageSettings, log, arch_names: list[str] | None = None) -> None:
+def seed(local: LocalSettings, settings: ImageSettings, log, arch_names: list[str] | None = None) -> None:
     """What `invoke up` seeds: each default release's seed, for `arch_names` (default local.arches) it lists.
     Other releases are seeded when a build asks for them (ensure_bases), so `up` costs what it did.
 
@@ -165,7 +165,7 @@ def seed(local: LocalSettings, settings: model.ImageSettings, log, arch_names: l
         _report(local, s, out, log)
 
 
-def _seed_for(local: LocalSettings, settings: model.ImageSettings, target: model.Target,
+def _seed_for(local: LocalSettings, settings: ImageSettings, target: model.Target,
               by_ref: dict[str, Seed], read: dict) -> Seed | None:
     """The local seed this target's base should come from, when it lacks the target's platform; else None."""
     try:
@@ -182,7 +182,7 @@ def _seed_for(local: LocalSettings, settings: model.ImageSettings, target: model
         return found
 
 
-def ensure_bases(local: LocalSettings, settings: model.ImageSettings, targets, log, read: dict | None = None
+def ensure_bases(local: LocalSettings, settings: ImageSettings, targets, log, read: dict | None = None
                  ) -> list[str]:
     """Seed every local base the targets need and the local registry lacks; returns the (seed, arch) seeded.
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 from builder.core import arches, oci
 from builder.core.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, sha256_digest
-from builder.image import model
 from builder.image.assembly import accounts, basefs, layer
 from builder.image.assembly.append import iso
-from builder.local import bootstrap, rootfs
-from builder.local.setup import LocalSettings
+from builder.local import rootfs
+from builder.config.settings import CHROOTLESS, Flavor, ImageSettings, LocalSettings
 
 # Part of every recipe: bump it when a child's content changes for the same inputs, so old children are remade.
 FORMAT = "2"
@@ -34,7 +33,7 @@ UBUNTU_GECOS = "Ubuntu"
 class Seed:
     kind: str                 # alpine, debian (the minideb stand-in) or ubuntu (the ubuntu stand-in)
     name: str                 # repo:tag in the local registry
-    flavor: model.Flavor     # whose base it is (the flavor at one release): its arches, platforms and real base
+    flavor: Flavor     # whose base it is (the flavor at one release): its arches, platforms and real base
     extra_tags: tuple[str, ...] = ()
     suite: str = ""           # debian and ubuntu: the Debian suite it is bootstrapped from
 
@@ -59,7 +58,7 @@ class Seed:
 KINDS = {"minideb": "debian", "ubuntu": "ubuntu"}   # flavor -> how its stand-in is made
 
 
-def seed_for(local: LocalSettings, flavor: model.Flavor) -> Seed | None:
+def seed_for(local: LocalSettings, flavor: Flavor) -> Seed | None:
     """The local seed of this release's base or stand-in, or None when it cannot be seeded here."""
     if local.alpine_seed in (flavor.base, flavor.standin):
         return Seed("alpine", local.alpine_seed, flavor, (local.alpine_version,))
@@ -69,7 +68,7 @@ def seed_for(local: LocalSettings, flavor: model.Flavor) -> Seed | None:
     return None
 
 
-def seedable(local: LocalSettings, flavor: model.Flavor) -> str:
+def seedable(local: LocalSettings, flavor: Flavor) -> str:
     """`invoke releases`' "seedable here?" column: from what, or why not."""
     s = seed_for(local, flavor)
     if s is None:
@@ -81,7 +80,7 @@ def seedable(local: LocalSettings, flavor: model.Flavor) -> str:
     return f"yes (Debian {s.suite})"
 
 
-def seeds(local: LocalSettings, settings: model.ImageSettings) -> list[Seed]:
+def seeds(local: LocalSettings, settings: ImageSettings) -> list[Seed]:
     """The local seeds of every release that can be seeded here (as its base or its stand-in)."""
     out: dict[str, Seed] = {}
     for rels in (settings.releases or {f.name: {f.release: f} for f in settings.flavors.values()}).values():
@@ -110,7 +109,7 @@ def describe(local: LocalSettings, seed: Seed, arch: str) -> str:
     if seed.kind == "alpine":
         return rootfs.alpine_name(local.alpine_version, arch)
     extra = " plus user ubuntu 1000:1000" if seed.ubuntu_user else ""
-    how = " chrootless" if debian_mode(local, seed, arch) == bootstrap.CHROOTLESS else ""
+    how = " chrootless" if debian_mode(local, seed, arch) == CHROOTLESS else ""
     return f"{local.debian_bootstrap}{how} (Debian {local.suite_for(seed.suite, arch)} minbase{extra}, {arch})"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -19,37 +18,7 @@ from builder.core import emulation
 from builder.core.engine import Engine
 from builder.core.host import SetupError, apt_install, say, start_daemon, wait_ready
 from builder.core.registry import is_loopback
-
-
-@dataclass(frozen=True)
-class LocalSettings:
-    state_dir: Path
-    registry_port: int
-    arches: tuple[str, ...]
-    debian_mirror: str
-    # (flavor-release, suite): the Debian suite each Debian-derived stand-in is bootstrapped from.
-    standin_suites: tuple[tuple[str, str], ...]
-    # (arch, suite) where the arch's Debian stand-in comes from another suite (bookworm has no riscv64).
-    debian_suites: tuple[tuple[str, str], ...]
-    debian_bootstrap: str    # mmdebstrap or debootstrap
-    debian_mode: str         # chrootless or emulated (bootstrap.MODES)
-    emulation_fallback: tuple[str, ...]   # all, SUITE or SUITE/ARCH: where a chrootless refusal is made emulated
-    alpine_dir: Path
-    alpine_version: str
-    alpine_seed: str  # repo:tag
-    seed_jobs: int  # children of one base made at once (Debian bootstraps run under qemu, one core each)
-
-    @property
-    def registry(self) -> str:
-        return f"127.0.0.1:{self.registry_port}"
-
-    def standin_suite(self, key: str) -> str:
-        """The Debian suite the stand-in of `key` (flavor-release) comes from ("" when none is configured)."""
-        return dict(self.standin_suites).get(key, "")
-
-    def suite_for(self, suite: str, arch: str) -> str:
-        """`suite`, unless local.debian_suites sends this arch elsewhere (a suite that does not build it)."""
-        return dict(self.debian_suites).get(arch, suite)
+from builder.config.settings import LocalSettings
 
 
 def ensure_engine(s: LocalSettings, engine: Engine, log) -> None:

@@ -22,32 +22,14 @@ from builder.core.errors import BuilderError
 from builder.gosu.download import Cache, DownloadError, Source, make_session
 from builder.gosu.sources import archive as deb_archive, deb
 from builder.gosu.sources.archive import Archive
-from builder.gosu.sources.packages import Pin, Session, binary_file
+from builder.gosu.sources.packages import Session, binary_file
+from builder.config.settings import Pin
 from builder.gosu.signature import PinnedKeyError, VerificationError, pinned_keyring, sha256_file
+from builder.config.settings import Tool, ToolSettings
 
 
 class ToolError(BuilderError):
     """A tool could not be installed; the message names it and says what to do."""
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    package: str
-    member: str                   # path of the binary inside the package
-    pins: dict[str, Pin]          # dpkg arch -> pin
-
-
-@dataclass(frozen=True)
-class ToolSettings:
-    dir: Path
-    mirror: str
-    suite: str
-    archive_keys: tuple[tuple[Path, str], ...]
-    tools: dict[str, Tool]
-    timeout: float = 60
-    retries: int = 4
-    backoff: float = 0.5
 
 
 @dataclass(frozen=True)

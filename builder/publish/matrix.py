@@ -13,7 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 
 from builder.core import emulation
-from builder.image.model import ALL, ImageSettings, select_targets
+from builder.image.model import ALL, select_targets
+from builder.config.settings import ImageSettings
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,13 @@ class Job:
     arch: str
     runner: str      # the GitHub runner label the job runs on
     emulated: bool   # the job's smoke checks run under qemu (the workflow installs it, and allows more time)
+
+
+def expected_targets(settings: ImageSettings, flavor: str | None, arch: str, release: str | None = None, today=None
+                     ) -> list[tuple[str, str, str]]:
+    """(flavor, release, arch) an assemble must find a push record for."""
+    return [(t.flavor.name, t.flavor.release, t.arch.dpkg)
+            for t in select_targets(settings, flavor, arch, arch, release, today)]
 
 
 def jobs(settings: ImageSettings, runners: dict[str, str], other_arches_on: str, release: str | None = ALL,

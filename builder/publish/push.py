@@ -26,20 +26,12 @@ from builder.core.refs import split_ref
 from builder.publish import attest
 from builder.core.oci import platform_key
 from builder.core.registry import OCI_MANIFEST, Registry, RegistryError, credentials_for
+from builder.config import eol
+from builder.config.settings import Destination
 
 
 class PublishError(BuilderError):
     pass
-
-
-@dataclass(frozen=True)
-class Destination:
-    registry: str      # host[:port]
-    repository: str    # org/base-gosu
-    local: bool = False  # the project's own registry that `invoke up` runs: trial images may go there
-
-    def ref(self, tag: str) -> str:
-        return f"{self.registry}/{self.repository}{'@' if tag.startswith('sha256:') else ':'}{tag}"
 
 
 @dataclass(frozen=True)
@@ -171,7 +163,6 @@ def check_eol(images: list[tuple[str, str]], dest: Destination, allow_eol: bool,
 
     `images` holds (name, org.base-gosu.base.eol label) pairs; refused before any byte is sent.
     """
-    from builder.image import eol
     dead = [(name, e) for name, e in ((n, eol.from_label(label)) for n, label in images) if e and e.past(today)]
     _refuse_beyond_local(dead, dest, allow_eol, lambda name, e, more: (
         f"{name}: its base release reached its end of life on {e.date} ({e.source}){more}. {dest.registry} is not "

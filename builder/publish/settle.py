@@ -22,7 +22,8 @@ import json
 from dataclasses import dataclass
 
 from builder.core.registry import OCI_INDEX, Registry
-from builder.publish.push import Destination, PublishError
+from builder.publish.push import PublishError
+from builder.config.settings import Destination
 
 CREATED = "org.opencontainers.image.created"
 

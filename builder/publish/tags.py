@@ -26,7 +26,8 @@ from builder.core import oci
 from builder.image.model import LABEL
 from builder.core.oci import platform_key
 from builder.publish import settle, signing
-from builder.publish.push import Child, Destination, PublishError
+from builder.publish.push import Child, PublishError
+from builder.config.settings import Destination
 from builder.core.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryError, sha256_digest
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")

@@ -18,23 +18,13 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder.core.engine import Engine, EngineError
 from builder.core.host import SetupError, apt_install, start_daemon, wait_ready
+from builder.config.settings import ENGINE_KINDS, EngineSettings
 
-KINDS = ("docker", "podman", "podman-rootless", "docker-userns")
 SUBID_COUNT = 65536
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    kind: str = "docker"
-    state_dir: Path = Path(".cache/engines")
-    rootless_user: str = "bgrootless"
-    userns_dir: Path = Path("/run/bg-userns")
-    userns_data: Path = Path("/var/lib/bg-userns")
 
 
 def _containers_conf(state: Path) -> Path:
@@ -172,8 +162,8 @@ def _stop(pid: int) -> None:
 @contextmanager
 def opened(s: EngineSettings, log):
     """The engine `s.kind` names, ready to run images copied into it."""
-    if s.kind not in KINDS:
-        raise ValueError(f"engine {s.kind!r} is not one of {', '.join(KINDS)}")
+    if s.kind not in ENGINE_KINDS:
+        raise ValueError(f"engine {s.kind!r} is not one of {', '.join(ENGINE_KINDS)}")
     if s.kind == "docker-userns":
         with userns_docker(s, log) as engine:
             yield engine

@@ -15,7 +15,7 @@ from builder.shipping import PublishOptions
 from builder.core.emulation import native_arch
 from builder.local import setup, tools
 from builder.publish import push as pub, signing
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from builder.core.registry import Registry
 from tests.conftest import ROOT
 from tests.support.engine import ARCHES, project_config, rig  # noqa: F401 - fixture

@@ -18,7 +18,7 @@ from builder import shipping
 from builder.shipping import PublishOptions
 from builder.publish import push as pub
 from builder.image.assembly import layer
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from builder.core.registry import OCI_MANIFEST, Registry, sha256_digest
 
 from tests.conftest import ROOT

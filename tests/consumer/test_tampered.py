@@ -17,7 +17,7 @@ from builder import shipping, wiring
 from builder.shipping import PublishOptions
 from builder.core.registry import DigestMismatch, Registry
 from builder.publish import tags
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from tests.conftest import ROOT
 from tests.support.engine import project_config, rig  # noqa: F401 - fixture
 from tests.support.registries import Proxy, one_letter_changed, space_after_brace

@@ -21,6 +21,7 @@ from builder.gosu import fetch as fetch_stage
 from builder.image.audit import assessments, openvex, vulndb as db_stage, vulns
 from builder.local import tools
 from builder.publish import push
+from builder.config.settings import Destination
 from tests.conftest import ROOT, SHARED
 from tests.support import vulndb
 from tests.support.engine import project_config
@@ -195,7 +196,7 @@ def test_debians_1_17_against_the_real_database_is_cleared_by_the_shipped_review
         assert (st["status"], st["justification"], st["impact_statement"]) == (a.status, a.justification, a.impact)
         assert st["status_notes"].startswith(f"Reviewed by {a.reviewed_by} on {a.reviewed_on}")
     assert "affected" not in {st["status"] for st in statements.values()}
-    elsewhere = push.Destination("registry.example", "org/base-gosu")
+    elsewhere = Destination("registry.example", "org/base-gosu")
     push.check_vulnerable([("org/base-gosu:alpine-amd64", ", ".join(v.id for v in s.affected))], elsewhere, False)
 
 
@@ -209,7 +210,7 @@ def test_without_one_review_the_same_gosu_is_affected_and_refused_naming_the_id(
     with pytest.raises(push.PublishError, match=r"GO-2025-3956 \(os/exec.LookPath\)"):
         push.check_vulnerable([("org/base-gosu:alpine-amd64", ", ".join(f"{v.id} ({', '.join(v.symbols)})"
                                                                         for v in s.affected))],
-                              push.Destination("registry.example", "org/base-gosu"), False)
+                              Destination("registry.example", "org/base-gosu"), False)
 
 
 @pytest.mark.parametrize("today, warned", [(dt.date(2026, 12, 7), True), (dt.date(2026, 9, 1), False)],

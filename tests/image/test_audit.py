@@ -22,7 +22,7 @@ from builder.image.assembly.store import Store
 from builder.image.model import IMAGES
 from builder.image.audit import basepkgs, goinfo, packages, provenance, referrers, sbom
 from builder.consumer import show
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from builder.core.registry import OCI_MANIFEST, RegistryError, sha256_digest
 
 from tests.conftest import skip_or_fail

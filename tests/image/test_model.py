@@ -7,6 +7,7 @@ import pytest
 from builder import config, wiring
 from builder.image import bases, model
 from builder.core import arches, refs
+from builder.config.settings import ImageSettings
 from tests.support.engine import project_config
 
 
@@ -47,7 +48,7 @@ def test_real_defaults_and_local_standins():
     cfg = project_config()
     assert config.image_settings(cfg.images).flavors["alpine"].base == "alpine:3.24"
     assert s.base_candidates(s.flavors["ubuntu"])[-1] == ("127.0.0.1:5000/standin/ubuntu-from-debian:24.04", True)
-    prod = model.ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": "false"})
+    prod = ImageSettings(**{**s.__dict__, "base_mirror": "", "use_standins": "false"})
     assert prod.base_candidates(prod.flavors["ubuntu"]) == [("ubuntu:24.04", False)]
 
 

@@ -13,7 +13,7 @@ from builder import config
 from builder.core import arches
 from builder.image import nsswrapper
 from builder.image.assembly import append
-from builder.gosu.sources.packages import Pin
+from builder.config.settings import NssSettings, Pin
 from builder.image.nsswrapper import NssWrapperError
 
 from tests.support.engine import ARCHES, project_config, rig  # noqa: F401 - fixture
@@ -53,8 +53,8 @@ def lib_deb(arch: str, payload: bytes) -> bytes:
                      "./usr/share/doc/libnss-wrapper/copyright": b"x"})
 
 
-def settings(tmp_path, key, mirror: str, pins: dict[str, Pin]) -> nsswrapper.NssSettings:
-    return nsswrapper.NssSettings(tmp_path / "cache", mirror, ((key.export(tmp_path / "k.asc"), key.fingerprint),),
+def settings(tmp_path, key, mirror: str, pins: dict[str, Pin]) -> NssSettings:
+    return NssSettings(tmp_path / "cache", mirror, ((key.export(tmp_path / "k.asc"), key.fingerprint),),
                                   "libnss-wrapper", ("minideb", "ubuntu"), pins, timeout=5, retries=1, backoff=0.01)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from builder import config, wiring
-from builder.image import eol, model, plan
+from builder.config import eol
+from builder.image import model, plan
 from builder.image.assembly import append
 from builder.publish import push as pub
 from tests.conftest import ROOT

@@ -18,7 +18,8 @@ import pytest
 
 from builder.gosu import fetch as fetch_stage
 from builder import pipeline, shipping, wiring
-from builder.publish.push import Destination, PublishError
+from builder.publish.push import PublishError
+from builder.config.settings import Destination
 from builder.core.registry import Registry
 
 from tests.conftest import ROOT

@@ -20,6 +20,7 @@ from builder.image import plan
 from builder.image.audit import goinfo, openvex, vulns
 from builder.local import tools
 from builder.publish import push, tags
+from builder.config.settings import Destination
 from tests.conftest import SHARED
 from tests.image.test_plan import DEBIAN, ENTRYPOINT, make
 from tests.support import vulndb
@@ -166,8 +167,8 @@ def test_the_label_is_written_from_the_plan_read_back_and_moves_the_inputs(scan)
 
 
 def test_an_image_with_a_finding_that_applies_leaves_only_on_purpose():
-    local = push.Destination("127.0.0.1:5000", "org/base-gosu", local=True)
-    remote = push.Destination("registry.example", "org/base-gosu")
+    local = Destination("127.0.0.1:5000", "org/base-gosu", local=True)
+    remote = Destination("registry.example", "org/base-gosu")
     images = [("org/base-gosu:alpine-amd64", "GO-2099-0001 (os/exec.LookPath)"), ("org/base-gosu:ubuntu-amd64", "")]
     push.check_vulnerable(images, local, False)
     push.check_vulnerable(images, remote, True)

@@ -23,6 +23,7 @@ from builder.image import model
 from builder.local import bootstrap, setup as local, rootfs, seed, seedimage
 from builder.core.host import SetupError
 from builder.core.registry import Registry
+from builder.config.settings import CHROOTLESS, DEBIAN_MODES, EMULATED
 
 from tests.conftest import ROOT, skip_or_fail
 from tests.support.debproxy import PartialMirror
@@ -261,8 +262,8 @@ def test_a_chrootless_arm64_tree_is_the_emulated_one_with_its_libraries_indexed(
     cache = config.local_settings(project_config().local).state_dir / "rootfs"
     log = io.StringIO()
     made = {mode: rootfs.debian_layer(rootfs.Method("mmdebstrap", mode), "trixie", "arm64", s.debian_mirror, cache,
-                                      log) for mode in bootstrap.MODES}
-    chrootless, emulated = made[bootstrap.CHROOTLESS], made[bootstrap.EMULATED]
+                                      log) for mode in DEBIAN_MODES}
+    chrootless, emulated = made[CHROOTLESS], made[EMULATED]
     assert chrootless.key != emulated.key
     assert "by mmdebstrap chrootless from" in chrootless.source and "chrootless" not in emulated.source
     got, want = _tree(gzip.decompress(chrootless.blob)), _tree(gzip.decompress(emulated.blob))
@@ -285,7 +286,7 @@ def test_a_suite_chrootless_cannot_make_is_refused_in_one_line_naming_suite_arch
     cache = tmp_path / "seed-cache"
     passwd = Path("/etc/passwd").read_bytes()
     with pytest.raises(bootstrap.Refused) as e:
-        rootfs.debian_layer(rootfs.Method("mmdebstrap", bootstrap.CHROOTLESS, ("bookworm",)), "bullseye", "amd64",
+        rootfs.debian_layer(rootfs.Method("mmdebstrap", CHROOTLESS, ("bookworm",)), "bullseye", "amd64",
                             s.debian_mirror, cache, io.StringIO())
     message = str(e.value)
     assert message.startswith("mmdebstrap --mode=chrootless cannot make Debian bullseye amd64: the "), message
@@ -311,15 +312,15 @@ def test_where_the_configuration_allows_it_a_refused_suite_is_made_emulated_and_
     [line] = [x for x in log.getvalue().splitlines() if "cannot make Debian bullseye amd64" in x]
     assert line.endswith("local.emulation_fallback allows it, so it is made under emulation")
     [child] = index(s, minideb)[0]["manifests"]
-    emulated_key = rootfs.debian_key("mmdebstrap", "bullseye", "amd64", s.debian_mirror, bootstrap.EMULATED)
+    emulated_key = rootfs.debian_key("mmdebstrap", "bullseye", "amd64", s.debian_mirror, EMULATED)
     assert child["annotations"][seed.RECIPE] == seedimage.recipe(s, minideb, "amd64", platform, emulated_key)
     assert child["annotations"][seed.RECIPE] != chrootless_recipe
-    assert seedimage.debian_mode(s, minideb, "amd64") == bootstrap.EMULATED
+    assert seedimage.debian_mode(s, minideb, "amd64") == EMULATED
     again = seed.seed_base(s, minideb, ["amd64"], io.StringIO())
     assert (again.seeded, again.already) == ([], ["amd64"])
     # Where it is not allowed, the same marker changes nothing: chrootless is tried (and refused) again.
     strict = dataclasses.replace(s, emulation_fallback=("bookworm",))
-    assert seedimage.debian_mode(strict, minideb, "amd64") == bootstrap.CHROOTLESS
+    assert seedimage.debian_mode(strict, minideb, "amd64") == CHROOTLESS
 
 
 @pytest.mark.parametrize("key,value,error", [
@@ -335,7 +336,7 @@ def test_the_bootstrap_mode_settings_are_checked_and_the_error_names_the_key(key
 def test_a_second_chrootless_bootstrap_gives_the_same_layer(settings, tmp_path):
     """Reproducible: the same archive state (mtimes clamped to its Release date) gives the same bytes."""
     s, _ = settings
-    method = rootfs.Method("mmdebstrap", bootstrap.CHROOTLESS)
+    method = rootfs.Method("mmdebstrap", CHROOTLESS)
     first, second = (rootfs.debian_layer(method, "bookworm", "amd64", s.debian_mirror, tmp_path / name, io.StringIO())
                      for name in ("first", "second"))
     assert first.epoch == second.epoch, "the mirror published a new bookworm Release in between; run it again"

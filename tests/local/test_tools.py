@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from builder.gosu.sources.packages import Pin
+from builder.config.settings import Pin, Tool, ToolSettings
 from builder.local import tools
 from builder.core.emulation import native_arch
 
@@ -48,8 +48,8 @@ def fake_archive(root, key, version="2.5.0-1", payload=b"#!/bin/sh\necho cosign 
 
 
 def settings_for(tmp_path, key, mirror_url, version, deb_sha):
-    tool = tools.Tool("cosign", "cosign", "/usr/bin/cosign", {"amd64": Pin(version, deb_sha)})
-    return tools.ToolSettings(tmp_path / "tools", mirror_url, "trixie",
+    tool = Tool("cosign", "cosign", "/usr/bin/cosign", {"amd64": Pin(version, deb_sha)})
+    return ToolSettings(tmp_path / "tools", mirror_url, "trixie",
                               ((key.export(tmp_path / "k.asc"), key.fingerprint),), {"cosign": tool},
                               timeout=5, retries=1, backoff=0.01)
 

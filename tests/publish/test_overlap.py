@@ -14,7 +14,8 @@ import pytest
 
 from builder.core.registry import OCI_INDEX
 from builder.publish import settle, signing, tags
-from builder.publish.push import Child, Destination, PublishError
+from builder.publish.push import Child, PublishError
+from builder.config.settings import Destination
 from tests.conftest import ROOT
 from tests.support.engine import rig  # noqa: F401 - fixture
 from tests.support.registries import AuthRegistry, Proxy

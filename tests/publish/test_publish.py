@@ -26,7 +26,8 @@ from builder import pipeline, shipping
 from builder.shipping import PublishOptions
 from builder.publish import push as pub, tags as tagging
 from builder.image.audit import goinfo, provenance, referrers, sbom
-from builder.publish.push import Destination, PublishError
+from builder.publish.push import PublishError
+from builder.config.settings import Destination
 from builder.core.registry import OCI_INDEX, AuthError, Registry, RegistryError, credentials_for, sha256_digest
 
 from tests.conftest import ROOT

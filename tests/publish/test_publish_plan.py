@@ -11,7 +11,7 @@ import pytest
 from builder.core import arches
 from builder import config, wiring
 from builder.config import publishing
-from builder.publish import push as pub, tags
+from builder.publish import matrix, push as pub, tags
 from builder.publish.push import Child, PublishError
 from builder.publish.tags import TagState
 from builder.core.registry import credentials_for
@@ -77,18 +77,18 @@ def test_assemble_with_arch_all_expects_each_flavors_own_arches_and_nothing_more
     cfg = project_config()
     assert publishing.publish_arches(cfg, None) == "all"
     settings = config.image_settings(cfg.images)
-    expected = publishing.expected_targets(settings, None, publishing.publish_arches(cfg, None))
+    expected = matrix.expected_targets(settings, None, publishing.publish_arches(cfg, None))
     flavors = settings.flavors
     assert {f: [str(flavors[f].platform_of(arches.get(a, arches.IMAGE_ARCHES))) for g, _, a in expected if g == f]
             for f in flavors} == PLATFORMS
     assert len(expected) == len(set(expected)) == 16
-    assert publishing.expected_targets(settings, "minideb", "all") == [("minideb", "trixie", "amd64"),
+    assert matrix.expected_targets(settings, "minideb", "all") == [("minideb", "trixie", "amd64"),
                                                                    ("minideb", "trixie", "arm64")]
     records = [child(a, flavor=f, release=r) for f, r, a in expected]
     assert {f: len(g) for f, g in pub.check_children(records, expected).items()} == \
         {"minideb-trixie": 2, "ubuntu-24.04": 6, "alpine-3.24": 8}
     # --release all: every release not past its end of life, each with its own arches.
-    every = publishing.expected_targets(settings, "minideb,alpine", "all", "all", dt.date(2026, 12, 2))
+    every = matrix.expected_targets(settings, "minideb,alpine", "all", "all", dt.date(2026, 12, 2))
     assert sorted({(f, r) for f, r, _ in every}) == [("alpine", "3.22"), ("alpine", "3.23"), ("alpine", "3.24"),
                                                      ("minideb", "bookworm"), ("minideb", "trixie")]
     with pytest.raises(PublishError, match="no push record for alpine 3.24 armv7"):

@@ -18,7 +18,7 @@ from builder import shipping
 from builder.shipping import PublishOptions
 from builder.publish import push as pub, signing, attest as statements, tags
 from builder.consumer import verify as trustcheck
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from builder.core.registry import OCI_INDEX, Registry
 
 from tests.conftest import ROOT

@@ -26,7 +26,7 @@ from builder.core.registry import Registry
 from builder.image.audit import vulns
 from builder.local import tools
 from builder.publish import push as pub, signing
-from builder.publish.push import Destination
+from builder.config.settings import Destination
 from tests.support import vulndb
 from tests.support.engine import rig  # noqa: F401 - fixture
 

@@ -19,14 +19,6 @@ from builder.gosu.sources.archive import Archive, Release
 
 
 @dataclass(frozen=True)
-class Pin:
-    """A reviewed .deb: the package version and the sha256 of its file, as configuration pins it."""
-    version: str       # the Debian package version
-    deb_sha256: str
-    suite: str = ""    # the suite whose signed Packages index lists it (empty: the user's configured suite)
-
-
-@dataclass(frozen=True)
 class ArchiveFile:
     """A file the archive vouched for, and through which signed index."""
     name: str          # package name, or the orig tarball's name
