@@ -25,12 +25,6 @@ from builder.smoke.checks.kit import Ctx, Shared, SmokeFailure, Subject
 Check = Callable[[Ctx], None]
 
 
-def alone(check: Check) -> Check:
-    """Mark a check that must have the engine to itself."""
-    check.alone = True
-    return check
-
-
 @dataclass
 class Result:
     name: str
@@ -99,12 +93,19 @@ def run_many(engine: Engine, subjects: list[Subject], checks: dict[str, Check], 
             engine.sweep()
 
 
+def _order(checks: dict[str, Check]) -> list[str]:
+    """The checks that run together, in the order they are handed to the workers: check by check across the
+    images (not image by image), the first shared_only check first (it makes each image's shared start), the
+    other shared_only checks last."""
+    names = [n for n, c in checks.items() if not getattr(c, "alone", False)]
+    shared = [n for n in names if getattr(checks[n], "shared_only", False)]
+    return shared[:1] + [n for n in names if n not in shared] + shared[1:]
+
+
 def _run_many(engine, subjects: list[Subject], checks: dict[str, Check], jobs: int, log) -> list[SmokeFailure]:
     printer, shared = _Printer(subjects, list(checks), log), Shared()
     by_itself = [(i, n) for i in range(len(subjects)) for n, c in checks.items() if getattr(c, "alone", False)]
-    # Check by check across the images, not image by image: the first checks read each image's probe
-    # container, and `jobs` of them waiting on one image's would leave the others' unstarted.
-    together = [(i, n) for n, c in checks.items() if not getattr(c, "alone", False) for i in range(len(subjects))]
+    together = [(i, n) for n in _order(checks) for i in range(len(subjects))]
     for i, name in by_itself:
         printer.done(i, run_check(engine, subjects[i], name, checks[name], shared))
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="smoke")

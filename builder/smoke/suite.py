@@ -19,11 +19,12 @@ from builder.smoke.checks import probe, runtime as smoke_runtime, userns as smok
 from builder.core import emulation
 from builder.core.arches import GOARCH, UNAME
 from builder.core.engine import IDENTITY, Engine
-from builder.smoke.checks.kit import IDS, Case, Ctx, SmokeFailure, Subject
+from builder.smoke.checks.kit import IDS, Case, Ctx, SmokeFailure, Subject, alone, shared_only
 
 __all__ = ["CHECKS", "USERNS_CHECKS", "IDS", "Case", "Ctx", "SmokeFailure", "Subject", "run_all", "checks_for"]
 
 
+@shared_only
 def gosu_version(c: Ctx):
     """gosu runs, is the verified version, and was built for the image's arch (Go names its target)."""
     p = probe.result(c, "gosu --version")
@@ -35,20 +36,24 @@ def gosu_version(c: Ctx):
         c.fail("gosu's target", f"`gosu --version` said {p.stdout.strip()!r}, want a build for {target.rstrip(';')}")
 
 
+@shared_only
 def gosu_sha256(c: Ctx):
     p = probe.result(c, "sha256sum gosu")
     if p.stdout.split()[:1] != [c.s.gosu_sha256]:
         c.fail("gosu sha256", f"image has {p.stdout.strip()[:64]!r}, verified binary is {c.s.gosu_sha256}")
 
 
+@shared_only
 def gosu_not_setuid(c: Ctx):
     c.expect("gosu mode 0755, not setuid", probe.result(c, "stat gosu"), "755 root")
 
 
+@shared_only
 def default_user(c: Ctx):
     c.expect("default user", probe.result(c, "default user"), f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
 
 
+@shared_only
 def uname_matches_arch(c: Ctx):
     """The container runs as its arch: the kernel (or qemu) reports that machine. An arch this host runs
     without emulation (i386 on x86-64) reports the host's own machine: engines set no 32-bit personality."""
@@ -92,6 +97,7 @@ def user_flag(c: Ctx):
         c.fail("--user start", f"unexpected stderr {p.stderr.strip()!r}")
 
 
+@shared_only
 def bad_values_refused(c: Ctx):
     """Each refused before it changes anything, so the refusals share the probe container."""
     for var, v in probe.BAD:
@@ -166,7 +172,7 @@ def stdio_writable(c: Ctx):
         c.fail("/dev/null untouched", f"/dev/null owner {null_owner!r}, want {want!r}")
 
 
-@schedule.alone  # `stop --time 2` on a busy host can outlast the grace period: a verdict about timing
+@alone  # `stop --time 2` on a busy host can outlast the grace period: a verdict about timing
 def pid1_and_stop(c: Ctx):
     """The app is PID 1 and gets SIGTERM: with --time 2, only a handled TERM exits 42 (SIGKILL gives 137)."""
     app = 'trap "exit 42" TERM; echo "pid $$"; while :; do sleep 0.1; done'

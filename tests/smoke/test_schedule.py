@@ -11,6 +11,7 @@ import pytest
 
 from builder import pipeline
 from builder.smoke import schedule
+from builder.smoke.checks import kit
 from builder.smoke.checks.kit import Subject
 from tests.support.engine import rig  # noqa: F401 - fixture
 
@@ -36,7 +37,7 @@ class Meter:
                 self.now -= 1
             if c.s.image.endswith(fail_on) and fail_on:
                 c.fail("probe", f"{c.s.image} is wrong")
-        return schedule.alone(run) if alone else run
+        return kit.alone(run) if alone else run
 
 
 def test_at_most_jobs_at_once_and_alone_checks_by_themselves():
@@ -129,3 +130,25 @@ def test_a_shared_result_that_failed_fails_each_check_that_reads_it():
     failures = schedule.run_many(None, subjects(1), {n: (lambda c: c.once("probe", lambda: make(c))) for n in "ab"},
                                  jobs=2)
     assert len(calls) == 1 and [(f.check, f.saw) for f in failures] == [("probe container", "exit 125")] * 2
+
+
+def test_the_first_shared_only_check_goes_first_and_the_others_last():
+    """With one image and two workers, the check that makes the shared start runs beside a check of its own,
+    not beside another waiting on it."""
+    began, lock = [], threading.Lock()
+
+    def check(name, shared):
+        def run(c):
+            with lock:
+                began.append(name)
+            if shared:
+                c.once("probe", lambda: time.sleep(0.1))
+            else:
+                time.sleep(0.02)
+        return kit.shared_only(run) if shared else run
+    checks = {"s1": check("s1", True), "own1": check("own1", False), "s2": check("s2", True),
+              "own2": check("own2", False), "s3": check("s3", True)}
+    log = io.StringIO()
+    assert schedule.run_many(None, subjects(1), checks, jobs=2, log=log) == []
+    assert set(began[:2]) == {"s1", "own1"} and began[2:] == ["own2", "s2", "s3"]
+    assert [line.split()[2] for line in log.getvalue().splitlines()] == ["s1:", "own1:", "s2:", "own2:", "s3:"]

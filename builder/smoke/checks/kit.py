@@ -23,6 +23,20 @@ from typing import Any, TypeVar
 from builder.core.engine import Engine
 
 
+def alone(check: Callable) -> Callable:
+    """Mark a check that must have the engine to itself."""
+    check.alone = True
+    return check
+
+
+def shared_only(check: Callable) -> Callable:
+    """Mark a check that starts nothing of its own and reads what its image's shared start made (the probe
+    container). The first such check of each image goes first and makes it; the rest go last, so workers do not
+    sit waiting on one start together while other checks could run."""
+    check.shared_only = True
+    return check
+
+
 class SmokeFailure(AssertionError):
     def __init__(self, image: str, check: str, saw: str):
         super().__init__(f"{image}: {check}: {saw}")

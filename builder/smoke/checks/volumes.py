@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from builder.smoke.checks import probe
-from builder.smoke.checks.kit import IDS, Case, Ctx
+from builder.smoke.checks.kit import IDS, Case, Ctx, shared_only
 
 # What CHOWN_PATHS must refuse, however it is spelled.
 SYSTEM_PATHS = ("/", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/usr/local/bin",
@@ -38,6 +38,7 @@ def expect_fix_before_failure(c: Ctx, check: str, p, path: str, *wants: str) -> 
         c.fail(check, f"exit {p.returncode}, missing {missing} in the fix line; stderr {p.stderr.strip()!r}")
 
 
+@shared_only
 def root_account(c: Ctx):
     """Its starts change nothing, so they run in the probe container."""
     p = probe.result(c, "GOSU_USER=root")
