@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder import pipeline, wiring  # noqa: E402
 from builder.image.assembly import append  # noqa: E402
-from builder.image.assembly import load as loader  # noqa: E402
+from builder.core.clients import Clients  # noqa: E402
 from benchmarks.common import project_config  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--arch", default="amd64,arm64")
     a = ap.parse_args()
     req = wiring.build_request(project_config(), flavor=a.flavor, arch=a.arch, source="debian")
-    registry_for, unpacked = loader.registry_client({}), {}
+    registry_for, unpacked = Clients(), {}
     with tempfile.TemporaryDirectory(prefix="bench-nss-") as tmp:
         rows = {}
         for label, r in (("with", req), ("without", dataclasses.replace(req, nss_wrapper=None))):

@@ -20,7 +20,8 @@ from builder.core.errors import BuilderError
 from builder.config import eol
 from builder.image import bases, make
 from builder.image.audit import vulns as vuln_stage
-from builder.image.assembly import append, load as loader
+from builder.image.assembly import append
+from builder.core.clients import Clients
 from builder.image.assembly.store import Store
 from builder.image.model import Base, Revision, Target
 from builder.config.settings import EngineSettings, ImageSettings, NssSettings
@@ -49,6 +50,8 @@ class Request:
     smoke_jobs: int = 1      # smoke checks run at once (smoke.jobs)
     nss_wrapper: "NssSettings | None" = None   # images.nss_wrapper; None: no image carries it
     vuln: vuln_stage.Settings | None = None  # scan gosu with govulncheck (None: no scan, no VEX)
+    # Every registry the run reads (bases, their layers), one client per host: the wiring's.
+    clients: Clients = field(default_factory=Clients)
     # The day the EOL guard and warnings go by (the wiring reads the clock; tests set it).
     today: dt.date = field(default_factory=dt.date.today)
 
@@ -97,7 +100,7 @@ def plan(req: Request, log=sys.stderr, reads: dict | None = None) -> RunPlan:
     libs = nsswrapper.fetch(nss, [t.arch.dpkg for t in wants], log) if wants else {}
     out, known = [], dict(reads or {})
     for t in req.targets:
-        base = bases.resolve_base(s, t.flavor, t.arch, known)
+        base = bases.resolve_base(s, t.flavor, t.arch, req.clients, known)
         out.append(plan_image(t, base, gosu[t.arch.gosu], req.revision, s.repository, account, s.source_url,
                               req.entrypoint, libs[t.arch.dpkg] if t in wants else None,
                               scans.get(t.arch.gosu), unscanned.get(t.arch.gosu) or unscanned.get("*", "")))
@@ -118,7 +121,7 @@ def assemble_images(req: Request, run: RunPlan, log=sys.stderr, then=None) -> li
         by_arch.setdefault(p.target.arch.dpkg, []).append(p)
 
     def work(plans: list[ImagePlan]) -> list[tuple[make.Built, float]]:
-        clients = loader.registry_client({})
+        clients = req.clients
         out = []
         for p in plans:
             start = time.monotonic()

@@ -104,7 +104,7 @@ class ToRegistry:
         pushed: dict[str, tuple[pub.Child, dict[str, dict]]] = {}
         if todo:
             built = pipeline.build(req, engine, self.log, survey.run.only(todo))
-            pushed = {b.plan.name: pub.push_child(self.registry, self.dest, b, self.log)
+            pushed = {b.plan.name: pub.push_child(self.registry, self.dest, b, self.log, req.clients)
                       for b in pipeline.smoke(req, engine, built, self.log)}
         records = [pushed[p.name][0] if p.name in pushed else r for p, r in zip(survey.run.images, survey.records)]
         return records, statements.documents_for({child.digest: docs for child, docs in pushed.values()})

@@ -1,6 +1,6 @@
 """Where configuration turns into a run's inputs: reads the lock, git and the entrypoint, probes the gosu
-source, builds the destination's registry client and installs the tools a task needs. (Clients for the hosts
-bases come from are still made where bases are read: image/bases, assembly/load, local/seed, publish/push.)
+source, builds the registry clients (the destination's, and a run's `Clients` for every host bases come from,
+handed down in the Request) and installs the tools a task needs.
 
 builder/config only parses; the stages only take what they are given.
 tasks.py and builder/commands.py gather a run's inputs through these, once,
@@ -20,7 +20,7 @@ import yaml
 from invoke import Config
 
 from builder import config
-from builder.image.assembly import append, load
+from builder.image.assembly import append
 from builder.image.audit import assessments, vulndb, vulns
 from builder.image.assembly.store import Store
 from builder.image.model import IMAGES, Revision, select_targets
@@ -31,6 +31,7 @@ from builder.consumer import reproduce as reproduce_stage, show as show_stage, v
 from builder.core.emulation import native_arch
 from builder.core.errors import BuilderError, UsageError
 from builder.core.refs import parse_ref
+from builder.core.clients import Clients
 from builder.core.registry import Registry, credentials_for
 from builder.gosu import lock as lockfile
 from builder.gosu.fetch import FetchOptions, choose_source
@@ -137,7 +138,7 @@ def build_request(c_config, flavor: str | None = None, arch: str | None = None, 
     return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
                    git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), entrypoint_files(),
                    parsed(config.smoke_jobs, c_config.smoke), vuln=vuln,
-                   nss_wrapper=parsed(config.nss_wrapper_settings, c_config), today=today)
+                   nss_wrapper=parsed(config.nss_wrapper_settings, c_config), today=today, clients=Clients(environ))
 
 
 def check_config(c_config, environ=os.environ) -> None:
@@ -234,14 +235,14 @@ def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = N
         return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
-                                     load.registry_client({}), settings.releases, reproduce_stage.nss_wrapper_getter(
+                                     Clients(), settings.releases, reproduce_stage.nss_wrapper_getter(
                                          parsed(config.nss_wrapper_settings, c_config)))
 
 
 def show(ref: str, kind: str, platform: str | None) -> bytes:
     """`invoke sbom` / `provenance`: the document a published image carries, from the registry alone."""
     host, repo, reference = parse_ref(ref)
-    return show_stage.show(load.registry_client({})(host), repo, reference, kind, platform)
+    return show_stage.show(Clients()(host), repo, reference, kind, platform)
 
 
 def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None, origins=None):
@@ -257,7 +258,7 @@ def up(c_config, engine, log) -> None:
     local = parsed(config.local_settings, c_config.local)
     setup.up(local, engine, log)
     settings = image_settings(c_config)
-    seed_stage.seed(local, settings, log)
+    seed_stage.seed(local, settings, log, clients=Clients())
     for name in ("cosign", "oras", "govulncheck"):
         log.write(f"up: tools: {name} at {tools.ensure(config.tool_settings(c_config), name, native_arch(), log)}\n")
     note = config.local_default_note(c_config)
@@ -272,7 +273,7 @@ def seed(c_config, req: Request) -> dict:
     indexes read meanwhile, for the plan to read no base twice (pipeline.plan's `reads`)."""
     reads: dict = {}
     seed_stage.ensure_bases(parsed(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
-                            reads)
+                            reads, req.clients)
     return reads
 
 

@@ -13,10 +13,12 @@ from builder.config.settings import Flavor, ImageSettings
 from builder.core import arches
 from builder.core.arches import Arch
 from builder.core.refs import split_ref
-from builder.core.registry import Registry, RegistryError, credentials_for
+from builder.core.clients import Clients
+from builder.core.registry import RegistryError
 
 
-def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch, read: dict | None = None) -> Base:
+def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch, clients: Clients, read: dict | None = None
+                 ) -> Base:
     """The flavor's base for this arch, pinned by digest: the first candidate that resolves.
 
     `read`: the indexes this run already read, by reference; a flavor's arches share one, so a run reads
@@ -28,10 +30,8 @@ def resolve_base(settings: ImageSettings, flavor: Flavor, arch: Arch, read: dict
         host, repo, tag = split_ref(ref)
         reference = (flavor.digest if not standin else "") or tag
         if (ref, reference) not in read:
-            # A registry that is not there (no network, no mirror) is one quick miss, not a retried error.
-            reg = Registry(host, credentials_for(host), retries=1, backoff=0.1, timeout=20)
             try:
-                read[ref, reference] = reg.get_manifest(repo, reference)
+                read[ref, reference] = clients.probe(host).get_manifest(repo, reference)
             except RegistryError as e:
                 read[ref, reference] = e
         got = read[ref, reference]

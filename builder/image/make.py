@@ -17,6 +17,7 @@ from builder.image.assembly.store import Store
 from builder.image.model import Base, Target
 from builder.image.plan import ImagePlan, to_labels
 from builder.core.engine import Engine
+from builder.core.clients import Clients
 from builder.core.registry import RegistryError
 from builder.gosu.fetch import Fetched
 
@@ -89,7 +90,7 @@ def assemble_plan(plan: ImagePlan, gosu: bytes, entrypoint: append.Entrypoint, s
 
 def build(store: Store, plan: ImagePlan, gosu: Fetched, entrypoint: append.Entrypoint, registry_for=None) -> Built:
     """Assemble one planned image (no engine involved); `load` puts images into the engine."""
-    image = assemble_plan(plan, gosu_bytes(gosu), entrypoint, store, registry_for or loader.registry_client({}))
+    image = assemble_plan(plan, gosu_bytes(gosu), entrypoint, store, registry_for or Clients())
     return Built(plan, gosu, to_labels(plan), image, store)
 
 
@@ -97,5 +98,5 @@ def load(engine: Engine, built: list[Built], registry_for=None) -> int:
     """Put built images into the engine under their tags; returns how many had to be loaded."""
     if not built:
         return 0
-    return loader.load(engine, built[0].store, registry_for or loader.registry_client({}),
+    return loader.load(engine, built[0].store, registry_for or Clients(),
                        [(b.tag, b.image) for b in built])

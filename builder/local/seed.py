@@ -48,6 +48,7 @@ from builder.local import bootstrap, rootfs
 from builder.local.seedimage import Child, Seed, describe, make_child, recipe, seed_for, seedable, seeds
 from builder.core.host import SetupError, say
 from builder.config.settings import ImageSettings, LocalSettings
+from builder.core.clients import Clients
 from builder.core.registry import OCI_INDEX, OCI_MANIFEST, Registry, RegistryError, sha256_digest
 
 RECIPE = "org.base-gosu.seed.recipe"
@@ -94,14 +95,14 @@ class Outcome:
 
 
 def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
-              mount_from: tuple[str, ...] = ()) -> Outcome:
+              mount_from: tuple[str, ...] = (), clients: Clients | None = None) -> Outcome:
     """Make sure `seed` has a child for each arch; only missing or changed children are made.
 
     Every recipe is worked out (Alpine tarballs checked) before anything is
     pushed, so a tampered tarball leaves the registry as it was. The index is
     rewritten after each new child, so an interrupted run keeps what it finished.
     """
-    registry, out = Registry(local.registry), Outcome()
+    registry, out = (clients or Clients())(local.registry), Outcome()
     children = {_key(d.get("platform", {})): d for d in _current(registry, seed)}
     todo = []
     for arch in arch_names:
@@ -150,7 +151,8 @@ def _report(local: LocalSettings, seed: Seed, out: Outcome, log) -> None:
         say(log, f"seed: {line}")
 
 
-def seed(local: LocalSettings, settings: ImageSettings, log, arch_names: list[str] | None = None) -> None:
+def seed(local: LocalSettings, settings: ImageSettings, log, arch_names: list[str] | None = None,
+         clients: Clients | None = None) -> None:
     """What `invoke up` seeds: each default release's seed, for `arch_names` (default local.arches) it lists.
     Other releases are seeded when a build asks for them (ensure_bases), so `up` costs what it did.
 
@@ -161,15 +163,15 @@ def seed(local: LocalSettings, settings: ImageSettings, log, arch_names: list[st
     defaults = [s for s in (seed_for(local, f) for f in settings.flavors.values()) if s is not None]
     for s in defaults:
         wanted = [a for a in (arch_names or local.arches) if a in s.flavor.arches]
-        out = seed_base(local, s, wanted, log, tuple(r for r in repos if r != s.repo))
+        out = seed_base(local, s, wanted, log, tuple(r for r in repos if r != s.repo), clients)
         _report(local, s, out, log)
 
 
 def _seed_for(local: LocalSettings, settings: ImageSettings, target: model.Target,
-              by_ref: dict[str, Seed], read: dict) -> Seed | None:
+              by_ref: dict[str, Seed], read: dict, clients: Clients) -> Seed | None:
     """The local seed this target's base should come from, when it lacks the target's platform; else None."""
     try:
-        bases.resolve_base(settings, target.flavor, target.arch, read)
+        bases.resolve_base(settings, target.flavor, target.arch, clients, read)
         return None
     except bases.MissingPlatform as e:
         return by_ref.get(e.ref)
@@ -182,8 +184,8 @@ def _seed_for(local: LocalSettings, settings: ImageSettings, target: model.Targe
         return found
 
 
-def ensure_bases(local: LocalSettings, settings: ImageSettings, targets, log, read: dict | None = None
-                 ) -> list[str]:
+def ensure_bases(local: LocalSettings, settings: ImageSettings, targets, log, read: dict | None = None,
+                 clients: Clients | None = None) -> list[str]:
     """Seed every local base the targets need and the local registry lacks; returns the (seed, arch) seeded.
 
     Only when bases come through the local registry (images.base_mirror is
@@ -191,14 +193,14 @@ def ensure_bases(local: LocalSettings, settings: ImageSettings, targets, log, re
     `read`: the base indexes the run reads (bases.resolve_base), shared with its plan so that a base is
     read once; emptied when a base was seeded, since its index changed.
     """
-    read = {} if read is None else read
+    read, clients = {} if read is None else read, clients or Clients()
     if settings.base_mirror.rstrip("/") not in {local.registry, f"localhost:{local.registry_port}"}:
         return []
     all_seeds = seeds(local, settings)
     by_ref = {f"{settings.base_mirror.rstrip('/')}/{s.name}": s for s in all_seeds}
     wanted: dict[str, list[str]] = {}
     for t in targets:
-        s = _seed_for(local, settings, t, by_ref, read)
+        s = _seed_for(local, settings, t, by_ref, read, clients)
         if s is not None and t.arch.dpkg not in wanted.setdefault(s.name, []):
             say(log, f"seed: {local.registry}/{s.name} has no {t.platform} image; seeding it from "
                      f"{describe(local, s, t.arch.dpkg)}")
@@ -206,7 +208,7 @@ def ensure_bases(local: LocalSettings, settings: ImageSettings, targets, log, re
     done, unseedable = [], []
     for s in all_seeds:
         if wanted.get(s.name):
-            out = seed_base(local, s, wanted[s.name], log, tuple(o.repo for o in all_seeds if o is not s))
+            out = seed_base(local, s, wanted[s.name], log, tuple(o.repo for o in all_seeds if o is not s), clients)
             done += [f"{s.name} {a}" for a in out.seeded]
             unseedable += out.unseedable
     if done:

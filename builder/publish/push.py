@@ -25,7 +25,8 @@ from builder.image.plan import ImagePlan
 from builder.core.refs import split_ref
 from builder.publish import attest
 from builder.core.oci import platform_key
-from builder.core.registry import OCI_MANIFEST, Registry, RegistryError, credentials_for
+from builder.core.clients import Clients
+from builder.core.registry import OCI_MANIFEST, Registry, RegistryError
 from builder.config import eol
 from builder.config.settings import Destination
 
@@ -219,7 +220,8 @@ def push_assembled(store, image, registry: Registry, repo: str, base_registry: R
     return Pushed(repo, digest, len(image.manifest), image.platform, image.labels)
 
 
-def push_child(registry: Registry, dest: Destination, built: Built, log) -> tuple[Child, dict[str, dict]]:
+def push_child(registry: Registry, dest: Destination, built: Built, log, clients: Clients | None = None
+               ) -> tuple[Child, dict[str, dict]]:
     """Upload one smoke-tested, assembled image by digest; no tag is created or moved. Returns its record
     and the documents to attest to it (those just attached as referrers).
 
@@ -232,7 +234,7 @@ def push_child(registry: Registry, dest: Destination, built: Built, log) -> tupl
     before = registry.bytes_uploaded
     base_host, base_repo, _ = split_ref(built.base.ref)
     mount = (base_repo,) if base_host == registry.host and base_repo != dest.repository else ()
-    base_registry = registry if base_host == registry.host else Registry(base_host, credentials_for(base_host))
+    base_registry = registry if base_host == registry.host else (clients or Clients())(base_host)
     pushed = push_assembled(built.store, built.image, registry, dest.repository, base_registry, mount)
     # Referrers only once their subject is in the registry, and before any tag moves: nothing ever points
     # at an image that was not pushed, and a tag never names an image without its SBOM and provenance.

@@ -23,6 +23,7 @@ from builder.image.model import IMAGES
 from builder.image.audit import basepkgs, goinfo, packages, provenance, referrers, sbom
 from builder.consumer import show
 from builder.config.settings import Destination
+from builder.core.clients import Clients
 from builder.core.registry import OCI_MANIFEST, RegistryError, sha256_digest
 
 from tests.conftest import skip_or_fail
@@ -300,11 +301,10 @@ def test_builder_names_the_ci_run_only_when_there_is_one():
 def test_sbom_of_a_rebuilt_gosu_names_its_debian_inputs(rig):
     """The rebuild source's facts (what sources/rebuild.py records) on the session's image: still schema-valid."""
     import dataclasses
-    from builder.image.assembly import load
     from builder.image.audit import facts
     from builder.gosu.sources import rebuild
     b = rig.built("alpine", "amd64")
-    f = facts.gather(b, load.registry_client({}))
+    f = facts.gather(b, Clients())
     deps = [["golang-golang-x-sys-dev", "0.50.0+dfsg-1~bpo13+1", "golang.org/x/sys",
              "v0.50.0-debian.0.50.0-dfsg-1-bpo13-1"]]
     gosu = dataclasses.replace(b.fetched, kind="rebuild", details=(
@@ -324,14 +324,13 @@ def test_sbom_of_a_rebuilt_gosu_names_its_debian_inputs(rig):
 def test_sbom_names_the_modules_of_the_real_gosu_1_14(rig):
     """tianon's signed 1.14 (Go 1.16.7, the layout before Go 1.18): stdlib, runc and x/sys, with their sums."""
     import dataclasses
-    from builder.image.assembly import load
     from builder.image.audit import facts
     from tests.conftest import SHARED
     real = SHARED / "gosu-release" / "1.14" / "gosu-amd64"
     if not real.is_file():
         skip_or_fail(f"{real} not found")
     b = rig.built("alpine", "amd64")
-    f = dataclasses.replace(facts.gather(b, load.registry_client({})), go=goinfo.read(real))
+    f = dataclasses.replace(facts.gather(b, Clients()), go=goinfo.read(real))
     doc = sbom.document(f)
     _validate(doc)
     refs = _components(json.loads(doc))

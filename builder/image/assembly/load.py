@@ -16,7 +16,6 @@ from pathlib import Path
 
 from builder.image.assembly.append import Image, base_layer
 from builder.core.engine import Engine, EngineError
-from builder.core.registry import Registry
 from builder.image.assembly.store import Store
 
 
@@ -73,14 +72,3 @@ def load(engine: Engine, store: Store, registry_for, images: list[tuple[str, Ima
     if wrong:
         raise EngineError(f"after `docker load`: {'; '.join(wrong)}")
     return len(todo)
-
-
-def registry_client(cache: dict):
-    """registry_for(host): one client per registry host for a run."""
-    from builder.core.registry import credentials_for
-
-    def get(host: str) -> Registry:
-        if host not in cache:
-            cache[host] = Registry(host, credentials_for(host))
-        return cache[host]
-    return get

@@ -24,13 +24,13 @@ def documents(built, manifest_digest: str, repository: str = "", registry_for=No
               run_url: str | None = None) -> tuple[bytes, bytes]:
     """(CycloneDX SBOM JSON, in-toto provenance JSON) of one assembled image (a make.Built) whose manifest
     is `manifest_digest`; `repository` names the subject (default: the image's own repository)."""
-    from builder.image.assembly import load
+    from builder.core.clients import Clients
     from builder.core.emulation import native_arch
     from builder.image.audit import facts, provenance, sbom
     if manifest_digest != built.image.digest:
         raise ValueError(f"{built.tag}: manifest {manifest_digest[:19]} is not this image's "
                          f"({built.image.digest[:19]})")
-    f = facts.gather(built, registry_for or load.registry_client({}), native_arch())
+    f = facts.gather(built, registry_for or Clients(), native_arch())
     run = provenance.ci_run_url() if run_url is None else run_url
     return sbom.document(f), provenance.document(f, repository or f.title.split(":")[0], run)
 
