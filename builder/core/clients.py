@@ -18,23 +18,19 @@ class Clients:
         self._environ = environ
         self._mine = threading.local()
 
-    def _made(self) -> dict[tuple[str, str], Registry]:
+    def _client(self, host: str, kind: str, **tries) -> Registry:
         if not hasattr(self._mine, "clients"):
             self._mine.clients = {}
-        return self._mine.clients
+        made = self._mine.clients
+        if (host, kind) not in made:
+            made[host, kind] = Registry(host, credentials_for(host, self._environ), **tries)
+        return made[host, kind]
 
     def __call__(self, host: str) -> Registry:
         """The client for `host` (a callable of host, as the stages' `registry_for` is)."""
-        made = self._made()
-        if (host, "") not in made:
-            made[host, ""] = Registry(host, credentials_for(host, self._environ))
-        return made[host, ""]
+        return self._client(host, "")
 
     def probe(self, host: str) -> Registry:
         """A client for a registry that may not be there (a base candidate): one quick try, so no network or
         no mirror is one miss, not a retried error."""
-        made = self._made()
-        if (host, "probe") not in made:
-            made[host, "probe"] = Registry(host, credentials_for(host, self._environ), retries=1, backoff=0.1,
-                                           timeout=20)
-        return made[host, "probe"]
+        return self._client(host, "probe", retries=1, backoff=0.1, timeout=20)

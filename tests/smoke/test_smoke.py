@@ -59,7 +59,7 @@ def test_refusals_sharing_a_container_still_name_the_case_that_went_through(rig)
 def test_a_change_among_starts_sharing_a_container_fails_the_check_that_shares_it(rig):
     """The probe container's refusals are judged unchanged by its diff: a case that writes is seen."""
     c = smoke.Ctx(rig.engine, pipeline.subject_of(rig.built("alpine", "amd64")))
-    results, changed = c.starts_and_changes([smoke.Case.of(USER_ID="abc"), smoke.Case.alone("touch", "/etc/mark")])
+    results, changed = c.starts_and_changes([smoke.Case.of(USER_ID="abc"), smoke.Case.as_built("touch", "/etc/mark")])
     assert [r.returncode for r in results] == [2, 0]
     with pytest.raises(smoke.SmokeFailure) as e:
         c.unchanged("nothing changed on refusal", changed)

@@ -87,7 +87,7 @@ class Case:
         return cls(cmd or ("true",), tuple(env.items()))
 
     @classmethod
-    def alone(cls, *cmd: str) -> Case:
+    def as_built(cls, *cmd: str) -> Case:
         return cls(cmd, plain=True)
 
     @property
@@ -158,11 +158,8 @@ class Ctx:
     def starts_and_changes(self, cases: Sequence[Case], opts: list[str] | None = None) \
             -> tuple[list[subprocess.CompletedProcess], set[str]]:
         """`starts`, and the container's `diff` afterwards: what all the cases together changed."""
-        with self.named() as name:
-            self.engine.run("create", "--name", name, "--network", "none", "--platform", self.s.platform,
-                            "--entrypoint", "sh", *(opts or []), self.s.runs, "-c", _script(cases))
-            p = self.engine.run("start", "-a", name, check=False, timeout=180)
-            return self._parsed(cases, p), set(self.engine.run("diff", name).stdout.split("\n")) - {""}
+        p, changed = self._diffed(["--entrypoint", "sh", *(opts or [])], ("-c", _script(cases)), timeout=180)
+        return self._parsed(cases, p), changed
 
     def _parsed(self, cases: Sequence[Case], p: subprocess.CompletedProcess) -> list[subprocess.CompletedProcess]:
         parts = [chunk.split(_PART) for chunk in p.stdout.split(_CASE)[:-1]]
@@ -218,18 +215,19 @@ class Ctx:
             # -v: a container's anonymous volumes go with it.
             self.engine.run(kind, "rm", "-f", *(["-v"] if kind == "container" else []), name, check=False)
 
-    def changes(self, *opts: str, cmd: tuple[str, ...] = ("true",)) -> set[str]:
-        """`diff` of a container run once with opts and cmd: what it changed in the image's filesystem."""
+    def _diffed(self, opts: Sequence[str], cmd: Sequence[str], timeout: float = 600) \
+            -> tuple[subprocess.CompletedProcess, set[str]]:
+        """A container run once with opts and cmd, and its `diff`: what it changed in the image's filesystem."""
         with self.named() as name:
             self.engine.run("create", "--name", name, "--network", "none", "--platform", self.s.platform, *opts,
                             self.s.runs, *cmd)
-            self.engine.run("start", "-a", name, check=False)
-            return set(self.engine.run("diff", name).stdout.split("\n")) - {""}
+            p = self.engine.run("start", "-a", name, check=False, timeout=timeout)
+            return p, set(self.engine.run("diff", name).stdout.split("\n")) - {""}
 
     def bare_changes(self) -> set[str]:
         """The `diff` of a bare `--entrypoint true` start: what every container of this engine shows (podman's
         own mount points), whatever ran in it."""
-        return self.once("bare changes", lambda: self.changes("--entrypoint", "true"))
+        return self.once("bare changes", lambda: self._diffed(["--entrypoint", "true"], ())[1])
 
     def unchanged(self, check: str, seen: set[str], mounts: Sequence[str] = ()) -> None:
         """A refused start changed nothing: its diff (less the mount points its options made) equals a bare

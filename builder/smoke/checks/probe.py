@@ -22,13 +22,13 @@ BAD = tuple((var, v) for var in ("USER_ID", "GROUP_ID") for v in BAD_VALUES)
 
 CASES: dict[str, Case] = {
     # The image as built, before the entrypoint ran.
-    "gosu --version": Case.alone("gosu", "--version"),
-    "sha256sum gosu": Case.alone("sha256sum", GOSU),
-    "stat gosu": Case.alone("stat", "-c", "%a %U", GOSU),
-    "/etc/passwd": Case.alone("cat", "/etc/passwd"),
-    "md5sum /etc/passwd /etc/group": Case.alone("md5sum", "/etc/passwd", "/etc/group"),
-    "accounts": Case.alone("sh", "-c", ACCOUNTS),
-    "/dev/null owner": Case.alone("stat", "-c", "%U", "/dev/null"),
+    "gosu --version": Case.as_built("gosu", "--version"),
+    "sha256sum gosu": Case.as_built("sha256sum", GOSU),
+    "stat gosu": Case.as_built("stat", "-c", "%a %U", GOSU),
+    "/etc/passwd": Case.as_built("cat", "/etc/passwd"),
+    "md5sum /etc/passwd /etc/group": Case.as_built("md5sum", "/etc/passwd", "/etc/group"),
+    "accounts": Case.as_built("sh", "-c", ACCOUNTS),
+    "/dev/null owner": Case.as_built("stat", "-c", "%U", "/dev/null"),
     # Starts that change nothing. The app's uname is the one the entrypoint and gosu hand over to.
     "uname -m": Case.of("uname", "-m"),
     "default user": Case.of("sh", "-c", IDS),
