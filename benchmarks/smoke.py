@@ -90,6 +90,11 @@ def _steady(message: str) -> str:
     return re.sub(r"app reported 'pid \d+'", "app reported 'pid N'", message)
 
 
+def short_rev(ref: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def worktree(rev: str, where: Path) -> Path:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
                    capture_output=True)
@@ -126,10 +131,7 @@ def main() -> None:
     built = pipeline.build(req, engine, io.StringIO())
     emulation.ensure([b.target.arch.dpkg for b in built], io.StringIO(), "benchmark")
     subjects = [pipeline.subject_of(b, by_id=True) for b in built]
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", a.baseline], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    rev, head = short_rev(a.baseline), short_rev("HEAD")
     with tempfile.TemporaryDirectory(prefix="smoke-bench-") as tmp:
         base_tree = worktree(rev, Path(tmp) / "baseline")
         try:

@@ -40,18 +40,21 @@ def lock(c_config, flags: dict) -> int:
     return 0
 
 
+def _built(c_config, fetch_flags: dict, targets: dict, local: Engine) -> tuple[pipeline.Request, list]:
+    req = wiring.build_request(c_config, **targets, **fetch_flags)
+    return req, pipeline.build(req, local, run=pipeline.plan(req, reads=wiring.seed(c_config, req)))
+
+
 def build(c_config, fetch_flags: dict, **targets) -> list:
     """`invoke build`: the images, in the local engine. `targets`: flavor, arch, release, vuln_db."""
-    req = wiring.build_request(c_config, **targets, **fetch_flags)
-    return pipeline.build(req, Engine(), run=pipeline.plan(req, reads=wiring.seed(c_config, req)))
+    return _built(c_config, fetch_flags, targets, Engine())[1]
 
 
 def smoke(c_config, fetch_flags: dict, engine: str | None, **targets) -> None:
     """`invoke smoke`: build, then every check on each image under the engine asked for."""
     under = wiring.parsed(config.engine_settings, c_config, engine)
-    req = wiring.build_request(c_config, **targets, **fetch_flags)
     local = Engine()
-    built = pipeline.build(req, local, run=pipeline.plan(req, reads=wiring.seed(c_config, req)))
+    req, built = _built(c_config, fetch_flags, targets, local)
     pipeline.smoke(req, local, built, under=under)
 
 
