@@ -60,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = project_config()
     engine = Engine()
-    req = wiring.build_request(cfg, flavor=args.flavor, arch=args.arch, source="debian")
+    req = wiring.build_request(wiring.settings(cfg), flavor=args.flavor, arch=args.arch, source="debian")
     setup = io.StringIO()
     seed.ensure_bases(config.local_settings(cfg.local), req.settings, req.targets, setup)
     run = pipeline.plan(req, setup)

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--arch", default="amd64,arm64")
     a = ap.parse_args()
     cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
-    req = wiring.build_request(cfg, arch=a.arch)
+    req = wiring.build_request(wiring.settings(cfg), arch=a.arch)
     req = dataclasses.replace(req, settings=dataclasses.replace(
         req.settings, repository=f"{req.settings.repository}-bench"))
     engine = Engine()

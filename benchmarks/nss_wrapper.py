@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 from builder import pipeline, wiring  # noqa: E402
 from builder.image.assembly import append  # noqa: E402
 from builder.core.clients import Clients  # noqa: E402
-from benchmarks.common import project_config  # noqa: E402
 
 
 def sizes(built, registry_for, unpacked: dict[str, int]) -> tuple[int, int]:
@@ -49,7 +48,7 @@ def main() -> None:
     ap.add_argument("--flavor", default="minideb,ubuntu")
     ap.add_argument("--arch", default="amd64,arm64")
     a = ap.parse_args()
-    req = wiring.build_request(project_config(), flavor=a.flavor, arch=a.arch, source="debian")
+    req = wiring.build_request(wiring.settings(wiring.project_config()), flavor=a.flavor, arch=a.arch, source="debian")
     registry_for, unpacked = Clients(), {}
     with tempfile.TemporaryDirectory(prefix="bench-nss-") as tmp:
         rows = {}

@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--flavor", default=None)
     a = ap.parse_args()
     cfg = project_config(runtime=ROOT / ".cache" / "test-mirror" / "invoke.yaml")
-    req = wiring.build_request(cfg, flavor=a.flavor, arch="amd64,arm64")
+    req = wiring.build_request(wiring.settings(cfg), flavor=a.flavor, arch="amd64,arm64")
     engine = Engine()
     # Assembled once; each image checked once.
     built = pipeline.smoke(req, engine, pipeline.build(req, engine, io.StringIO()), io.StringIO())

@@ -126,8 +126,8 @@ def main() -> None:
     cfg = project_config()
     jobs = a.jobs or int(cfg.smoke.jobs)
     engine = Engine()
-    req = wiring.build_request(cfg, flavor=a.flavor, arch=a.arch, source="debian")
-    wiring.seed(cfg, req)
+    req = wiring.build_request(wiring.settings(cfg), flavor=a.flavor, arch=a.arch, source="debian")
+    wiring.seed(wiring.settings(cfg), req)
     built = pipeline.build(req, engine, io.StringIO())
     emulation.ensure([b.target.arch.dpkg for b in built], io.StringIO(), "benchmark")
     subjects = [pipeline.subject_of(b, by_id=True) for b in built]

@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--binary", default=None, help="PATH:VERSION:SOURCE of a gosu to scan instead of fetching")
     a = ap.parse_args()
     cfg = project_config(Path(a.config).resolve() if a.config else None)
-    base = wiring.vuln_settings(cfg, a.db)
+    base = wiring.vuln_settings(wiring.settings(cfg), a.db)
     if base is None:
         sys.exit("give --db (vuln.db is empty)")
     modified = vulndb.modified(base.db, base.timeout, base.required)
@@ -127,7 +127,7 @@ def build_times(cfg, a, arch: str) -> tuple[float, float]:
     for _ in range(a.rounds):
         with tempfile.TemporaryDirectory() as store:
             req = dataclasses.replace(wiring.build_request(
-                cfg, flavor="alpine", arch=arch, vuln_db="", source=a.source,
+                wiring.settings(cfg), flavor="alpine", arch=arch, vuln_db="", source=a.source,
                 **({"accept_expired": a.accept_expired} if a.accept_expired else {})), store=Path(store))
             run = pipeline.plan(req, io.StringIO())
             cold.append(timed(lambda: pipeline.assemble_images(req, run, io.StringIO()))[0])

@@ -125,7 +125,8 @@ VERIFY = {"ref": "HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:... (an index 
 
 def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):
     """One line per error: exit 2 for a request that does not parse, `failed` for a run that could not finish;
-    a body that returns a non-zero int exits with it.
+    a body that returns a non-zero int exits with it. The body gets the task's configuration parsed once
+    (config/project.py's ProjectSettings) where Invoke hands it the context.
 
     `fetch`: flags added to the task's signature (declared once, here) and handed to the body as `fetch`.
     """
@@ -142,7 +143,7 @@ def cli(name: str, failed: int = 1, fetch: tuple[str, ...] = ()):
                 kw["fetch"] = {k: kw.pop(k, None) for k in fetch}
             try:
                 wiring.check_config(c.config)
-                code = body(c, *args, **kw)
+                code = body(wiring.settings(c.config), *args, **kw)
             except UsageError as e:
                 raise Exit(f"{name}: error: {e}", code=2)
             except (BuilderError, ValueError, OSError) as e:

@@ -20,6 +20,8 @@ import yaml
 from invoke import Config
 
 from builder import config
+from builder.config import project
+from builder.config.project import ProjectSettings
 from builder.image.assembly import append
 from builder.image.audit import assessments, vulndb, vulns
 from builder.image.assembly.store import Store
@@ -105,12 +107,16 @@ def current_date() -> dt.date:
     return dt.date.today()
 
 
-def distro_info(c_config, log=sys.stderr) -> eol.DistroInfo:
+def settings(c_config) -> ProjectSettings:
+    """The task's configuration, parsed once (config/project.py); a bad key is the user's to fix (exit 2)."""
+    return parsed(project.parse, c_config)
+
+
+def distro_info(s: ProjectSettings, log=sys.stderr) -> eol.DistroInfo:
     """distro-info-data's debian.csv and ubuntu.csv, from the pinned package (tools.distro_info) taken through
     Debian's verified archive chain; the .deb is kept in tools.dir's cache, so later runs fetch nothing."""
-    package, pin = parsed(config.distro_info_pin, c_config)
-    data, signer = tools.fetch_deb(parsed(config.tool_settings, c_config), package, pin, "all", "tools.distro_info",
-                                   native_arch())
+    package, pin = s.distro_info
+    data, signer = tools.fetch_deb(s.tools, package, pin, "all", "tools.distro_info", native_arch())
     try:
         tables = {name: deb.extract(data, f"/usr/share/distro-info/{name}.csv").decode()
                   for name in ("debian", "ubuntu")}
@@ -119,65 +125,56 @@ def distro_info(c_config, log=sys.stderr) -> eol.DistroInfo:
     return eol.DistroInfo(pin.version, tables)
 
 
-def image_settings(c_config, today: dt.date | None = None) -> ImageSettings:
+def image_settings(s: ProjectSettings, today: dt.date | None = None) -> ImageSettings:
     """images.* with every release's end of life (Debian's and Ubuntu's from distro-info-data), the local
     defaults applied where bases come through the local registry, and a dead default release refused."""
-    return parsed(config.image_settings, c_config.images, c_config.local, distro_info(c_config), today)
+    return parsed(config.with_eol, s.images, distro_info(s), today)
 
 
-def build_request(c_config, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
+def build_request(s: ProjectSettings, flavor: str | None = None, arch: str | None = None, gosu_version: str | None = None,
                   default_arch: str | None = None, environ=os.environ, release: str | None = None,
                   today: dt.date | None = None, vuln_db: str | None = None, **fetch_flags) -> Request:
     """One run's request: targets checked, gosu options resolved, the revision and entrypoint read."""
     today = today or current_date()
-    settings = image_settings(c_config, today)
+    settings = image_settings(s, today)
     targets = parsed(select_targets, settings, flavor, arch, default_arch or native_arch(), release, today)
     needed = ",".join(dict.fromkeys(t.arch.gosu for t in targets))
-    vuln = vuln_settings(c_config, vuln_db, today)  # a bad assessments file stops the run before any fetch
-    opts = fetch_options(c_config.gosu, version=gosu_version, arch=needed, **fetch_flags)
-    return Request(settings, tuple(targets), opts, project_path(c_config.images.get("store") or ".cache/images"),
-                   git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")), entrypoint_files(),
-                   parsed(config.smoke_jobs, c_config.smoke), vuln=vuln,
-                   nss_wrapper=parsed(config.nss_wrapper_settings, c_config), today=today, clients=Clients(environ))
+    vuln = vuln_settings(s, vuln_db, today)  # a bad assessments file stops the run before any fetch
+    opts = fetch_options(s.gosu, version=gosu_version, arch=needed, **fetch_flags)
+    return Request(settings, tuple(targets), opts, s.store, git_revision(ROOT, environ.get("SOURCE_DATE_EPOCH")),
+                   entrypoint_files(), s.smoke_jobs, vuln=vuln, nss_wrapper=s.nss_wrapper, today=today,
+                   clients=Clients(environ))
 
 
 def check_config(c_config, environ=os.environ) -> None:
     """Refuse, before anything is fetched, a configuration key or INVOKE_* variable the project does not read."""
-    project = yaml.safe_load((ROOT / "invoke.yaml").read_text())
-    effective = plain(c_config)
+    declared = yaml.safe_load((ROOT / "invoke.yaml").read_text())
+    effective = project.plain(c_config)
     defaults = Config.global_defaults()
-    problems = keys.unknown(effective, project, set(defaults)) + \
-        keys.unknown_env(environ, project, defaults, effective)
+    problems = keys.unknown(effective, declared, set(defaults)) + \
+        keys.unknown_env(environ, declared, defaults, effective)
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:3])})" if len(problems) > 1 else ""
         raise UsageError(f"{problems[0]}{more}")
 
 
-def plain(node):
-    """Invoke's configuration as plain dicts (its DataProxy is a mapping, not a dict)."""
-    if hasattr(node, "items") and not isinstance(node, (str, bytes)):
-        return {str(k): plain(v) for k, v in node.items()}
-    return node
-
-
-def vuln_settings(c_config, db: str | None = None, today: dt.date | None = None) -> vulns.Settings | None:
+def vuln_settings(s: ProjectSettings, db: str | None = None, today: dt.date | None = None) -> vulns.Settings | None:
     """gosu's scan: the database (--vuln-db, else vuln.db; "" for none), the reviewed assessments, the local
     copy an unreachable database gives way to, and govulncheck, installed on first use."""
-    where, cache_dir, timeout, required = parsed(config.vuln_db, c_config, db)
+    v = s.vuln
+    where = parsed(config.vuln_db, v, db)
     if not where:
         return None
-    found = parsed(read_assessments, parsed(config.vuln_assessments_file, c_config))
-    fallback, pin = parsed(config.local_vuln_db, c_config)
+    found = parsed(read_assessments, v.assessments)
     local = ""
-    if fallback and fallback.exists() and not required and not vulndb.local_dir(where):
-        local = str(parsed(vulndb.unpacked, fallback, cache_dir / "db", pin))
-    settings = parsed(config.tool_settings, c_config)
+    if v.local_db and v.local_db.exists() and not v.required and not vulndb.local_dir(where):
+        local = str(parsed(vulndb.unpacked, v.local_db, v.cache_dir / "db", v.local_db_sha256))
     host = native_arch()
     # ensure re-checks an installed binary against its record (downloading nothing) and refuses a host
     # without a pin, so a scanner altered on disk is never run.
-    scanner = tools.ensure(settings, "govulncheck", host)
-    return vulns.Settings(where, scanner, settings.tools["govulncheck"].pins[host].version, cache_dir, timeout,
-                          required, found, local, today)
+    scanner = tools.ensure(s.tools, "govulncheck", host)
+    return vulns.Settings(where, scanner, s.tools.tools["govulncheck"].pins[host].version, v.cache_dir, v.timeout,
+                          v.required, found, local, today)
 
 
 def read_assessments(path: Path | None) -> assessments.Assessments:
@@ -204,39 +201,38 @@ def release_fetch(flags: dict) -> dict:
     return {**flags, "source": flags.get("source") or (None if named else "auto")}
 
 
-def destination(c_config, registry: str | None = None, repository: str | None = None):
+def destination(s: ProjectSettings, registry: str | None = None, repository: str | None = None):
     """(Destination, Registry client) for publish/push/assemble; credentials from the environment."""
-    dest, retries, backoff = parsed(publishing.destination, c_config, registry, repository)
+    dest, retries, backoff = parsed(publishing.destination, s.publish, registry, repository)
     return dest, Registry(dest.registry, credentials_for(dest.registry), retries=retries, backoff=backoff)
 
 
-def cosign(c_config) -> Path:
+def cosign(s: ProjectSettings) -> Path:
     """cosign from Debian's archive (pinned), installed under tools.dir on first use and re-checked against its
     record on every later one."""
-    return tools.ensure(parsed(config.tool_settings, c_config), "cosign", native_arch())
+    return tools.ensure(s.tools, "cosign", native_arch())
 
 
-def signer(c_config, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
+def signer(s: ProjectSettings, dest, key: str | None = None, keyless: bool = False, unsigned: bool = False,
            environ=os.environ) -> Signer | None:
     """The cosign signer for a publish to `dest` (None with --unsigned); refused before any byte is sent."""
-    chosen, by_identity, local_key = parsed(publishing.signing_choice, c_config, key, keyless)
+    chosen, by_identity, local_key = parsed(publishing.signing_choice, s.signing, key, keyless)
     identity = parsed(signing.choose, chosen, by_identity, unsigned, dest.local, local_key, dest.registry)
-    return None if identity is None else Signer(parsed(cosign, c_config), identity, dict(environ))
+    return None if identity is None else Signer(parsed(cosign, s), identity, dict(environ))
 
 
-def reproduce(c_config, ref: str, mirror: str | None = None, key: str | None = None,
+def reproduce(s: ProjectSettings, ref: str, mirror: str | None = None, key: str | None = None,
               fingerprint: str | None = None) -> list[reproduce_stage.Verdict]:
     """`invoke reproduce`: the published image's plan rebuilt in this checkout's store, gosu from the cache
     or fetched again from where it came (`mirror`, `key`)."""
-    settings = image_settings(c_config)
-    store = Store(project_path(c_config.images.get("store") or ".cache/images"))
+    settings = image_settings(s)
+    store = Store(s.store)
 
     def options_for(version: str, arch: str, kind: str) -> FetchOptions:
-        return fetch_options(c_config.gosu, version=version, arch=arch, mirror=mirror, key=key,
+        return fetch_options(s.gosu, version=version, arch=arch, mirror=mirror, key=key,
                              fingerprint=fingerprint, enforce_lock=False, source=kind)
     return reproduce_stage.reproduce(ref, ROOT, store, settings.flavors, reproduce_stage.gosu_getter(options_for),
-                                     Clients(), settings.releases, reproduce_stage.nss_wrapper_getter(
-                                         parsed(config.nss_wrapper_settings, c_config)))
+                                     Clients(), settings.releases, reproduce_stage.nss_wrapper_getter(s.nss_wrapper))
 
 
 def show(ref: str, kind: str, platform: str | None) -> bytes:
@@ -245,60 +241,53 @@ def show(ref: str, kind: str, platform: str | None) -> bytes:
     return show_stage.show(Clients()(host), repo, reference, kind, platform)
 
 
-def verify(c_config, ref: str, keys, identity: str | None, issuer: str | None, origins=None):
+def verify(s: ProjectSettings, ref: str, keys, identity: str | None, issuer: str | None, origins=None):
     """`invoke verify`: (digest, rows) of every check on a published image, with the configured trust."""
-    trust = parsed(publishing.trust, c_config, keys, identity, issuer, origins)
+    trust = parsed(publishing.trust, s.signing, keys, identity, issuer, origins)
     host, repo, tag = parse_ref(ref)
-    checker = verify_stage.Checker(cosign(c_config), trust, Registry(host, credentials_for(host)), repo)
+    checker = verify_stage.Checker(cosign(s), trust, Registry(host, credentials_for(host)), repo)
     return verify_stage.check(checker, tag)
 
 
-def up(c_config, engine, log) -> None:
+def up(s: ProjectSettings, engine, log) -> None:
     """`invoke up`: engine, emulation and registry, seeded bases, cosign and oras, the local key pair."""
-    local = parsed(config.local_settings, c_config.local)
-    setup.up(local, engine, log)
-    settings = image_settings(c_config)
-    seed_stage.seed(local, settings, log, clients=Clients())
+    setup.up(s.local, engine, log)
+    seed_stage.seed(s.local, image_settings(s), log, clients=Clients())
     for name in ("cosign", "oras", "govulncheck"):
-        log.write(f"up: tools: {name} at {tools.ensure(config.tool_settings(c_config), name, native_arch(), log)}\n")
-    note = config.local_default_note(c_config)
-    if note:
-        log.write(f"up: {note}\n")
-    pub = signing.make_local_key(cosign(c_config), project_path(c_config.signing.local_key), log)
+        log.write(f"up: tools: {name} at {tools.ensure(s.tools, name, native_arch(), log)}\n")
+    if s.local_default_note:
+        log.write(f"up: {s.local_default_note}\n")
+    pub = signing.make_local_key(cosign(s), s.signing.local_key, log)
     log.write(f"up: signing: the local registry's images are signed with the key pair whose public key is {pub}\n")
 
 
-def seed(c_config, req: Request) -> dict:
+def seed(s: ProjectSettings, req: Request) -> dict:
     """Seed what the local registry lacks for these targets (only when bases come through it); returns the base
     indexes read meanwhile, for the plan to read no base twice (pipeline.plan's `reads`)."""
     reads: dict = {}
-    seed_stage.ensure_bases(parsed(config.local_settings, c_config.local), req.settings, req.targets, sys.stdout,
-                            reads, req.clients)
+    seed_stage.ensure_bases(s.local, req.settings, req.targets, sys.stdout, reads, req.clients)
     return reads
 
 
-def publish(c, fetch, options: shipping.PublishOptions = shipping.PublishOptions(), flavor=None, arch=None,
+def publish(s: ProjectSettings, fetch, options: shipping.PublishOptions = shipping.PublishOptions(), flavor=None, arch=None,
             release=None, vuln_db=None, registry=None, repository=None, sign_key=None, keyless=False,
             unsigned=False, log=sys.stdout):
     """`invoke publish` and `release`: one request, destination and signer (in `options`), then the publish or
     its dry run."""
-    dest, client = destination(c.config, registry, repository)  # where to is the first thing a user gets wrong
-    req = build_request(c.config, flavor=flavor, arch=publishing.publish_arches(c.config, arch), release=release,
+    dest, client = destination(s, registry, repository)  # where to is the first thing a user gets wrong
+    req = build_request(s, flavor=flavor, arch=publishing.publish_arches(s.publish, arch), release=release,
                         vuln_db=vuln_db, **fetch)
-    note = parsed(config.local_default_note, c.config)
-    if note and not release:
-        log.write(f"{note}\n")
-    options = dataclasses.replace(options, signer=signer(c.config, dest, sign_key, keyless, unsigned))
-    reads = {} if options.dry_run else seed(c.config, req)  # a dry run changes nothing, the local registry included
+    if s.local_default_note and not release:
+        log.write(f"{s.local_default_note}\n")
+    options = dataclasses.replace(options, signer=signer(s, dest, sign_key, keyless, unsigned))
+    reads = {} if options.dry_run else seed(s, req)  # a dry run changes nothing, the local registry included
     return shipping.publish(req, Engine(), client, dest, log, options, reads)
 
 
-def releases(c_config, today: dt.date) -> list[str]:
+def releases(s: ProjectSettings, today: dt.date) -> list[str]:
     """`invoke releases`: every configured release of each flavor as a table."""
     from builder.image import releases as table
-    settings = image_settings(c_config, today)
-    local = parsed(config.local_settings, c_config.local)
-    note = config.local_default_note(c_config)
-    return table.lines(settings, today, lambda f: seedimage.seedable(local, f)) + ([f"defaults here: {note}"]
-                                                                                     if note else [])
+    note = s.local_default_note
+    return table.lines(image_settings(s, today), today, lambda f: seedimage.seedable(s.local, f)) + (
+        [f"defaults here: {note}"] if note else [])
 

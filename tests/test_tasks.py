@@ -203,7 +203,7 @@ def test_matrix_is_every_arch_of_each_supported_release_each_on_its_runner():
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 1, "GITHUB_OUTPUT takes it as one line"
     jobs = json.loads(r.stdout)["include"]
-    settings = wiring.image_settings(project_config(), dt.date.today())
+    settings = wiring.image_settings(wiring.settings(wiring.project_config()), dt.date.today())
     assert [(j["flavor"], j["release"], j["arch"]) for j in jobs] == [
         (f, r, a) for f, rels in settings.releases.items() for r, rel in rels.items()
         if not (rel.eol and rel.eol.past(dt.date.today())) for a in rel.arches]

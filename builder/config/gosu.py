@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from builder.core import arches
-from builder.gosu import lock as lockfile
-from builder.gosu.fetch import FetchOptions
-from builder.gosu.signature import normalize_fingerprint
+from builder.core.fingerprint import normalize_fingerprint
+from builder.config.settings import FetchOptions
 from builder.config.paths import cli_path, project_path
 
 
@@ -45,7 +44,7 @@ def auto_location(gosu: Mapping, mirror: str | None, key: str | None, fingerprin
     return gosu.get("mirror") or gosu["release_url"]
 
 
-def fetch_options(gosu: Mapping, lock: "lockfile.Lock", *, version: str | None = None, arch: str | None = None,
+def fetch_options(gosu: Mapping, lock, *, version: str | None = None, arch: str | None = None,
                   mirror: str | None = None, key: str | None = None, fingerprint: str | None = None,
                   cache_dir: str | None = None, enforce_lock: bool = True, source: str | None = None,
                   suite: str | None = None, go: str | None = None, accept_expired: str | None = None,
@@ -139,7 +138,7 @@ def expired_suites(gosu: Mapping, flag: str | None, used: tuple[str, ...]) -> tu
     return names
 
 
-def lock_options(gosu: Mapping, lock: "lockfile.Lock", *, source: str | None = None, version: str | None = None,
+def lock_options(gosu: Mapping, lock, *, source: str | None = None, version: str | None = None,
                  arch: str | None = None, **kw) -> FetchOptions:
     """What `invoke lock` fetches: a github version must be named; debian defaults to the suite's newest."""
     kind = (source or gosu.get("source") or "github").strip().lower()

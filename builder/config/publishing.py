@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.core import arches
-from builder.config import flag
+from builder.config.values import flag
 from builder.config.paths import cli_path, project_path
 from builder.config.settings import Destination, Trust
 
@@ -18,33 +19,72 @@ HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]{1,5})?$")
 
 
-def destination(c_config, registry: str | None = None, repository: str | None = None):
+@dataclass(frozen=True)
+class PublishConfig:
+    """The publish section with its defaults applied; flags complete it (destination, publish_arches)."""
+    registry: str        # publish.registry, else the local registry
+    repository: str      # publish.repository, else images.repository
+    local_port: int      # local.registry_port: which registry is the project's own
+    retries: int
+    backoff: float
+    arches: str          # publish.arches, else local.arches
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """The signing and verify sections: who signs (signing_choice) and what a consumer trusts (trust)."""
+    key: str                       # a file of this project or a KMS URI; "" for none
+    keyless: bool
+    local_key: Path                # the key pair `invoke up` makes for the local registry
+    identity: str
+    issuer: str
+    trusted_keys: tuple[str, ...]  # files of this project or KMS URIs
+    origins: tuple[str, ...]       # verify.origins, each checked
+
+
+def publish_config(c_config) -> PublishConfig:
+    pub, port = c_config.publish, int(c_config.local["registry_port"])
+    return PublishConfig((pub.get("registry") or f"127.0.0.1:{port}").strip(),
+                         (pub.get("repository") or c_config.images["repository"]).strip(), port,
+                         int(pub["retries"]), float(pub["backoff"]),
+                         str(pub.get("arches") or c_config.local["arches"]))
+
+
+def signing_config(c_config) -> SigningConfig:
+    s = c_config.signing
+    key = (s.get("key") or "").strip()
+    return SigningConfig(
+        key=key if not key or "://" in key else str(project_path(key)),
+        keyless=flag(s.get("keyless", False), "signing.keyless"), local_key=project_path(s["local_key"]),
+        identity=str(s.get("identity") or ""), issuer=str(s.get("issuer") or ""),
+        trusted_keys=tuple(k.strip() for k in str(s.get("trusted_keys") or "").split(",") if k.strip()),
+        origins=verify_origins(str(c_config.get("verify", {}).get("origins") or "").split(",")))
+
+
+def destination(p: PublishConfig, registry: str | None = None, repository: str | None = None):
     """(Destination, retries, backoff) for publish/push/assemble: where to, parsed and checked."""
-    pub = c_config.publish
-    host = (registry or pub.get("registry") or f"127.0.0.1:{int(c_config.local['registry_port'])}").strip()
+    host = (registry or p.registry).strip()
     if not HOST_RE.match(host) or (":" in host.rsplit("]", 1)[-1] and not 0 < int(host.rsplit(":", 1)[1]) < 65536):
         raise ValueError(f"registry {host!r}: give HOST[:PORT] without scheme or path, e.g. ghcr.io or 127.0.0.1:5000")
-    repo = (repository or pub.get("repository") or c_config.images["repository"]).strip()
+    repo = (repository or p.repository).strip()
     if not REPO_RE.match(repo):
         raise ValueError(f"repository {repo!r} is not a valid name: lowercase path components such as "
                          "org/base-gosu")
-    local = host in {f"{name}:{int(c_config.local['registry_port'])}" for name in ("127.0.0.1", "localhost")}
-    return Destination(host, repo, local), int(pub["retries"]), float(pub["backoff"])
+    local = host in {f"{name}:{p.local_port}" for name in ("127.0.0.1", "localhost")}
+    return Destination(host, repo, local), p.retries, p.backoff
 
 
-def signing_choice(c_config, key: str | None = None, keyless: bool = False) -> tuple[str, bool, Path]:
-    """(key, keyless, the local key pair's path) a publish's signer is chosen from: --sign-key else signing.key
-    (a file relative to where the user stands, or in config to this project; a KMS URI as it is), --keyless
-    else signing.keyless."""
-    s = c_config.signing
-    chosen = (key or s.get("key") or "").strip()
+def signing_choice(s: SigningConfig, key: str | None = None, keyless: bool = False) -> tuple[str, bool, Path]:
+    """(key, keyless, the local key pair's path) a publish's signer is chosen from: --sign-key (a file relative
+    to where the user stands, or a KMS URI) else signing.key, --keyless else signing.keyless."""
+    chosen = (key or "").strip()
     if chosen and "://" not in chosen:
-        chosen = str(cli_path(chosen) if key else project_path(chosen))
-    return chosen, keyless or flag(s.get("keyless", False), "signing.keyless"), project_path(s["local_key"])
+        chosen = str(cli_path(chosen))
+    return chosen or s.key, keyless or s.keyless, s.local_key
 
 
-def publish_arches(c_config, arch: str | None) -> str:
-    return arch or c_config.publish.get("arches") or c_config.local["arches"]
+def publish_arches(p: PublishConfig, arch: str | None) -> str:
+    return arch or p.arches
 
 
 def ci_runners(c_config) -> tuple[dict[str, str], str]:
@@ -65,20 +105,17 @@ def ci_runners(c_config) -> tuple[dict[str, str], str]:
     return runners, host
 
 
-def trust(c_config, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,
+def trust(s: SigningConfig, keys: list[str] | None = None, identity: str | None = None, issuer: str | None = None,
           origins: list[str] | None = None):
     """What `invoke verify` trusts: public keys (--key, repeatable), else a keyless identity and issuer; and
     the repositories a signature may name besides the image's own (--origin, repeatable; verify.origins)."""
-    s = c_config.signing
-    identity, issuer = identity or s.get("identity") or "", issuer or s.get("issuer") or ""
+    identity, issuer = identity or s.identity, issuer or s.issuer
     if keys:
         paths = [cli_path(k) if "://" not in k else k for k in keys]
     elif identity or issuer:
         paths = []
     else:
-        configured = [k.strip() for k in str(s.get("trusted_keys") or "").split(",") if k.strip()]
-        paths = [project_path(k) if "://" not in k else k for k in configured] or \
-            [project_path(s["local_key"]).with_suffix(".pub")]
+        paths = [project_path(k) if "://" not in k else k for k in s.trusted_keys] or [s.local_key.with_suffix(".pub")]
     if not paths and not (identity and issuer):
         raise ValueError("keyless verification needs both --identity REGEX and --issuer URL "
                          "(signing.identity, signing.issuer)")
@@ -86,12 +123,11 @@ def trust(c_config, keys: list[str] | None = None, identity: str | None = None, 
         if isinstance(p, Path) and not p.is_file():
             raise ValueError(f"trusted key {p} does not exist (--key, signing.trusted_keys; `invoke up` makes the "
                              "local registry's)")
-    return Trust(tuple(str(p) for p in paths), identity, issuer, verify_origins(c_config, origins))
+    return Trust(tuple(str(p) for p in paths), identity, issuer, verify_origins(origins) if origins else s.origins)
 
 
-def verify_origins(c_config, flags: list[str] | None) -> tuple[str, ...]:
+def verify_origins(names: list[str]) -> tuple[str, ...]:
     """--origin, else verify.origins: HOST[:PORT]/REPO each, as a signature's docker-reference names it."""
-    names = flags if flags else [o for o in str(c_config.get("verify", {}).get("origins") or "").split(",")]
     out = []
     for name in (n.strip() for n in names if n.strip()):
         host, _, repo = name.partition("/")

@@ -17,6 +17,9 @@ from builder.config.eol import Eol
 # How a Debian stand-in tree is made: by the host's tools with DPKG_ROOT (no emulator), or under qemu.
 CHROOTLESS, EMULATED = "chrootless", "emulated"
 DEBIAN_MODES = (CHROOTLESS, EMULATED)
+# Where gosu comes from (--source).
+GITHUB, DEBIAN, REBUILD = "github", "debian", "rebuild"
+KINDS = (GITHUB, DEBIAN, REBUILD)
 # The engines smoke checks run under.
 ENGINE_KINDS = ("docker", "podman", "podman-rootless", "docker-userns")
 
@@ -176,6 +179,10 @@ class ImageSettings:
     source_url: str
     # Every configured release of each flavor (flavor -> release -> Flavor); `flavors` holds the defaults.
     releases: dict[str, dict[str, Flavor]] = field(default_factory=dict)
+    # flavor -> where its releases' end-of-life dates are looked up (eol.lookup's spec, e.g. debian).
+    eol_from: dict[str, str] = field(default_factory=dict)
+    # flavor -> release: local.default_releases where bases come through the local registry.
+    local_defaults: dict[str, str] = field(default_factory=dict)
 
     def _mirrored(self, name: str) -> str:
         return f"{self.base_mirror.rstrip('/')}/{name}" if self.base_mirror else name
@@ -193,3 +200,34 @@ class ImageSettings:
     def tag(self, flavor: str, arch: str, release: str = "") -> str:
         """The local image's name: <repository>:<flavor>-<release>-<arch> (the default release's when not given)."""
         return f"{self.repository}:{flavor}-{release or self.flavors[flavor].release}-{arch}"
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    version: str
+    arches: tuple[Arch, ...]
+    mirror: str                                    # a URL or a directory: where `kind` is read from
+    key_file: Path
+    fingerprint: str
+    cache_dir: Path
+    lock: object | None   # a builder.gosu.lock.Lock, read by the wiring (None: the lock not enforced)
+    timeout: float = 30.0
+    retries: int = 4
+    backoff: float = 0.5
+    parallel: int = 9
+    # github: tianon's release at `mirror`, trusted through key_file/fingerprint.
+    # debian: Debian's archive at `mirror`, `suite`, trusted through archive_keys.
+    # rebuild: gosu's source from `suite` of that archive, the Go toolchain and
+    # dependency sources from `suites`, compiled here (sources/rebuild.py).
+    kind: str = GITHUB
+    suite: str = ""
+    archive_keys: tuple[tuple[Path, str], ...] = ()
+    suites: tuple[str, ...] = ()
+    go: str = ""                                   # "1.NN"; empty: the newest the suites carry
+    modules: tuple[tuple[str, str], ...] = ()      # Go module path -> Debian -dev package
+    host_arch: str = ""
+    # debian and rebuild: suites whose InRelease may be past its Valid-Until (a stale mirror, a snapshot).
+    # Taken only when named here; what comes from them says so (detail expired_accepted) and is a trial input.
+    accept_expired: tuple[str, ...] = ()
+    # Why this source was chosen when the request said `auto` (printed once).
+    chosen_because: str = ""

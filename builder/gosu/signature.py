@@ -24,6 +24,7 @@ import gnupg
 
 from builder.core.errors import BuilderError
 from builder.core.arches import Arch
+from builder.core.fingerprint import FingerprintError, normalize_fingerprint
 
 KEYS_DIR = Path(__file__).resolve().parents[2] / "keys"
 
@@ -47,16 +48,6 @@ class PinnedKeyError(ValueError):
     def __init__(self, message: str, reason: str = "pinned key"):
         super().__init__(message)
         self.reason = reason
-
-
-def normalize_fingerprint(fpr: str) -> str:
-    clean = re.sub(r"\s+", "", fpr).upper()
-    if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", clean):
-        raise PinnedKeyError(
-            f"fingerprint {fpr!r} is not a full 40- or 64-hex-digit OpenPGP fingerprint; "
-            "pass the whole fingerprint (short key ids can be forged)"
-        )
-    return clean
 
 
 def sha256_file(path: Path) -> str:
@@ -200,7 +191,10 @@ def pinned_keyring(key_file: Path, fingerprint: str, *more: tuple[Path, str]) ->
     Each key file must hold exactly its pinned key; `more` adds further
     (file, fingerprint) pairs for an archive signed by several keys.
     """
-    pairs = [(key_file, normalize_fingerprint(fingerprint))] + [(f, normalize_fingerprint(p)) for f, p in more]
+    try:
+        pairs = [(key_file, normalize_fingerprint(fingerprint))] + [(f, normalize_fingerprint(p)) for f, p in more]
+    except FingerprintError as e:
+        raise PinnedKeyError(str(e)) from None
     # A short path: gpg-agent socket paths must fit in sun_path (108 bytes).
     home = tempfile.mkdtemp(prefix="gk", dir="/tmp")
     try:

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from builder import wiring
 from builder.config import publishing
 from tests.conftest import ROOT
-from tests.support.engine import project_config
 
 
 @pytest.mark.parametrize("registry, ok", [
@@ -20,7 +20,7 @@ from tests.support.engine import project_config
 ], ids=lambda v: repr(v))
 def test_a_registry_is_host_and_optional_port(registry, ok):
     try:
-        dest = publishing.destination(project_config(), registry or None)[0]
+        dest = publishing.destination(wiring.settings(wiring.project_config()).publish, registry or None)[0]
     except ValueError as e:
         assert not ok and str(e).startswith(f"registry {registry.strip()!r}: give HOST[:PORT]"), e
     else:

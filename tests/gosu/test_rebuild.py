@@ -402,7 +402,7 @@ def test_debians_own_source_suite_is_checked_not_trusted(rebuilt):
 def test_images_with_rebuilt_gosu_pass_the_smoke_suite(rig, archive):
     from builder import pipeline
     cfg = project_config(archive.config)
-    req = wiring.build_request(cfg, flavor="alpine", arch="amd64", source="rebuild")
+    req = wiring.build_request(wiring.settings(cfg), flavor="alpine", arch="amd64", source="rebuild")
     req = dataclasses.replace(req, settings=dataclasses.replace(req.settings,
                                                                 repository=req.settings.repository + "-rebuild"))
     [built] = pipeline.smoke(req, rig.engine, pipeline.build(req, rig.engine, io.StringIO()), io.StringIO())

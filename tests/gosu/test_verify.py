@@ -6,7 +6,8 @@ import gnupg
 import pytest
 
 from builder.core import arches
-from builder.gosu.signature import (Keyring, PinnedKeyError, VerificationError, check_elf, normalize_fingerprint, parse_sha256sums, pinned_keyring)
+from builder.core.fingerprint import FingerprintError, normalize_fingerprint
+from builder.gosu.signature import (Keyring, PinnedKeyError, VerificationError, check_elf, parse_sha256sums, pinned_keyring)
 
 from tests.conftest import ROOT, SHARED, skip_or_fail
 from tests.support.fakerelease import fake_elf
@@ -73,8 +74,11 @@ def test_real_key_file_does_not_satisfy_another_fingerprint():
 
 @pytest.mark.parametrize("bad", ["036A9C25BF357DD4", "xyz", ""])
 def test_short_or_malformed_fingerprints_are_refused(bad):
-    with pytest.raises(PinnedKeyError, match="full 40- or 64-hex-digit"):
+    with pytest.raises(FingerprintError, match="full 40- or 64-hex-digit"):
         normalize_fingerprint(bad)
+    with pytest.raises(PinnedKeyError, match="full 40- or 64-hex-digit"), \
+            pinned_keyring(ROOT / "keys" / f"{REAL_FPR}.asc", bad):
+        pass
 
 
 def test_fingerprint_with_spaces_is_normalized():

@@ -88,7 +88,7 @@ def test_a_bad_assessments_file_stops_the_build_before_anything_is_fetched(tmp_p
     cfg.vuln["assessments"] = str(path)
     cfg.vuln["db"] = str(vulndb.make(tmp_path / "db"))
     with pytest.raises(Exception, match=r"GO-2026-4602: status: 'maybe'") as e:
-        wiring.build_request(cfg, flavor="alpine", arch="amd64", source="debian")
+        wiring.build_request(wiring.settings(cfg), flavor="alpine", arch="amd64", source="debian")
     assert type(e.value).__name__ == "UsageError"
 
 
@@ -165,12 +165,12 @@ def test_changing_a_reviews_words_changes_the_label_and_so_the_inputs(tmp_path, 
 
 @pytest.fixture(scope="module")
 def real_db(tmp_path_factory):
-    return db_stage.unpacked(SHARED_DB, tmp_path_factory.mktemp("realdb"), config.local_vuln_db(project_config())[1])
+    return db_stage.unpacked(SHARED_DB, tmp_path_factory.mktemp("realdb"), wiring.settings(wiring.project_config()).vuln.local_db_sha256)
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return wiring.read_assessments(config.vuln_assessments_file(project_config()))
+    return wiring.read_assessments(wiring.settings(wiring.project_config()).vuln.assessments)
 
 
 def test_the_shipped_file_reviews_both_findings_in_debians_1_17(shipped):

@@ -107,7 +107,7 @@ def test_arch_all_is_every_arch_of_each_flavor_with_its_own_platform():
 
 
 def test_a_build_for_armv7_fetches_gosu_armhf_only():
-    req = wiring.build_request(project_config(), "alpine", "armhf,armv7", default_arch="amd64")
+    req = wiring.build_request(wiring.settings(wiring.project_config()), "alpine", "armhf,armv7", default_arch="amd64")
     assert [a.dpkg for a in req.fetch.arches] == ["armhf"]
 
 

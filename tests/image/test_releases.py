@@ -27,7 +27,7 @@ TODAY = dt.date(2026, 12, 2)
 @pytest.fixture(scope="module")
 def info():
     """The pinned distro-info-data, taken through Debian's verified archive chain (cached after the first run)."""
-    return wiring.distro_info(project_config())
+    return wiring.distro_info(wiring.settings(wiring.project_config()))
 
 
 def edge() -> eol.DistroInfo:

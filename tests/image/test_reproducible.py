@@ -33,7 +33,7 @@ cfg = Config(project_location=str(root))
 cfg.load_project()
 cfg.load_shell_env()
 args = json.loads(sys.argv[1])
-req = wiring.build_request(cfg, **args)
+req = wiring.build_request(wiring.settings(cfg), **args)
 built = pipeline.assemble_images(req, pipeline.plan(req, io.StringIO()), io.StringIO())
 print(json.dumps({b.target.name: [b.image.digest, b.image.config_digest, b.labels["org.opencontainers.image.created"]]
                   for b in built}))

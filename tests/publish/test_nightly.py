@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder import config
+from builder import wiring
 from builder.consumer import show
 from builder.image.audit import vulndb as db_stage
 from tests.conftest import ROOT, SHARED
@@ -157,7 +157,7 @@ def rehearsal(rig, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
     env.update({k: str(v) for k, v in workflow["env"].items() if k not in local_only})
     db = db_stage.unpacked(SHARED / "vulndb" / "vulndb-v1-20260821.tar.xz", tmp_path / "vulndb",
-                           config.local_vuln_db(project_config())[1])
+                           wiring.settings(wiring.project_config()).vuln.local_db_sha256)
     env.update(INVOKE_PUBLISH_REGISTRY=reg.host, INVOKE_VULN_DB=str(db), INVOKE_GOSU_SOURCE="debian",
                INVOKE_RUNTIME_CONFIG=str(rehearsal_config(tmp_path / "rehearsal.yaml")), COSIGN_PASSWORD=PASSWORD)
     try:

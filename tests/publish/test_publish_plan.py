@@ -75,9 +75,9 @@ def test_assemble_with_arch_all_expects_each_flavors_own_arches_and_nothing_more
     """What the nightly's assemble (INVOKE_PUBLISH_ARCHES=all) requires: one record per configured pair."""
     monkeypatch.setenv("INVOKE_PUBLISH_ARCHES", "all")
     cfg = project_config()
-    assert publishing.publish_arches(cfg, None) == "all"
+    assert publishing.publish_arches(wiring.settings(cfg).publish, None) == "all"
     settings = config.image_settings(cfg.images)
-    expected = matrix.expected_targets(settings, None, publishing.publish_arches(cfg, None))
+    expected = matrix.expected_targets(settings, None, "all")
     flavors = settings.flavors
     assert {f: [str(flavors[f].platform_of(arches.get(a, arches.IMAGE_ARCHES))) for g, _, a in expected if g == f]
             for f in flavors} == PLATFORMS
@@ -120,15 +120,15 @@ def test_shrinking_a_tag_is_refused_unless_asked():
 ])
 def test_destination_names_the_bad_input(registry, repository, message):
     with pytest.raises(ValueError, match=message):
-        wiring.destination(project_config(), registry, repository)
+        wiring.destination(wiring.settings(wiring.project_config()), registry, repository)
 
 
 def test_destination_defaults_to_the_local_registry(monkeypatch):
     monkeypatch.delenv("REGISTRY_USERNAME", raising=False)
-    dest, client = wiring.destination(project_config())
+    dest, client = wiring.destination(wiring.settings(wiring.project_config()))
     assert (dest.registry, dest.repository) == ("127.0.0.1:5000", "org/base-gosu")
     assert client.base == "http://127.0.0.1:5000/v2"
-    _, remote = wiring.destination(project_config(), "ghcr.io", "org/base-gosu")
+    _, remote = wiring.destination(wiring.settings(wiring.project_config()), "ghcr.io", "org/base-gosu")
     assert remote.base == "https://ghcr.io/v2", "plain HTTP only for loopback"
 
 
@@ -141,6 +141,6 @@ def test_credentials_from_environment_then_docker_config(tmp_path, monkeypatch):
     assert credentials_for("ghcr.io", {**env, "REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": "p"}) == ("u", "p")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     monkeypatch.delenv("REGISTRY_USERNAME", raising=False)
-    _, client = wiring.destination(project_config(), "ghcr.io")
+    _, client = wiring.destination(wiring.settings(wiring.project_config()), "ghcr.io")
     assert client.credentials == ("bot", "s3cr:et")
     assert "s3cr" not in repr(client), "a client printed in a traceback must not show the secret"

@@ -41,6 +41,6 @@ def test_userns_checks_every_flavor(alts, kind, flavor, check):
 def test_engine_setting_is_checked():
     cfg = project_config()
     assert config.engine_settings(cfg).kind == "docker"
-    assert config.engine_settings(cfg, "podman-rootless").kind == "podman-rootless"
+    assert config.engine_for(config.engine_settings(cfg), "podman-rootless").kind == "podman-rootless"
     with pytest.raises(ValueError, match="'dokcer' is not one of docker, podman, podman-rootless, docker-userns"):
-        config.engine_settings(cfg, "dokcer")
+        config.engine_for(config.engine_settings(cfg), "dokcer")

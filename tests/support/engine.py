@@ -62,7 +62,7 @@ class Rig:
 
     def request(self, flavor: str, arch: str, **settings):
         """A build request for the test mirror's gosu; `settings` override ImageSettings fields."""
-        req = wiring.build_request(self.cfg, flavor=flavor, arch=arch, **self.gosu_overrides)
+        req = wiring.build_request(wiring.settings(self.cfg), flavor=flavor, arch=arch, **self.gosu_overrides)
         return dataclasses.replace(req, settings=dataclasses.replace(req.settings, **settings)) if settings else req
 
     def built(self, flavor: str, arch: str, **settings):

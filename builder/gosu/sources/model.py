@@ -6,44 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.gosu import lock as lockfile
 from builder.core.arches import Arch
 from builder.gosu.download import DownloadError
 from builder.gosu.signature import PinnedKeyError, VerificationError, pinned_keyring
 
-GITHUB, DEBIAN, REBUILD = "github", "debian", "rebuild"
-KINDS = (GITHUB, DEBIAN, REBUILD)
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    version: str
-    arches: tuple[Arch, ...]
-    mirror: str                                    # a URL or a directory: where `kind` is read from
-    key_file: Path
-    fingerprint: str
-    cache_dir: Path
-    lock: lockfile.Lock | None
-    timeout: float = 30.0
-    retries: int = 4
-    backoff: float = 0.5
-    parallel: int = 9
-    # github: tianon's release at `mirror`, trusted through key_file/fingerprint.
-    # debian: Debian's archive at `mirror`, `suite`, trusted through archive_keys.
-    # rebuild: gosu's source from `suite` of that archive, the Go toolchain and
-    # dependency sources from `suites`, compiled here (sources/rebuild.py).
-    kind: str = GITHUB
-    suite: str = ""
-    archive_keys: tuple[tuple[Path, str], ...] = ()
-    suites: tuple[str, ...] = ()
-    go: str = ""                                   # "1.NN"; empty: the newest the suites carry
-    modules: tuple[tuple[str, str], ...] = ()      # Go module path -> Debian -dev package
-    host_arch: str = ""
-    # debian and rebuild: suites whose InRelease may be past its Valid-Until (a stale mirror, a snapshot).
-    # Taken only when named here; what comes from them says so (detail expired_accepted) and is a trial input.
-    accept_expired: tuple[str, ...] = ()
-    # Why this source was chosen when the request said `auto` (printed once).
-    chosen_because: str = ""
+from builder.config.settings import DEBIAN, GITHUB, KINDS, REBUILD, FetchOptions  # noqa: F401 - the sources' names
 
 
 @dataclass(frozen=True)
