@@ -37,9 +37,10 @@ and p95 with the ratio to the baseline of the same rounds:
   restart after remap USER_ID=1500 with the remap done / `gosu ops true`
   arbitrary uid       uid 4242, gid 0, HOME=/ / `true` as that uid
 
-and, in the rounds of "nothing to change", two floors no entrypoint can go
-below: a shell that only execs gosu, and one that also forks the two
-commands a start needs (stat of the workdir, chown of stdio).
+and, in the rounds of "nothing to change", three floors: a shell that only
+execs gosu; one that also hands stdio to the app (the chown no shell
+entrypoint can skip: each start's pipes are new and root's); and one that
+also stats the workdir (MAP_NODE_UID's default).
 
     .venv/bin/python benchmarks/entrypoint.py --in-container [--runs 150] [--flavor minideb ...]
 """
@@ -204,10 +205,15 @@ SCENARIOS = [
 ]
 
 
-# What any entrypoint that reads the workdir's owner and gives stdio to the app pays, whatever else it does.
+# What a shell entrypoint pays whatever else it does: starting the shell; handing stdio to the app (a start's
+# pipes are new and root's, and /dev/stdout must open for the app: one fork every start needs); reading the
+# workdir's owner as well.
 FLOORS = {"floor: sh, exec gosu": '#!/bin/sh\nexec gosu ops "$@"\n',
+          "floor: sh, chown, exec gosu": '#!/bin/sh\nchown 10001:10001 /proc/$$/fd/1 /proc/$$/fd/2\n'
+                                         'exec gosu ops "$@"\n',
           "floor: sh, stat, chown, exec gosu": '#!/bin/sh\nx=$(stat -L -c "%u %g %a" /app)\n'
                                                'chown 10001:10001 /proc/$$/fd/1 /proc/$$/fd/2\nexec gosu ops "$@"\n'}
+FLOOR_FILES = [f"floor{i}" for i in range(len(FLOORS))]
 
 
 def before_split(rev: str) -> str:
@@ -237,11 +243,11 @@ def in_container(image: str, old: str, timer: str, runs: int) -> list[tuple[str,
             shutil.copy(ROOT / "images" / "entrypoint.sh", Path(d, "new"))
             for i, script in enumerate(FLOORS.values()):
                 Path(d, f"floor{i}").write_text(script)
-            for f in ("old", "new", "floor0", "floor1"):
+            for f in ("old", "new", *FLOOR_FILES):
                 os.chmod(Path(d, f), 0o755)
             subprocess.run(["docker", "exec", name, "mkdir", "-p", "/bench", "/usr/local/lib/base-gosu"], check=True)
             for src, dst in [(timer, "/bench/timer"), *((f"{d}/{f}", f"/bench/{f}") for f in
-                                                         ("old", "new", "floor0", "floor1")),
+                                                         ("old", "new", *FLOOR_FILES)),
                              *((str(p), f"/usr/local/lib/base-gosu/{p.name}")
                                for p in (ROOT / "images").glob("entrypoint-*.sh"))]:
                 subprocess.run(["docker", "cp", src, f"{name}:{dst}"], check=True, capture_output=True)
@@ -250,7 +256,7 @@ def in_container(image: str, old: str, timer: str, runs: int) -> list[tuple[str,
             if scenario == "restart after remap":  # the remap done once, by the current entrypoint
                 subprocess.run(["docker", "exec", "-e", "USER_ID=1500", name, "/bench/new", "true"], check=True)
             specs = [base, ep.format(ep="/bench/old", uid=1600), ep.format(ep="/bench/new", uid=1700)]
-            floors = ["/bench/floor0 true", "/bench/floor1 true"] if scenario == "nothing to change" else []
+            floors = [f"/bench/{f} true" for f in FLOOR_FILES] if scenario == "nothing to change" else []
             lines = subprocess.run(["docker", "exec", name, "/bench/timer", str(runs), *specs, *floors], check=True,
                                    capture_output=True, text=True).stdout.split("\n")
             got = [tuple(map(int, line.split()[1:])) for line in lines if line]

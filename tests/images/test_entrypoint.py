@@ -104,7 +104,7 @@ def _spec(spec: str):
 
 def _make(root: Path, spec: str, kind: str = "dir"):
     path, uid, gid, mode, _ = _spec(spec)
-    p = root / path.lstrip("/")
+    p = root / path.replace("\\040", " ").lstrip("/")  # mountinfo's escape for a space
     p.parent.mkdir(parents=True, exist_ok=True)
     if kind == "dir":
         p.mkdir(exist_ok=True)
@@ -143,7 +143,8 @@ def build(root: Path, g: Given):
         if "gone" in opts:  # listed, but no longer there to stat
             (root / path.lstrip("/")).rmdir()
         opts = ",".join(["rw", *(o for o in opts if o not in ("tmpfs", "gone"))])
-        lines.append(f"{200 + i} 100 8:1 {source.split(' - ')[0]} {path} {opts} - {source.split(' - ')[1]} rw")
+        # An optional field (propagation) before the separator, as bind mounts often have.
+        lines.append(f"{200 + i} 100 8:1 {source.split(' - ')[0]} {path} {opts} master:1 - {source.split(' - ')[1]} rw")
     for i, spec in enumerate(g.bound_devices):
         lines.append(f"{300 + i} 100 0:5 /render {_make(root, spec, 'dev')} rw,nosuid - devtmpfs udev rw")
     (proc / "mountinfo").write_text("\n".join(lines) + "\n")
@@ -473,6 +474,9 @@ MOUNTS = [
     case("mount-root-owned-755", mounts=("/data 0:0 755",),
          err=[W + MOUNT_WARN.format(p="/data", ids="10001:10001", own="0:0", mode="755", fix=ROOT_FIX)]),
     case("mount-root-owned-777", mounts=("/data 0:0 777",)),
+    case("mount-path-with-a-space", mounts=("/my\\040data 0:0 755",),
+         err=[W + MOUNT_WARN.format(p="/my data", ids="10001:10001", own="0:0", mode="755",
+                                    fix=ROOT_FIX.replace("/data", "/my data"))]),
     case("mount-group-writable", mounts=("/data 0:10001 775",)),
     case("mount-other-owner", mounts=("/data 1234:1234 755",), env={"MAP_NODE_UID": "no"},
          err=[W + MOUNT_WARN.format(p="/data", ids="10001:10001", own="1234:1234", mode="755",
