@@ -171,8 +171,7 @@ def vuln_config(c_config) -> VulnConfig:
     if sha and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ValueError(f"local.vuln_db_sha256 {sha!r} is not 64 hex digits")
     name = str(v.get("assessments") or "").strip()
-    return VulnConfig(_checked_db(db if not db or db.startswith(("https://", "http://", "file://"))
-                                  else str(project_path(db))),
+    return VulnConfig(_db_at(db, project_path),
                       project_path(str(v.get("cache_dir", ".cache/vulns"))), float(v.get("timeout", 10)),
                       flag(v.get("require", "false"), "vuln.require"), project_path(name) if name else None,
                       project_path(where) if where else None, sha)
@@ -181,13 +180,12 @@ def vuln_config(c_config) -> VulnConfig:
 def vuln_db(v: VulnConfig, given: str | None = None) -> str:
     """The database gosu is scanned against: --vuln-db (a URL as it is, a directory relative to where the user
     stands; "" for none), else vuln.db."""
-    if given is None:
-        return v.db
-    return _checked_db(given if given.startswith(("https://", "http://", "file://")) or not given
-                       else str(cli_path(given)))
+    return v.db if given is None else _db_at(given, cli_path)
 
 
-def _checked_db(db: str) -> str:
+def _db_at(value: str, resolve) -> str:
+    """A URL as it is, a directory through `resolve` (to the project or to where the user stands), checked."""
+    db = value if not value or value.startswith(("https://", "http://", "file://")) else str(resolve(value))
     if db.startswith("http://") and not re.match(r"http://(127\.|localhost[:/]|\[::1\])", db):
         raise ValueError(f"vuln.db {db}: plain http is taken only from this machine (loopback); use https")
     return db

@@ -140,11 +140,12 @@ def distro_info_pin(c_config) -> tuple[str, Pin]:
     return str(spec["package"]), Pin(str(pin["version"]), str(pin["deb_sha256"]).lower())
 
 
-def local_default_note(c_config) -> str:
-    """What `release` says when local.default_releases changed a default ("" when none did)."""
-    chosen = _local_defaults(c_config.images, c_config.local)
-    notes = [f"{name} {release} (configured default {c_config.images['flavors'][name].get('default')})"
-             for name, release in chosen.items()
-             if name in c_config.images["flavors"] and release != str(c_config.images["flavors"][name].get("default"))]
+def local_default_note(images: Mapping, settings: ImageSettings) -> str:
+    """What `release` says when local.default_releases changed a default ("" when none did); `settings` is
+    the images section parsed, with the local defaults it took."""
+    flavors = images["flavors"]
+    notes = [f"{name} {release} (configured default {flavors[name].get('default')})"
+             for name, release in settings.local_defaults.items()
+             if name in flavors and release != str(flavors[name].get("default"))]
     return ("local defaults (local.default_releases, the releases that can be seeded here): " + ", ".join(notes)
             if notes else "")

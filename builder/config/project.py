@@ -44,10 +44,11 @@ class ProjectSettings:
 def parse(c_config) -> ProjectSettings:
     """The whole configuration, parsed and checked once; a ValueError names the first bad key."""
     runners, host = publishing.ci_runners(c_config)
+    images = config.image_settings(c_config.images, c_config.local)
     return ProjectSettings(
-        images=config.image_settings(c_config.images, c_config.local),
+        images=images,
         local=config.local_settings(c_config.local),
-        local_default_note=config.local_default_note(c_config),
+        local_default_note=config.local_default_note(c_config.images, images),
         tools=config.tool_settings(c_config),
         distro_info=config.distro_info_pin(c_config),
         nss_wrapper=config.nss_wrapper_settings(c_config),

@@ -38,7 +38,7 @@ class SigningConfig:
     local_key: Path                # the key pair `invoke up` makes for the local registry
     identity: str
     issuer: str
-    trusted_keys: tuple[str, ...]  # files of this project or KMS URIs
+    trusted_keys: tuple[str, ...]  # files of this project (resolved) or KMS URIs
     origins: tuple[str, ...]       # verify.origins, each checked
 
 
@@ -54,10 +54,11 @@ def signing_config(c_config) -> SigningConfig:
     s = c_config.signing
     key = (s.get("key") or "").strip()
     return SigningConfig(
-        key=key if not key or "://" in key else str(project_path(key)),
+        key=_file_or_uri(key, project_path) if key else "",
         keyless=flag(s.get("keyless", False), "signing.keyless"), local_key=project_path(s["local_key"]),
         identity=str(s.get("identity") or ""), issuer=str(s.get("issuer") or ""),
-        trusted_keys=tuple(k.strip() for k in str(s.get("trusted_keys") or "").split(",") if k.strip()),
+        trusted_keys=tuple(_file_or_uri(k.strip(), project_path)
+                           for k in str(s.get("trusted_keys") or "").split(",") if k.strip()),
         origins=verify_origins(str(c_config.get("verify", {}).get("origins") or "").split(",")))
 
 
@@ -78,9 +79,12 @@ def signing_choice(s: SigningConfig, key: str | None = None, keyless: bool = Fal
     """(key, keyless, the local key pair's path) a publish's signer is chosen from: --sign-key (a file relative
     to where the user stands, or a KMS URI) else signing.key, --keyless else signing.keyless."""
     chosen = (key or "").strip()
-    if chosen and "://" not in chosen:
-        chosen = str(cli_path(chosen))
-    return chosen or s.key, keyless or s.keyless, s.local_key
+    return _file_or_uri(chosen, cli_path) if chosen else s.key, keyless or s.keyless, s.local_key
+
+
+def _file_or_uri(value: str, resolve) -> str:
+    """A KMS URI as it is, a key file through `resolve` (to the project, or to where the user stands)."""
+    return value if "://" in value else str(resolve(value))
 
 
 def publish_arches(p: PublishConfig, arch: str | None) -> str:
@@ -111,19 +115,19 @@ def trust(s: SigningConfig, keys: list[str] | None = None, identity: str | None 
     the repositories a signature may name besides the image's own (--origin, repeatable; verify.origins)."""
     identity, issuer = identity or s.identity, issuer or s.issuer
     if keys:
-        paths = [cli_path(k) if "://" not in k else k for k in keys]
+        paths = [_file_or_uri(k, cli_path) for k in keys]
     elif identity or issuer:
         paths = []
     else:
-        paths = [project_path(k) if "://" not in k else k for k in s.trusted_keys] or [s.local_key.with_suffix(".pub")]
+        paths = list(s.trusted_keys) or [str(s.local_key.with_suffix(".pub"))]
     if not paths and not (identity and issuer):
         raise ValueError("keyless verification needs both --identity REGEX and --issuer URL "
                          "(signing.identity, signing.issuer)")
     for p in paths:
-        if isinstance(p, Path) and not p.is_file():
+        if "://" not in p and not Path(p).is_file():
             raise ValueError(f"trusted key {p} does not exist (--key, signing.trusted_keys; `invoke up` makes the "
                              "local registry's)")
-    return Trust(tuple(str(p) for p in paths), identity, issuer, verify_origins(origins) if origins else s.origins)
+    return Trust(tuple(paths), identity, issuer, verify_origins(origins) if origins else s.origins)
 
 
 def verify_origins(names: list[str]) -> tuple[str, ...]:
