@@ -42,7 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from builder.core import arches, oci
+from builder.core import arches, filelock, oci
 from builder.image import bases, model
 from builder.local import bootstrap, rootfs
 from builder.local.seedimage import Child, Seed, describe, make_child, recipe, seed_for, seedable, seeds
@@ -101,7 +101,18 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
     Every recipe is worked out (Alpine tarballs checked) before anything is
     pushed, so a tampered tarball leaves the registry as it was. The index is
     rewritten after each new child, so an interrupted run keeps what it finished.
+    One process at a time seeds a given index: two runs at once (two engineers,
+    two test lanes) would each rewrite it from what they read, and the later
+    would drop the other's new children. The second waits, then finds them made.
     """
+    ref = f"{local.registry}/{seed.name}"
+    with filelock.held(filelock.path_for(local.state_dir, ref), log,
+                       f"seed: {ref}: another run is seeding it; waiting for it to finish"):
+        return _seed_base(local, seed, arch_names, log, mount_from, clients)
+
+
+def _seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log, mount_from: tuple[str, ...],
+               clients: Clients | None) -> Outcome:
     registry, out = (clients or Clients())(local.registry), Outcome()
     children = {_key(d.get("platform", {})): d for d in _current(registry, seed)}
     todo = []

@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from builder.core import arches, oci
+from builder.core import arches, filelock, oci
 from builder import config
 from builder.image import model
 from builder.local import bootstrap, setup as local, rootfs, seed, seedimage
@@ -124,6 +126,35 @@ def test_one_more_arch_adds_one_child_and_keeps_the_others_byte_identical(settin
     assert second != first  # a new index, as the module docstring says
     assert [d["platform"]["architecture"] for d in after["manifests"]] == ["amd64", "riscv64"]
     assert oci.canonical(after["manifests"][0]) == oci.canonical(amd64)
+
+
+def test_a_seed_of_an_index_another_run_is_seeding_waits_then_both_runs_arches_are_in_it(settings):
+    s, image_settings = settings
+    alpine = seed_named(s, image_settings, "alpine")
+    ref = f"{s.registry}/{alpine.name}"
+    log, seeded = io.StringIO(), {}
+    with filelock.held(filelock.path_for(s.state_dir, ref), io.StringIO(), "unused"):   # the other run
+        waiter = threading.Thread(target=lambda: seeded.update(
+            first=seed.seed_base(s, alpine, ["amd64", "s390x"], log)))
+        waiter.start()
+        for _ in range(200):
+            if "waiting" in log.getvalue():
+                break
+            time.sleep(0.05)
+        assert log.getvalue() == f"seed: {ref}: another run is seeding it; waiting for it to finish\n"
+        assert oci.read_index(Registry(s.registry), alpine.repo, alpine.tags[0]) is None, "nothing pushed yet"
+    waiter.join(timeout=120)
+    assert seeded["first"].seeded == ["amd64", "s390x"]
+    # Two runs at once, each adding arches of its own: the index ends with every one of them.
+    runs = [threading.Thread(target=seed.seed_base, args=(s, alpine, arch_names, io.StringIO()))
+            for arch_names in (["riscv64", "i386"], ["ppc64el", "armhf"])]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(timeout=120)
+    doc, _ = index(s, alpine)
+    assert sorted(d["platform"]["architecture"] for d in doc["manifests"]) == \
+        ["386", "amd64", "arm", "ppc64le", "riscv64", "s390x"]
 
 
 def test_a_tampered_tarball_is_refused_by_name_and_nothing_is_pushed(settings, tmp_path):
