@@ -22,6 +22,25 @@ STRICT = os.environ.get("BASE_GOSU_REQUIRE_ENGINE") == "1"
 os.environ.setdefault("INVOKE_VULN_DB", "")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Engine tests share one engine, one local registry and the host's qemu handlers: one worker runs them all,
+    in order, while the other tests run beside them (pyproject.toml's --dist loadgroup). An engine test that
+    names a group of its own keeps apart from the rest by itself (tests/publish/test_every_arch.py)."""
+    for item in items:
+        if item.get_closest_marker("engine") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("engine"))
+
+
+def pytest_configure(config):
+    """xdist passes a test's group to its scheduler inside the node id, which pytest 9.2 no longer lets it change
+    (pytest-xdist issue 1386): the engine tests would be spread over both workers, against one engine."""
+    grouping = config.getoption("dist", "no") == "loadgroup" and config.getoption("numprocesses", None)
+    if grouping and tuple(int(p) for p in pytest.__version__.split(".")[:2]) >= (9, 2):
+        raise pytest.UsageError(f"pytest {pytest.__version__} loses xdist's test groups, so engine tests would run at "
+                                "once: install the pytest pyproject.toml allows (./run does), or pass -n 0")
+
+
 def skip_or_fail(reason: str):
     if STRICT:
         pytest.fail(f"{reason} (BASE_GOSU_REQUIRE_ENGINE=1 forbids skipping)")

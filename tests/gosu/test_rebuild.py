@@ -39,6 +39,10 @@ from tests.support.engine import project_config, rig  # noqa: F401 - the session
 from tests.support.fakearchive import FakeArchive, make_deb
 from tests.support.httpmirror import Mirror
 
+# The session's Debian toolchain archive and rebuild serve the engine test below too: made once, in the
+# engine lane's worker (tests/conftest.py), not once in each.
+pytestmark = pytest.mark.xdist_group("engine")
+
 GOSU_119_ORIG = "cd9719b775dbfedae53923c9b0dc792b66d42c51e0b36652ed6f747fbadc0164"
 TEST_ARCHES = "amd64,arm64,armhf,s390x"
 

@@ -28,11 +28,19 @@ from builder.core.registry import Registry
 from builder.config.settings import CHROOTLESS, DEBIAN_MODES, EMULATED
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.support.binfmt import handlers_held
 from tests.support.debproxy import PartialMirror
 from tests.support.engine import project_config, rig  # noqa: F401 - the session fixture
 from tests.support.registries import free_port
 
 ALPINE_ARCHES = ("amd64", "arm64", "armhf", "armv7", "i386", "ppc64el", "riscv64", "s390x")
+
+
+@pytest.fixture(autouse=True)
+def _qemu_handlers_stay_on():
+    """A foreign tree's own ldconfig (and an emulated bootstrap's every script) runs under qemu."""
+    with handlers_held():
+        yield
 
 
 @pytest.fixture

@@ -17,12 +17,15 @@ import pytest
 from builder.core import arches, oci
 
 from tests.conftest import ROOT
-from tests.support.engine import project_config, rig  # noqa: F401 - fixture
+from tests.support.binfmt import handlers_held
+from tests.support.engine import rig  # noqa: F401 - fixture
 from tests.support.registries import AuthRegistry
 
-pytestmark = pytest.mark.engine
+# A lane of its own beside the other engine tests (tests/conftest.py): its registry, its repository (so its
+# engine tags are its own) and the qemu handlers held for as long as it smoke-tests foreign arches.
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("every-arch")]
 
-REPO = project_config().images["repository"]
+REPO = "base-gosu-test/every-arch"
 # The release of each flavor whose stand-in base Debian's mirror here serves for every arch: trixie's newest
 # point release lacks its ppc64el and s390x files there, so ubuntu's default (24.04, from trixie) cannot be
 # seeded for those arches; 22.04's stand-in is bookworm (riscv64 from trixie, which the mirror has).
@@ -34,8 +37,15 @@ WANT = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _qemu_handlers_stay_on():
+    with handlers_held():
+        yield
+
+
 def invoke(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                          env={**os.environ, "INVOKE_IMAGES_REPOSITORY": REPO, **env},
                           capture_output=True, text=True, timeout=3600)
 
 

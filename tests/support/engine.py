@@ -25,6 +25,7 @@ from builder.core.engine import Engine
 from builder.core.emulation import native_arch
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.support.binfmt import handlers_held
 
 ARCHES = ("amd64", "arm64")
 UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -85,11 +86,12 @@ def emulation_disabled(arch: str):
     entry = emulation.handler(arch)
     if native_arch() == arch or not entry.exists() or not os.access(entry, os.W_OK):
         skip_or_fail(f"needs a writable binfmt entry {entry} to break {arch} emulation")
-    entry.write_text("0")
-    try:
-        yield
-    finally:
-        entry.write_text("1")
+    with handlers_held(exclusive=True):
+        entry.write_text("0")
+        try:
+            yield
+        finally:
+            entry.write_text("1")
 
 
 def exported_tree(engine: Engine, image: str, wanted) -> dict[str, tuple]:
