@@ -48,7 +48,7 @@ def published(rig):
     unlinked = {d for d in base_layers if not client.blob_exists(REPO, d)}
     # Signed with the local key pair, as `invoke publish` to the local registry does.
     report = shipping.publish(rig.request("alpine", "amd64,arm64"), rig.engine, client, dest, io.StringIO(),
-                              PublishOptions(signer=wiring.signer(wiring.settings(rig.cfg), dest)))
+                              PublishOptions(signer=wiring.signer(rig.settings, dest)))
     return dest, client, report, unlinked
 
 

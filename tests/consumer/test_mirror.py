@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from builder import config, shipping
+from builder import shipping
 from builder.shipping import PublishOptions
 from builder.core.emulation import native_arch
 from builder.local import setup, tools
@@ -57,7 +57,7 @@ def mirrored(rig, tmp_path_factory):
         copy = subprocess.run([str(rig.cosign), "copy", "--allow-http-registry", src, dst], env=env,
                               capture_output=True, text=True, timeout=300)
         assert copy.returncode == 0, copy.stderr
-        oras = tools.ensure(config.tool_settings(rig.cfg), "oras", native_arch(), io.StringIO())
+        oras = tools.ensure(rig.settings.tools, "oras", native_arch(), io.StringIO())
         cp = subprocess.run([str(oras), "cp", "-r", "--from-plain-http", "--to-plain-http",
                              "--to-username", b.user, "--to-password", b.password, src, dst],
                             capture_output=True, text=True, timeout=300)

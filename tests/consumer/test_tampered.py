@@ -41,7 +41,7 @@ def published(rig):
     dest = Destination(f"127.0.0.1:{rig.cfg.local['registry_port']}", REPO, local=True)
     client = Registry(dest.registry)
     shipping.publish(rig.request("alpine", "amd64"), rig.engine, client, dest, io.StringIO(),
-                     PublishOptions(signer=wiring.signer(wiring.settings(rig.cfg), dest)))
+                     PublishOptions(signer=wiring.signer(rig.settings, dest)))
     return dest
 
 

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from builder import config, pipeline, shipping
+from builder import pipeline, shipping
 from builder.shipping import PublishOptions
 from builder.consumer import show, verify as trustcheck
 from builder.core.emulation import native_arch
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.engine
 @pytest.fixture(scope="module")
 def published(rig, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vex")
-    settings = config.tool_settings(rig.cfg)
+    settings = rig.settings.tools
     scanner = tools.ensure(settings, "govulncheck", native_arch(), io.StringIO())
     scan = vulns.Settings(str(vulndb.make(tmp / "db")), scanner, settings.tools["govulncheck"].pins[native_arch()]
                           .version, tmp / "cache")
@@ -45,7 +45,7 @@ def published(rig, tmp_path_factory):
     log = io.StringIO()
     [built] = pipeline.build(req, rig.engine, log)
     client = Registry(f"127.0.0.1:{rig.cfg.local['registry_port']}")
-    local_key = config.project_path(rig.cfg.signing.local_key)
+    local_key = rig.settings.signing.local_key
     signer = signing.Signer(rig.cosign, signing.Identity(key=str(local_key.with_suffix(".key")), local=True))
     child, _ = pub.push_child(client, Destination(client.host, repo, local=True), built, log)
     return dict(built=built, child=child, client=client, repo=repo, signer=signer, log=log,

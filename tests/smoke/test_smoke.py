@@ -23,7 +23,7 @@ FLAVORS = ("minideb", "ubuntu", "alpine")
 def test_smoke(rig, flavor, arch):
     """Every check on the image, smoke.jobs at a time as `invoke smoke` runs them; every failure is reported."""
     built = rig.built(flavor, arch)
-    failures = smoke.run_all(rig.engine, pipeline.subject_of(built), jobs=int(rig.cfg.smoke.jobs))
+    failures = smoke.run_all(rig.engine, pipeline.subject_of(built), jobs=rig.settings.smoke_jobs)
     assert not failures, "\n".join(map(str, failures))
 
 
@@ -92,7 +92,7 @@ def test_build_of_real_gosu_1_14_with_the_real_pinned_key(rig, tmp_path):
     rel = SHARED / "gosu-release"
     if not (rel / "1.14").is_dir():
         skip_or_fail(f"{rel} not found")
-    req = wiring.build_request(wiring.settings(rig.cfg), flavor="alpine", arch="amd64", gosu_version="1.14", mirror=str(rel))
+    req = wiring.build_request(rig.settings, flavor="alpine", arch="amd64", gosu_version="1.14", mirror=str(rel))
     assert req.fetch.fingerprint == "B42F6819007F00F88E364FD4036A9C25BF357DD4"
     [b] = pipeline.build(req, rig.engine, log=io.StringIO())
     assert b.fetched.sha256 == "bd8be776e97ec2b911190a82d9ab3fa6c013ae6d3121eea3d0bfd5c82a0eaf8c"

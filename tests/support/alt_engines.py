@@ -15,7 +15,7 @@ import os
 import sys
 from contextlib import ExitStack
 
-from builder import config, pipeline
+from builder import pipeline
 from builder.smoke import engines
 from builder.core.engine import Engine
 from builder.smoke.checks.kit import Subject
@@ -28,7 +28,7 @@ ALT_KINDS = ("podman", "podman-rootless", "docker-userns")
 class Alts:
     def __init__(self, rig):
         self.rig = rig
-        self.settings = config.engine_settings(rig.cfg)
+        self.settings = rig.settings.engine
         self.stack = ExitStack()
         self.engines: dict[str, Engine] = {}
         self.loaded: set[tuple[str, str]] = set()

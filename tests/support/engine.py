@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, pipeline, wiring
+from builder import pipeline, wiring
 from builder.wiring import project_config  # noqa: F401 - the tests import it from here with the fixtures
 from builder.core import emulation
 from builder.local import setup as local, seed, tools
@@ -45,15 +45,15 @@ class Rig:
     def __init__(self):
         self.engine = require_engine()
         self.cfg = project_config()
-        log = io.StringIO()
+        self.settings = wiring.settings(self.cfg)   # parsed once, as a task's entry does; frozen, so shared
+        s, log = self.settings, io.StringIO()
         try:
-            settings = config.local_settings(self.cfg.local)
-            local.up(settings, self.engine, log)
-            seed.seed(settings, config.image_settings(self.cfg.images, self.cfg.local), log)
-            debian = wiring.fetch_options(self.cfg.gosu, source="debian", arch=",".join(ARCHES))
+            local.up(s.local, self.engine, log)
+            seed.seed(s.local, s.images, log)
+            debian = wiring.fetch_options(s.gosu, source="debian", arch=",".join(ARCHES))
             self.mirror = testmirror.make(ROOT / ".cache" / "test-mirror", debian, log)
-            self.cosign = tools.ensure(config.tool_settings(self.cfg), "cosign", native_arch(), log)
-            signing.make_local_key(self.cosign, config.project_path(self.cfg.signing.local_key), log)
+            self.cosign = tools.ensure(s.tools, "cosign", native_arch(), log)
+            signing.make_local_key(self.cosign, s.signing.local_key, log)
         except Exception as e:  # noqa: BLE001 - report setup output with the failure
             sys.stderr.write(log.getvalue())
             raise RuntimeError(f"engine test setup failed: {e}") from e
@@ -63,7 +63,7 @@ class Rig:
 
     def request(self, flavor: str, arch: str, **settings):
         """A build request for the test mirror's gosu; `settings` override ImageSettings fields."""
-        req = wiring.build_request(wiring.settings(self.cfg), flavor=flavor, arch=arch, **self.gosu_overrides)
+        req = wiring.build_request(self.settings, flavor=flavor, arch=arch, **self.gosu_overrides)
         return dataclasses.replace(req, settings=dataclasses.replace(req.settings, **settings)) if settings else req
 
     def built(self, flavor: str, arch: str, **settings):
