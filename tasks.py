@@ -58,9 +58,10 @@ def publish(s, flavor=None, arch=None, registry=None, repository=None, dry_run=F
 
 @task(help=RELEASE)
 @cli("release", fetch=IMAGE_FETCH)
-def release(s, flavor=None, arch=None, fetch=None, release=None, vuln_db=None):
+def release(s, flavor=None, arch=None, fetch=None, release=None, vuln_db=None, allow_shrink=False):
     """The main job: fetch + verify gosu, build, smoke-test and publish every flavor to the local registry."""
-    wiring.publish(s, wiring.release_fetch(fetch), flavor=flavor, arch=arch, release=release, vuln_db=vuln_db)
+    wiring.publish(s, wiring.release_fetch(fetch), shipping.PublishOptions(allow_shrink=allow_shrink), flavor=flavor,
+                   arch=arch, release=release, vuln_db=vuln_db)
 
 
 @task(help=PUSH)

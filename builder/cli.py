@@ -82,7 +82,7 @@ LOCK = {**FETCH, "version": "gosu release to pin (required for github; debian: d
                     "builds gosu for, for debian)"}
 
 RELEASE = {**{k: v for k, v in PUBLISH.items()
-               if k not in ("registry", "repository", "dry_run", "allow_shrink", "allow_trial", "sign_key",
+               if k not in ("registry", "repository", "dry_run", "allow_trial", "sign_key",
                             "keyless", "unsigned", "allow_eol", "allow_vulnerable")},
             "source": FETCH["source"].replace("(default: gosu.source, github)", "(default: auto)")}
 

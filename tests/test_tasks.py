@@ -40,6 +40,12 @@ def test_every_option_has_help():
         assert opts and all(len(l.split("  ")[-1].strip()) > 5 and l.strip().count(" ") > 2 for l in opts), out
 
 
+def test_every_task_that_moves_tags_takes_the_flag_its_shrink_refusal_names():
+    # publish/tags.check_shrink's refusal says "pass --allow-shrink": each task that can reach it must take it.
+    for name in ("release", "publish", "push", "assemble"):
+        assert "--allow-shrink" in invoke("--help", name).stdout, name
+
+
 def test_fetch_prints_sha_and_path_per_arch(tmp_path, release, release_key):
     root, digests, key_file = release
     r = invoke("fetch", "--version", "9.9", "--arch", "amd64,s390x", "--mirror", str(root), "--key", str(key_file),
