@@ -13,6 +13,7 @@ wall seconds, each check's seconds and every failure's message.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import io
 import json
@@ -34,7 +35,9 @@ def main() -> None:
     except ImportError:  # before the module took its name
         suite = importlib.import_module("builder.smoke.run")
     engine = Engine()
-    subjects = [Subject(**s) for s in json.load(sys.stdin)]
+    # An earlier revision's Subject may lack fields this one has: it gets the ones it knows.
+    known = {f.name for f in dataclasses.fields(Subject)}
+    subjects = [Subject(**{k: v for k, v in s.items() if k in known}) for s in json.load(sys.stdin)]
     out = io.StringIO()
     start = time.monotonic()
     failures = schedule.run_many(engine, subjects, suite.checks_for(engine), a.jobs, out)

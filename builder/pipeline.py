@@ -160,7 +160,8 @@ def subject_of(b: make.Built, by_id: bool = False) -> "smoke.Subject":
     from builder.smoke.suite import Subject
     a = b.plan.account
     return Subject(b.tag, b.target.arch.dpkg, str(b.target.platform), b.plan.gosu.version, b.plan.gosu.sha256,
-                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None)
+                   a.user, a.uid, a.gid, ref=b.image_id if by_id else "", names_any_uid=b.plan.nss_wrapper is not None,
+                   family=b.target.flavor.key)
 
 
 def smoke(req: Request, engine: Engine, built: list[make.Built], log=sys.stderr,

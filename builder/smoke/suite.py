@@ -19,12 +19,12 @@ from builder.smoke.checks import probe, runtime as smoke_runtime, userns as smok
 from builder.core import emulation
 from builder.core.arches import GOARCH, UNAME
 from builder.core.engine import IDENTITY, Engine
-from builder.smoke.checks.kit import IDS, Case, Ctx, SmokeFailure, Subject, alone, shared_only
+from builder.smoke.checks.kit import IDS, Case, Ctx, SmokeFailure, Subject, alone, arch_independent, shared_only
 
 __all__ = ["CHECKS", "USERNS_CHECKS", "IDS", "Case", "Ctx", "SmokeFailure", "Subject", "run_all", "checks_for"]
 
 
-@shared_only
+@shared_only(probe.IMAGE_PROBE)
 def gosu_version(c: Ctx):
     """gosu runs, is the verified version, and was built for the image's arch (Go names its target)."""
     p = probe.result(c, "gosu --version")
@@ -36,24 +36,24 @@ def gosu_version(c: Ctx):
         c.fail("gosu's target", f"`gosu --version` said {p.stdout.strip()!r}, want a build for {target.rstrip(';')}")
 
 
-@shared_only
+@shared_only(probe.IMAGE_PROBE)
 def gosu_sha256(c: Ctx):
     p = probe.result(c, "sha256sum gosu")
     if p.stdout.split()[:1] != [c.s.gosu_sha256]:
         c.fail("gosu sha256", f"image has {p.stdout.strip()[:64]!r}, verified binary is {c.s.gosu_sha256}")
 
 
-@shared_only
+@shared_only(probe.IMAGE_PROBE)
 def gosu_not_setuid(c: Ctx):
     c.expect("gosu mode 0755, not setuid", probe.result(c, "stat gosu"), "755 root")
 
 
-@shared_only
+@shared_only(probe.IMAGE_PROBE)
 def default_user(c: Ctx):
     c.expect("default user", probe.result(c, "default user"), f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
 
 
-@shared_only
+@shared_only(probe.IMAGE_PROBE)
 def uname_matches_arch(c: Ctx):
     """The container runs as its arch: the kernel (or qemu) reports that machine. An arch this host runs
     without emulation (i386 on x86-64) reports the host's own machine: engines set no 32-bit personality."""
@@ -80,6 +80,7 @@ def mount_owner_remap(c: Ctx):
                  c.ops)
 
 
+@arch_independent
 def root_owned_mount_keeps_default(c: Ctx):
     with c.host_dir(0) as d:
         p = c.run("sh", "-c", IDS, opts=["-v", f"{d}:/app"])
@@ -91,13 +92,15 @@ def root_owned_mount_keeps_default(c: Ctx):
             c.expect("root-owned mount", p, c.ops)
 
 
+@arch_independent
 def user_flag(c: Ctx):
     p = c.expect("--user start", c.run("sh", "-c", "id -u; id -g", opts=["--user", "1000:1000"]), "1000\n1000")
     if p.stderr.strip():
         c.fail("--user start", f"unexpected stderr {p.stderr.strip()!r}")
 
 
-@shared_only
+@arch_independent
+@shared_only(probe.SCRIPT_PROBE)
 def bad_values_refused(c: Ctx):
     """Each refused before it changes anything, so the refusals share the probe container."""
     for var, v in probe.BAD:
@@ -112,6 +115,7 @@ def bad_values_refused(c: Ctx):
     c.unchanged("nothing changed on refusal", probe.changes(c))
 
 
+@arch_independent
 def id_collisions(c: Ctx):
     # ubuntu:24.04 ships ubuntu 1000:1000; alpine has guest 405 and group users 100.
     p = c.run("sh", "-c", f"{IDS}; {probe.ACCOUNTS}", opts=["-e", "USER_ID=1000"])
@@ -124,6 +128,7 @@ def id_collisions(c: Ctx):
              probe.result(c, "accounts").stdout.strip())
 
 
+@arch_independent
 def restart_idempotent(c: Ctx):
     with c.named() as name:
         c.engine.run("create", "--name", name, "--network", "none", "--platform", c.s.platform, "-e", "USER_ID=2000",
@@ -134,6 +139,7 @@ def restart_idempotent(c: Ctx):
             c.fail("restart idempotency", f"first start {outs[0]!r}, second {outs[1]!r}")
 
 
+@arch_independent
 def read_only_root(c: Ctx):
     """On a read-only root nothing can change, so both starts share one container."""
     p, plain = c.starts([Case.of("sh", "-c", 'echo "$(id -u):$(id -g) $HOME"', USER_ID="1234"),
@@ -147,17 +153,20 @@ def read_only_root(c: Ctx):
         c.fail("--read-only, no remap", f"unexpected stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def cap_drop_all(c: Ctx):
     p = c.run("true", opts=["--cap-drop", "ALL"])
     if p.returncode == 0 or "--cap-add SETUID --cap-add SETGID" not in p.stderr or "--user" not in p.stderr:
         c.fail("--cap-drop ALL", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def no_new_privileges(c: Ctx):
     c.expect("no-new-privileges", c.run("sh", "-c", IDS, opts=["--security-opt", "no-new-privileges"]),
              f"{c.s.ops_uid}:{c.s.ops_gid}:{c.s.ops_user}")
 
 
+@arch_independent
 def stdio_writable(c: Ctx):
     p = c.run("sh", "-c", "echo out > /dev/stdout && echo err > /dev/stderr && stat -c %U /dev/null")
     out, _, null_owner = p.stdout.strip().partition("\n")

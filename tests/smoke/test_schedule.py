@@ -145,10 +145,62 @@ def test_the_first_shared_only_check_goes_first_and_the_others_last():
                 c.once("probe", lambda: time.sleep(0.1))
             else:
                 time.sleep(0.02)
-        return kit.shared_only(run) if shared else run
+        return kit.shared_only("probe")(run) if shared else run
     checks = {"s1": check("s1", True), "own1": check("own1", False), "s2": check("s2", True),
               "own2": check("own2", False), "s3": check("s3", True)}
     log = io.StringIO()
     assert schedule.run_many(None, subjects(1), checks, jobs=2, log=log) == []
     assert set(began[:2]) == {"s1", "own1"} and began[2:] == ["own2", "s2", "s3"]
     assert [line.split()[2] for line in log.getvalue().splitlines()] == ["s1:", "own1:", "s2:", "own2:", "s3:"]
+
+
+def test_each_shared_start_is_made_by_the_first_check_reading_it_which_goes_first():
+    def reads(start):
+        return kit.shared_only(start)(lambda c: None)
+    checks = {"own1": lambda c: None, "a1": reads("a"), "b1": reads("b"), "a2": reads("a"), "own2": lambda c: None,
+              "b2": reads("b")}
+    assert schedule.plan(subjects(1), checks).together == [(0, n) for n in ("a1", "b1", "own1", "own2", "a2", "b2")]
+
+
+def family(*specs: str) -> list[Subject]:
+    """`minideb:arm64` -> an image of family minideb for arm64."""
+    return [Subject(f"org/base-gosu:{s.replace(':', '-')}", s.split(":")[1], "", "1.19", "0" * 64,
+                    family=s.split(":")[0]) for s in specs]
+
+
+@pytest.mark.parametrize("images,host,want", [
+    (("minideb:amd64", "minideb:arm64"), "amd64", [0, 0]),
+    (("minideb:arm64", "minideb:amd64"), "amd64", [1, 1]),        # the native image, wherever it is listed
+    (("minideb:arm64",), "amd64", [0]),                           # alone in its run: every check runs
+    (("minideb:arm64", "ubuntu:amd64"), "amd64", [0, 1]),         # another family proves nothing for it
+    (("alpine:amd64", "alpine:armhf", "alpine:i386", "alpine:arm64"), "amd64", [0, 2, 2, 0]),  # by word size
+    (("alpine:armv7", "alpine:armhf"), "amd64", [0, 0]),          # both emulated: the first stands for both
+    (("alpine:ppc64el", "alpine:s390x", "alpine:riscv64"), "amd64", [0, 0, 0]),
+    (("minideb:amd64", "minideb:arm64"), "arm64", [1, 1]),        # on an arm64 host, arm64 is the native one
+    (("minideb:amd64", ":arm64"), "amd64", [0, 1]),               # no family known: it stands for itself
+])
+def test_one_image_of_each_family_and_word_size_stands_for_the_others(images, host, want):
+    assert schedule.representatives(family(*images), host) == want
+
+
+def test_an_arch_independent_check_runs_on_the_native_image_and_its_verdict_stands_for_the_emulated():
+    ran, lock = [], threading.Lock()
+
+    def check(fail: bool):
+        def run(c):
+            with lock:
+                ran.append(c.s.arch)
+            if fail:
+                c.fail("script", "refused nothing")
+        return run
+    images = family("minideb:arm64", "minideb:amd64")
+    for fail in (False, True):
+        ran.clear()
+        log = io.StringIO()
+        failures = schedule.run_many(None, images, {"per_arch": check(False),
+                                                    "script": kit.arch_independent(check(fail))}, jobs=2, log=log)
+        assert sorted(ran) == ["amd64", "amd64", "arm64"]
+        assert [f.image for f in failures] == (["org/base-gosu:minideb-amd64"] if fail else [])
+        verdict = "FAILED" if fail else "ok"
+        assert log.getvalue().splitlines()[1] == \
+            f"smoke org/base-gosu:minideb-arm64 script: {verdict} on org/base-gosu:minideb-amd64, arch-independent (0.0 s)"

@@ -29,11 +29,23 @@ def alone(check: Callable) -> Callable:
     return check
 
 
-def shared_only(check: Callable) -> Callable:
-    """Mark a check that starts nothing of its own and reads what its image's shared start made (the probe
-    container). The first such check of each image goes first and makes it; the rest go last, so workers do not
-    sit waiting on one start together while other checks could run."""
-    check.shared_only = True
+def shared_only(start: str) -> Callable[[Callable], Callable]:
+    """Mark a check that starts nothing of its own and reads what its image's shared start `start` made (a
+    probe container). The first check of each start goes first and makes it; the rest go last, so workers do
+    not sit waiting on one start together while other checks could run."""
+    def mark(check: Callable) -> Callable:
+        check.shared_only = start
+        return check
+    return mark
+
+
+def arch_independent(check: Callable) -> Callable:
+    """Mark a check whose verdict is the script's and the engine's, not the arch's: refusals, advice, recipes,
+    engine options. The arch's own binaries (gosu, nss_wrapper, the base's tools on each path the entrypoint
+    takes) are run by the unmarked checks on every image; a marked one runs once per flavor, release and word
+    size in a run, on an image the host runs without emulation where there is one (schedule.plan). Under
+    qemu-user it would run the same script under the same shell's source against the same host kernel."""
+    check.arch_independent = True
     return check
 
 
@@ -58,6 +70,9 @@ class Subject:
     ref: str = ""
     # The image names a uid it has no account for (nss_wrapper, on glibc bases).
     names_any_uid: bool = False
+    # Images of one family (flavor and release: the same base packages, script and accounts) and word size
+    # need the arch_independent checks run on one of them only. Empty: unknown, every check runs.
+    family: str = ""
 
     @property
     def runs(self) -> str:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder.core.engine import IDENTITY
-from builder.smoke.checks.kit import IDS, Case, Ctx
+from builder.smoke.checks.kit import IDS, Case, Ctx, arch_independent
 
 DEVICE = "/dev/dri/renderD128"
 RESTRICTED = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
@@ -64,6 +64,7 @@ def _device(gid: int):
         shutil.rmtree(d, ignore_errors=True)
 
 
+@arch_independent
 def device_groups(c: Ctx):
     """A device passed in (--device) can be opened: the app joins its group, saying so; DEVICE_GROUPS=no stops it.
     Under a user namespace the host group shows unmapped and the line names the fix instead."""
@@ -165,6 +166,7 @@ IDMAPPED = ('sed "s#^\\([^ ]* [^ ]* [^ ]* [^ ]* /data \\)\\([^ ]*\\)#\\1\\2,idma
             'USER_ID=3000 CHOWN_PATHS=/data exec sh /tmp/ep stat -c %u /data/f')
 
 
+@arch_independent
 def idmapped_mount_left_alone(c: Ctx):
     """An idmapped mount already shows the app ids of its own: CHOWN_PATHS leaves it, saying so, and the
     mount check does not warn about it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from builder.smoke.checks.kit import IDS, Ctx
+from builder.smoke.checks.kit import IDS, Ctx, arch_independent
 
 MARK = "echo started > /app/started"
 
@@ -27,6 +27,7 @@ def _wrote_as(c: Ctx, check: str, p, d, want_ids: str, host_owner: int) -> None:
         c.fail(check, f"/app/started belongs to {owner} on the host, want uid {host_owner}")
 
 
+@arch_independent
 def own_directory_at_app(c: Ctx):
     if c.engine.rootless:
         _rootless_own_directory(c)
@@ -67,6 +68,7 @@ def _remapped_own_directory(c: Ctx):
         _wrote_as(c, "userns-remap: directory chowned to ops's mapped ids", p, d, c.ops, ops_host)
 
 
+@arch_independent
 def overflow_owner_refused(c: Ctx):
     """Files of unmapped host users (overflow uid) are never adopted; read-only they are no reason to stop."""
     with c.host_dir(0) as d:

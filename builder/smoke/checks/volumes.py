@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from builder.smoke.checks import probe
-from builder.smoke.checks.kit import IDS, Case, Ctx, shared_only
+from builder.smoke.checks.kit import IDS, Case, Ctx, arch_independent, shared_only
 
 # What CHOWN_PATHS must refuse, however it is spelled.
 SYSTEM_PATHS = ("/", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/usr/local/bin",
@@ -38,7 +38,8 @@ def expect_fix_before_failure(c: Ctx, check: str, p, path: str, *wants: str) -> 
         c.fail(check, f"exit {p.returncode}, missing {missing} in the fix line; stderr {p.stderr.strip()!r}")
 
 
-@shared_only
+@arch_independent
+@shared_only(probe.SCRIPT_PROBE)
 def root_account(c: Ctx):
     """Its starts change nothing, so they run in the probe container."""
     p = probe.result(c, "GOSU_USER=root")
@@ -54,6 +55,7 @@ def root_account(c: Ctx):
         c.fail("a root account is never remapped", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def account_without_own_group(c: Ctx):
     """Debian's nobody has group nogroup: the remap goes through the primary group's gid. Alpine's nobody
     lives in /, which is no home of its own to hand over: nothing in the image changes owner."""
@@ -65,6 +67,7 @@ def account_without_own_group(c: Ctx):
         c.fail("GOSU_USER=nobody USER_ID=3000", f"unexpected stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def chown_paths_refuses_system_paths(c: Ctx):
     """Each path is refused before the entrypoint changes anything, so the starts share one container, and its
     diff shows that nothing changed (a list that names /app first included)."""
@@ -83,6 +86,7 @@ def chown_paths_refuses_system_paths(c: Ctx):
     c.unchanged("CHOWN_PATHS refused before any change", changed, mounts=["/data"])
 
 
+@arch_independent
 def remap_failure_says_why(c: Ctx):
     """A passwd file the engine mounts cannot be replaced: the warning says that, not "read-only"."""
     passwd = probe.result(c, "/etc/passwd").stdout
@@ -99,6 +103,7 @@ def remap_failure_says_why(c: Ctx):
         c.fail("a failed remap says why", f"exit {p.returncode}, stdout {p.stdout!r}, stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def mount_check_warns(c: Ctx):
     with c.host_dir(0) as root_dir, c.host_dir(4321, 4321, 0o700) as user_dir:
         mounts = ["-v", f"{root_dir}:/data", "-v", f"{user_dir}:/more"]
@@ -121,6 +126,7 @@ def mount_check_warns(c: Ctx):
             c.fail("MOUNT_CHECK=no silences it", p.stderr.strip())
 
 
+@arch_independent
 def mount_check_quiet(c: Ctx):
     """No line where the app can write, for read-only mounts, or for a fresh tmpfs."""
     with c.host_dir(c.s.ops_uid, c.s.ops_gid) as mine, c.host_dir(0, mode=0o1777) as shared, \
@@ -134,6 +140,7 @@ def mount_check_quiet(c: Ctx):
         c.fail("MOUNT_CHECK=maybe refused", f"exit {p.returncode}, stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def data_volume_recipes(c: Ctx):
     """Docker's data-volume container recipe: on a path the image lacks it needs CHOWN_PATHS; on /app it works."""
     with c.named() as dbdata, c.named() as appdata:
@@ -155,6 +162,7 @@ def data_volume_recipes(c: Ctx):
             c.fail("data container on /app", f"unexpected stderr {p.stderr.strip()!r}")
 
 
+@arch_independent
 def backup_restore_recipes(c: Ctx):
     """Backup to a directory you own (MAP_NODE_UID) or as root (an admin job); restore; files belong to ops."""
     fill = "echo data > /dbdata/f && mkdir /dbdata/sub && echo more > /dbdata/sub/g"
