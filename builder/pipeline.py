@@ -184,7 +184,8 @@ def smoke(req: Request, engine: Engine, built: list[make.Built], log=sys.stderr,
             log.write(f"SMOKE FAILED {f}\n")
         raise PipelineError(f"{len(failures)} smoke check(s) failed; see the lines above")
     log.write(f"smoke: all {len(checks)} checks passed under {runner.mode} on {', '.join(b.tag for b in built)} "
-              f"({time.monotonic() - start:.1f} s, {req.smoke_jobs} at a time)\n")
+              f"(those the arch does not change once per family and word size; {time.monotonic() - start:.1f} s, "
+              f"{req.smoke_jobs} at a time)\n")
     return built
 
 

@@ -6,7 +6,6 @@ tree as a layer.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shlex
@@ -71,10 +70,15 @@ def _dev_date_hook(tar: Path) -> str:
     return f"--customize-hook=stat -c %Y \"$1/dev\" > {shlex.quote(str(tar.parent / DEV_DATE))}"
 
 
+def install_tools(tool: str, log, mode: str = EMULATED) -> None:
+    """The bootstrap tool (and fakeroot, chrootless). Before a layer's key is read: it names their versions."""
+    apt_install([tool, *(["fakeroot"] if mode == CHROOTLESS else [])], log)
+
+
 def prepare(tool: str, arch_names: list[str], log, mode: str = EMULATED) -> None:
     """The bootstrap tool and the qemu handler of each arch, installed and switched on once, before bootstraps
     run side by side (each then finds them in place)."""
-    apt_install([tool, *(["fakeroot"] if mode == CHROOTLESS else [])], log)
+    install_tools(tool, log, mode)
     # Emulated, the arch's own maintainer scripts run; chrootless, only TARGET_STEPS do.
     emulation.ensure(arch_names, log, "seed", install=lambda pkgs: apt_install(pkgs, log))
 
@@ -196,10 +200,9 @@ def bootstrap_failure(tool: str, suite: str, arch: str, mirror: str, code: int, 
     return f"{head}: " + ("\n".join(errors[-8:]) if errors else output[-600:])
 
 
-@functools.cache
 def host_tools() -> str:
     """The host's packages whose programs shape a chrootless tree (dpkg unpacks it, the maintainer scripts run
-    the host's helpers), as dpkg lists them."""
+    the host's helpers), as dpkg lists them now: read each time, since a run may install or upgrade them."""
     p = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Version}\n", *HOST_TOOLS], capture_output=True,
                        text=True)
     return p.stdout

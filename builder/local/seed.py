@@ -114,6 +114,11 @@ def seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log,
 def _seed_base(local: LocalSettings, seed: Seed, arch_names: list[str], log, mount_from: tuple[str, ...],
                clients: Clients | None) -> Outcome:
     registry, out = (clients or Clients())(local.registry), Outcome()
+    if seed.kind != "alpine":
+        # A Debian child's recipe names the versions of the tools that make it. Read before they are installed,
+        # a bare machine's first seed would be named after tools it did not have, and the next run, reading the
+        # versions it has, would make every child again.
+        bootstrap.install_tools(local.debian_bootstrap, log, local.debian_mode)
     children = {_key(d.get("platform", {})): d for d in _current(registry, seed)}
     todo = []
     for arch in arch_names:

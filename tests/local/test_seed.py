@@ -219,6 +219,27 @@ def test_a_build_for_an_arch_the_registry_lacks_seeds_its_base_first_and_says_so
     rig.engine.run("rmi", "test-seed/base-gosu:alpine-3.20-arm64", check=False)
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_a_debian_childs_recipe_is_read_after_the_tools_it_names_are_installed(settings, monkeypatch):
+    """The recipe names the bootstrap tools' versions. On a bare machine the first seed installs them; read
+    before, its children would be named after tools it did not have, and the next run would make them all again."""
+    s, image_settings = settings
+    calls = []
+    monkeypatch.setattr(bootstrap, "install_tools", lambda *a, **k: calls.append("install the tools"))
+    versions = rootfs.host_tools
+    monkeypatch.setattr(rootfs, "host_tools", lambda: calls.append("read their versions") or versions())
+
+    def stop(*a, **k):
+        raise _Stop
+    monkeypatch.setattr(bootstrap, "prepare", stop)  # the bootstrap itself is not what this is about
+    with pytest.raises(_Stop):
+        seed.seed_base(s, seed_named(s, image_settings, "ubuntu"), ["amd64"], io.StringIO())
+    assert calls[:1] == ["install the tools"] and "read their versions" in calls, calls
+
+
 def test_the_ubuntu_standin_for_armhf_is_debian_arm_v7_plus_user_ubuntu(settings):
     """One Debian bootstrap under emulation (kept in the project's seed cache, so only a cold run pays it)."""
     s, image_settings = settings
