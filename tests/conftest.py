@@ -26,10 +26,15 @@ os.environ.setdefault("INVOKE_VULN_DB", "")
 def pytest_collection_modifyitems(items):
     """Engine tests share one engine, one local registry and the host's qemu handlers: one worker runs them all,
     in order, while the other tests run beside them (pyproject.toml's --dist loadgroup). An engine test that
-    names a group of its own keeps apart from the rest by itself (tests/publish/test_every_arch.py)."""
+    names a group of its own keeps apart from the rest by itself (tests/publish/test_every_arch.py).
+
+    A test that switches a qemu handler off waits until no foreign bootstrap or emulated smoke holds them
+    (tests/support/binfmt.py): it goes first in its lane, while the other workers are still on the tests that
+    need no emulator."""
     for item in items:
         if item.get_closest_marker("engine") and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group("engine"))
+    items.sort(key=lambda item: item.get_closest_marker("emulation_off") is None)
 
 
 def pytest_configure(config):

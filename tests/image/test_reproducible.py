@@ -72,6 +72,7 @@ def test_two_fresh_clones_build_identical_digests(rig, tmp_path):
     assert later["alpine-3.20-amd64"][2] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(commit_time + 86400))
 
 
+@pytest.mark.emulation_off
 def test_arm64_builds_with_its_emulator_switched_off(rig, tmp_path):
     req = rig.request("minideb,ubuntu,alpine", "arm64")
     req = dataclasses.replace(req, store=tmp_path / "store", settings=dataclasses.replace(
