@@ -6,6 +6,7 @@ environment, the alternative smoke engines, the test mirror).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import time
@@ -23,17 +24,32 @@ def say(log, text: str) -> None:
     log.flush()
 
 
-def apt_install(packages: list[str], log) -> list[str]:
-    missing = [p for p in packages if subprocess.run(
+# Two of our processes installing at once (two runs, or the test lanes) take turns here; apt itself waits
+# for any other apt or dpkg instead of failing on its lock.
+APT_LOCK = Path("/run/lock/base-gosu-apt.lock")
+APT_WAITS = ["-o", "DPkg::Lock::Timeout=600"]
+
+
+def _missing(packages: list[str]) -> list[str]:
+    return [p for p in packages if subprocess.run(
         ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.find("ok installed") < 0]
-    if not missing:
+
+
+def apt_install(packages: list[str], log) -> list[str]:
+    if not _missing(packages):
         return []
     if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
-        raise SetupError(f"need {', '.join(missing)}: install them (as root on Debian, `invoke up` does it)")
-    say(log, f"up: apt-get install {' '.join(missing)}")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        raise SetupError(f"need {', '.join(_missing(packages))}: install them (as root on Debian, `invoke up` "
+                         "does it)")
+    APT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(APT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = _missing(packages)  # what another process installed while this one waited is there now
+        if missing:
+            say(log, f"up: apt-get install {' '.join(missing)}")
+            subprocess.run(["apt-get", *APT_WAITS, "update", "-qq"], check=True)
+            subprocess.run(["apt-get", *APT_WAITS, "install", "-y", "-qq", *missing], check=True,
+                           stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return missing
 
 
