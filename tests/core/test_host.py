@@ -1,5 +1,6 @@
 """Debian packages installed on demand: from Debian's mirror, as apt does, one installing process at a time."""
 
+import fcntl
 import io
 import os
 import subprocess
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from builder.core.host import apt_install
+from builder.core.host import APT_LOCK, APT_WAITS, apt_install
 
 PACKAGE = "hello"  # GNU hello: small, and nothing here depends on it
 
@@ -38,4 +39,6 @@ def test_two_installs_at_once_take_turns_and_the_second_finds_it_there():
         assert errors == [] and installed(PACKAGE)
         assert sorted(log.getvalue() for log in logs) == ["", f"up: apt-get install {PACKAGE}\n"]
     finally:
-        subprocess.run(["apt-get", "purge", "-y", "-qq", PACKAGE], capture_output=True)
+        with open(APT_LOCK, "a") as lock:  # another lane may be installing: purge when it is done
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subprocess.run(["apt-get", *APT_WAITS, "purge", "-y", "-qq", PACKAGE], capture_output=True)
