@@ -36,11 +36,11 @@ def _missing(packages: list[str]) -> list[str]:
 
 
 def apt_install(packages: list[str], log) -> list[str]:
-    if not _missing(packages):
+    missing = _missing(packages)
+    if not missing:
         return []
     if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
-        raise SetupError(f"need {', '.join(_missing(packages))}: install them (as root on Debian, `invoke up` "
-                         "does it)")
+        raise SetupError(f"need {', '.join(missing)}: install them (as root on Debian, `invoke up` does it)")
     APT_LOCK.parent.mkdir(parents=True, exist_ok=True)
     with open(APT_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
